@@ -1,0 +1,1 @@
+"""loansuite: the auth, loans and audit gRPC services and the code they share."""

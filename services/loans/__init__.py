@@ -1,0 +1,1 @@
+"""The loans service: loans, KPIs, margin ratchets and their lifecycle."""

@@ -1,0 +1,1 @@
+"""Code that every loansuite service uses: settings, database, envelope, server, relay."""

@@ -1,0 +1,144 @@
+"""The auth service as other services see it: keys, service tokens and user profiles."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import grpc
+from cachetools import TTLCache
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
+from loansuite.auth.v1 import auth_service_pb2 as pb
+from loansuite.auth.v1 import auth_service_pb2_grpc as pb_grpc
+
+from services.shared.context import outgoing_metadata
+from services.shared.errors import AppError, Code, UnauthenticatedError, UnavailableError
+from services.shared.identity import Caller, Role
+
+__all__ = ["RemoteKeyRing", "RemoteUserDirectory", "ServiceCredentials", "role_from_proto"]
+
+CALL_TIMEOUT = 5.0
+_ROLES = {
+    pb.USER_ROLE_BORROWER: Role.BORROWER,
+    pb.USER_ROLE_LENDER: Role.LENDER,
+    pb.USER_ROLE_ADMIN: Role.ADMIN,
+}
+
+
+def role_from_proto(role: pb.UserRole.ValueType) -> Role:
+    return _ROLES[role]
+
+
+def _call(rpc: Any, request: Any, **kwargs: Any) -> Any:
+    """Call auth; a transport failure becomes UNAVAILABLE, an envelope error is raised."""
+    try:
+        response = rpc(request, timeout=CALL_TIMEOUT, **kwargs)
+    except grpc.RpcError as exc:
+        raise UnavailableError(
+            "the auth service is unavailable", reason="AUTH_UNAVAILABLE"
+        ) from exc
+    if response.HasField("error"):
+        error = response.error
+        failure = AppError(error.message, reason=error.reason)
+        failure.code = Code(error.code)
+        raise failure
+    return response
+
+
+class RemoteKeyRing:
+    """Public keys from ListPublicKeys, fetched lazily and again when an unknown kid shows up."""
+
+    def __init__(self, stub: pb_grpc.AuthServiceStub, *, min_refresh_seconds: float = 5.0) -> None:
+        self._stub = stub
+        self._keys: dict[str, Any] = {}
+        self._fetched_at = float("-inf")
+        self._min_refresh = min_refresh_seconds
+        self._lock = threading.Lock()
+
+    def get(self, kid: str) -> Any | None:
+        if not self._keys:
+            self.refresh()
+        return self._keys.get(kid)
+
+    def refresh(self) -> None:
+        with self._lock:
+            if time.monotonic() - self._fetched_at < self._min_refresh:
+                return  # a forged kid must not make us hammer auth
+            response = _call(
+                self._stub.ListPublicKeys, pb.ListPublicKeysRequest(), metadata=outgoing_metadata()
+            )
+            self._keys = {
+                k.kid: load_pem_public_key(k.public_key_pem.encode()) for k in response.key_set.keys
+            }
+            self._fetched_at = time.monotonic()
+
+
+class ServiceCredentials:
+    """This service's own access token, obtained with the deployment's secret and renewed early."""
+
+    def __init__(self, stub: pb_grpc.AuthServiceStub, *, service_name: str, secret: str) -> None:
+        self._stub = stub
+        self._request = pb.IssueServiceTokenRequest(
+            service_name=service_name, service_secret=secret
+        )
+        self._token = ""
+        self._expires_at = 0.0
+        self._lock = threading.Lock()
+
+    def token(self) -> str:
+        with self._lock:
+            if time.time() > self._expires_at - 60:
+                response = _call(
+                    self._stub.IssueServiceToken, self._request, metadata=outgoing_metadata()
+                )
+                self._token = response.token.access_token
+                self._expires_at = response.token.expire_time.ToSeconds()
+            return self._token
+
+
+class RemoteUserDirectory:
+    """GetUser with a service token; profiles cached for ttl seconds."""
+
+    def __init__(
+        self,
+        stub: pb_grpc.AuthServiceStub,
+        credentials: ServiceCredentials,
+        *,
+        ttl: float,
+        size: int = 10_000,
+    ) -> None:
+        self._stub = stub
+        self._credentials = credentials
+        self._cache: TTLCache[str, Caller] = TTLCache(size, ttl=ttl)
+        self._lock = threading.Lock()
+
+    def load(self, user_id: str) -> Caller:
+        with self._lock:
+            caller = self._cache.get(user_id)
+        if caller is not None:
+            return caller
+        try:
+            response = _call(
+                self._stub.GetUser,
+                pb.GetUserRequest(user_id=user_id),
+                metadata=outgoing_metadata(bearer=self._credentials.token()),
+            )
+        except AppError as exc:
+            if exc.code in (Code.NOT_FOUND, Code.FAILED_PRECONDITION):
+                raise UnauthenticatedError(
+                    "the user no longer exists or is deactivated", reason="USER_INACTIVE"
+                ) from None
+            raise
+        user = response.user
+        if not user.active:
+            raise UnauthenticatedError("the user is deactivated", reason="USER_INACTIVE")
+        caller = Caller(
+            user_id=user.id,
+            organization_id=user.organization.id,
+            role=role_from_proto(user.role),
+            email=user.email,
+        )
+        with self._lock:
+            self._cache[user_id] = caller
+        return caller

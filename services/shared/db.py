@@ -1,0 +1,101 @@
+"""Database engine and transactions: SQLite embedded, PostgreSQL in production.
+
+Every RPC opens exactly one transaction through ``Database.write()`` or
+``Database.read()``; use cases receive the session and never commit.
+
+On SQLite, pysqlite's own transaction handling is switched off so that the
+``BEGIN`` we emit is the one that runs, and writers use ``BEGIN IMMEDIATE`` to
+take the lock up front. Writers are also serialized inside the process: SQLite
+allows one writer at a time anyway, and waiting on a Python lock is far
+cheaper than the busy handler's sleep-and-retry under many threads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+__all__ = ["Database"]
+
+_SQLITE_PRAGMAS = (
+    "PRAGMA journal_mode=WAL",
+    # FULL: a committed transaction survives power loss, at one more fsync per commit.
+    "PRAGMA synchronous=FULL",
+    "PRAGMA busy_timeout=10000",
+    "PRAGMA foreign_keys=ON",
+)
+
+
+class Database:
+    """One service's database: an engine, its transactions and commit hooks."""
+
+    def __init__(self, url: str | URL, *, pool_size: int = 10) -> None:
+        self.url = make_url(url)
+        self.is_sqlite = self.url.get_backend_name() == "sqlite"
+        if self.is_sqlite:
+            self.engine = _sqlite_engine(self.url)
+        else:
+            self.engine = create_engine(
+                self.url, pool_size=pool_size, max_overflow=2 * pool_size, pool_pre_ping=True
+            )
+        writer = self.engine.execution_options(sqlite_begin="IMMEDIATE")
+        self._reads = sessionmaker(self.engine, expire_on_commit=False)
+        self._writes = sessionmaker(writer, expire_on_commit=False)
+        self._write_lock: contextlib.AbstractContextManager[Any] = (
+            threading.Lock() if self.is_sqlite else contextlib.nullcontext()
+        )
+        self._after_commit: list[Callable[[Session], None]] = []
+        event.listen(self._writes, "after_commit", self._run_after_commit)
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[Session]:
+        """A write transaction: commits when the block ends, rolls back on an exception."""
+        with self._write_lock, self._writes.begin() as session:
+            yield session
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[Session]:
+        """A read-only transaction: one consistent snapshot, never commits anything."""
+        with self._reads() as session, session.begin():
+            yield session
+            session.rollback()
+
+    def on_commit(self, callback: Callable[[Session], None]) -> None:
+        """Run callback after each committed write transaction (e.g. to wake a relay)."""
+        self._after_commit.append(callback)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    def _run_after_commit(self, session: Session) -> None:
+        for callback in self._after_commit:
+            callback(session)
+
+
+def _sqlite_engine(url: URL) -> Engine:
+    if url.database and url.database != ":memory:":
+        from pathlib import Path
+
+        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, connect_args={"check_same_thread": False})
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # we emit BEGIN ourselves
+        cursor = dbapi_connection.cursor()
+        for pragma in _SQLITE_PRAGMAS:
+            cursor.execute(pragma)
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Any) -> None:
+        mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+    return engine

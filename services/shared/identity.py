@@ -1,0 +1,195 @@
+"""Who is calling: bearer tokens verified in-process, users loaded with a short TTL.
+
+Tokens are Ed25519 JWTs from the auth service, verified against its published
+public keys by ``kid``. Verified tokens are cached until they expire, so a
+caller reusing a token pays for the signature check once. The user's profile
+(role, organization, whether still active) comes from auth and is cached for a
+few seconds: a deactivated user stops working within that time.
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import jwt
+from cachetools import TTLCache
+
+from services.shared.errors import UnauthenticatedError
+
+__all__ = [
+    "Authenticator",
+    "Caller",
+    "Claims",
+    "KeyRing",
+    "Role",
+    "TokenSource",
+    "TokenVerifier",
+    "UserDirectory",
+    "bearer_token",
+]
+
+SERVICE_SUBJECT_PREFIX = "service:"
+
+
+class Role(enum.StrEnum):
+    BORROWER = "BORROWER"
+    LENDER = "LENDER"
+    ADMIN = "ADMIN"
+    SERVICE = "SERVICE"
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The authenticated caller as the use cases see it."""
+
+    user_id: str
+    organization_id: str
+    role: Role
+    email: str = ""
+
+    @property
+    def is_service(self) -> bool:
+        return self.role is Role.SERVICE
+
+
+@dataclass(frozen=True)
+class Claims:
+    subject: str
+    organization_id: str
+    role: Role
+    expires_at: float
+
+
+class KeyRing(Protocol):
+    """Public keys by kid; ``refresh`` asks the source again (rate-limited by the ring)."""
+
+    def get(self, kid: str) -> Any | None: ...
+
+    def refresh(self) -> None: ...
+
+
+class TokenSource(Protocol):
+    """Supplies this service's own current access token for calls to other services."""
+
+    def token(self) -> str: ...
+
+
+class UserDirectory(Protocol):
+    """Loads the current profile of a user; raises UnauthenticatedError if gone or inactive."""
+
+    def load(self, user_id: str) -> Caller: ...
+
+
+def bearer_token(metadata: Sequence[tuple[str, str | bytes]] | None) -> str:
+    """The token of "authorization: Bearer <token>", or UnauthenticatedError."""
+    for key, value in metadata or ():
+        if key == "authorization" and isinstance(value, str):
+            scheme, _, token = value.partition(" ")
+            if scheme.lower() == "bearer" and token.strip():
+                return token.strip()
+            raise UnauthenticatedError(
+                "authorization must be 'Bearer <token>'", reason="TOKEN_MALFORMED"
+            )
+    raise UnauthenticatedError("authorization metadata is missing", reason="TOKEN_MISSING")
+
+
+_JWT_FAILURES: tuple[tuple[type[Exception], str, str], ...] = (
+    (jwt.ExpiredSignatureError, "TOKEN_EXPIRED", "the token has expired"),
+    (jwt.InvalidAudienceError, "TOKEN_WRONG_AUDIENCE", "the token is not for this service"),
+    (jwt.InvalidIssuerError, "TOKEN_WRONG_ISSUER", "the token was not issued by auth"),
+    (jwt.InvalidSignatureError, "TOKEN_BAD_SIGNATURE", "the token's signature is invalid"),
+    (jwt.MissingRequiredClaimError, "TOKEN_MALFORMED", "the token lacks a required claim"),
+    (jwt.DecodeError, "TOKEN_MALFORMED", "the token cannot be decoded"),
+)
+
+
+class TokenVerifier:
+    """Verifies access tokens against a key ring, caching each verified token until expiry."""
+
+    def __init__(
+        self,
+        keys: KeyRing,
+        *,
+        issuer: str,
+        audience: str,
+        cache_size: int = 50_000,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._keys = keys
+        self._issuer = issuer
+        self._audience = audience
+        self._clock = clock
+        # Bounded; an entry never outlives its token (checked on every hit).
+        self._verified: TTLCache[str, Claims] = TTLCache(cache_size, ttl=3600, timer=clock)
+        self._lock = threading.Lock()
+
+    def verify(self, token: str) -> Claims:
+        with self._lock:
+            claims = self._verified.get(token)
+        if claims is not None and claims.expires_at > self._clock():
+            return claims
+        claims = self._decode(token)
+        with self._lock:
+            self._verified[token] = claims
+        return claims
+
+    def _decode(self, token: str) -> Claims:
+        try:
+            kid = jwt.get_unverified_header(token).get("kid")
+            key = self._key(kid) if isinstance(kid, str) else None
+            if key is None:
+                raise UnauthenticatedError(
+                    "the token's signing key is unknown", reason="TOKEN_UNKNOWN_KEY"
+                )
+            payload = jwt.decode(
+                token,
+                key,
+                algorithms=["EdDSA"],
+                issuer=self._issuer,
+                audience=self._audience,
+                options={"require": ["exp", "iat", "sub", "iss", "aud", "role"]},
+                leeway=5,
+            )
+            return Claims(
+                subject=str(payload["sub"]),
+                organization_id=str(payload.get("org", "")),
+                role=Role(payload["role"]),
+                expires_at=float(payload["exp"]),
+            )
+        except UnauthenticatedError:
+            raise
+        except (jwt.InvalidTokenError, ValueError, KeyError) as exc:
+            raise _unauthenticated(exc) from None
+
+    def _key(self, kid: str) -> Any | None:
+        key = self._keys.get(kid)
+        if key is None:  # perhaps rotated since we last asked
+            self._keys.refresh()
+            key = self._keys.get(kid)
+        return key
+
+
+def _unauthenticated(exc: Exception) -> UnauthenticatedError:
+    for kind, reason, message in _JWT_FAILURES:
+        if isinstance(exc, kind):
+            return UnauthenticatedError(message, reason=reason)
+    return UnauthenticatedError("the token is invalid", reason="TOKEN_INVALID")
+
+
+class Authenticator:
+    """Step 1 and 2 of every call: verify the bearer token, then load the current user."""
+
+    def __init__(self, verifier: TokenVerifier, users: UserDirectory) -> None:
+        self._verifier = verifier
+        self._users = users
+
+    def authenticate(self, metadata: Sequence[tuple[str, str | bytes]] | None) -> Caller:
+        claims = self._verifier.verify(bearer_token(metadata))
+        if claims.role is Role.SERVICE:
+            return Caller(user_id=claims.subject, organization_id="", role=Role.SERVICE)
+        return self._users.load(claims.subject)

@@ -1,0 +1,103 @@
+"""The transactional outbox: audit events written with the change, relayed after commit.
+
+A use case calls ``record_event(session, ...)`` inside its transaction, so the
+event commits or rolls back with the change it describes. ``OutboxRelay``
+streams pending rows to the audit service and marks them delivered only when
+the audit service has acknowledged them, which it does after its own commit.
+A crash between ack and mark means redelivery, which the audit service drops
+by event_id: the effect is exactly once.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, Session, declared_attr, mapped_column
+
+from services.shared.columns import UTCDateTime
+from services.shared.context import current_request_id
+from services.shared.identity import Caller
+
+__all__ = ["AuditRecord", "OutboxMixin", "record_event"]
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    """What an audit event says, independent of the wire format."""
+
+    event_id: str
+    action: str
+    resource_type: str
+    resource_id: str
+    actor_user_id: str
+    actor_organization_id: str
+    actor_role: str
+    organization_ids: list[str]
+    request_id: str
+    occur_time: str  # ISO 8601, UTC
+    source: str
+    # (field, old JSON value, new JSON value)
+    changes: list[tuple[str, str, str]] = field(default_factory=list)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> AuditRecord:
+        data: dict[str, Any] = json.loads(text)
+        data["changes"] = [tuple(c) for c in data["changes"]]
+        return cls(**data)
+
+
+class OutboxMixin:
+    """Columns of a service's outbox table; each service declares its own mapped class."""
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(String(36), unique=True)
+    payload: Mapped[str] = mapped_column(Text)
+    create_time: Mapped[datetime] = mapped_column(UTCDateTime)
+    delivered_time: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+
+    @declared_attr.directive
+    def __table_args__(cls) -> tuple[Any, ...]:
+        return (Index(f"ix_{cls.__tablename__}_pending", "delivered_time", "id"),)  # type: ignore[attr-defined]
+
+
+def record_event(
+    session: Session,
+    model: Any,  # the service's mapped OutboxMixin class
+    *,
+    source: str,
+    action: str,
+    resource_type: str,
+    resource_id: str,
+    actor: Caller | None,
+    organization_ids: list[str],
+    changes: list[tuple[str, str, str]] | None = None,
+    now: datetime | None = None,
+) -> AuditRecord:
+    """Add an audit event to the outbox in the session's transaction."""
+    now = now or datetime.now(UTC)
+    record = AuditRecord(
+        event_id=str(uuid.uuid4()),
+        action=action,
+        resource_type=resource_type,
+        resource_id=resource_id,
+        actor_user_id=actor.user_id if actor else "",
+        actor_organization_id=actor.organization_id if actor else "",
+        actor_role=actor.role.value if actor else "",
+        organization_ids=sorted({o for o in organization_ids if o}),
+        request_id=current_request_id(),
+        occur_time=now.isoformat(),
+        source=source,
+        changes=changes or [],
+    )
+    session.add(model(event_id=record.event_id, payload=record.to_json(), create_time=now))
+    session.info["outbox_written"] = True
+    return record
