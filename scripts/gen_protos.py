@@ -67,18 +67,20 @@ def differences(a: Path, b: Path) -> list[str]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--check", action="store_true", help="fail when gen/ is stale")
-    check = parser.parse_args().check
+    parser.add_argument("--gen", type=Path, default=GEN, help="the tree to write or check")
+    args = parser.parse_args()
+    check, target = args.check, args.gen
     with tempfile.TemporaryDirectory() as tmp:
         fresh = Path(tmp) / "gen"
         generate(fresh)
         if check:
-            stale = differences(fresh, GEN) if GEN.exists() else ["gen/ is missing"]
+            stale = differences(fresh, target) if target.exists() else [f"{target} is missing"]
             if stale:
-                print("gen/ is stale; run `make gen`:", *stale, sep="\n  ", file=sys.stderr)
+                print(f"{target} is stale; run `make gen`:", *stale, sep="\n  ", file=sys.stderr)
                 return 1
             return 0
-        shutil.rmtree(GEN, ignore_errors=True)
-        shutil.copytree(fresh, GEN)
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(fresh, target)
     return 0
 
 

@@ -1,19 +1,13 @@
-"""Fixtures shared by every test: real databases on SQLite and PostgreSQL."""
+"""Fixtures shared by every test: real databases and real in-process servers."""
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 
-# The PostgreSQL server on this machine; tests create their own databases and drop them.
-PG_ADMIN_DSN = os.environ.get("LOANSUITE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
-
-BACKENDS = ["sqlite", "postgresql"]
+from tests.support import BACKENDS, Databases, Suite, start_suite
 
 
 @pytest.fixture(params=BACKENDS)
@@ -25,18 +19,24 @@ def backend(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def new_database_url(backend: str, tmp_path: Path) -> Iterator[Callable[[str], str]]:
     """Factory: a fresh, empty database per call, dropped after the test."""
-    created: list[str] = []
+    databases = Databases(backend, tmp_path)
+    yield databases.new
+    databases.drop_all()
 
-    def make(name: str) -> str:
-        if backend == "sqlite":
-            return f"sqlite:///{tmp_path / f'{name}.db'}"
-        database = f"loansuite_test_{name}_{uuid.uuid4().hex[:12]}"
-        with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{database}"')
-        created.append(database)
-        return f"postgresql+psycopg://postgres@127.0.0.1:5432/{database}"
 
-    yield make
-    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
-        for database in created:
-            conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+@pytest.fixture(scope="module", params=BACKENDS)
+def suite(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Suite]:
+    """One running suite per test module and backend."""
+    directory = tmp_path_factory.mktemp(f"suite-{request.param}")
+    databases = Databases(str(request.param), directory)
+    running, servers = start_suite(str(request.param), directory, databases)
+    try:
+        yield running
+    finally:
+        for channel in running.channels.values():
+            channel.close()
+        for server in servers:
+            server.stop(0)
+        databases.drop_all()

@@ -61,10 +61,13 @@ class Database:
 
     @contextlib.contextmanager
     def read(self) -> Iterator[Session]:
-        """A read-only transaction: one consistent snapshot, never commits anything."""
-        with self._reads() as session, session.begin():
+        """A read-only transaction; loaded objects stay usable after it ends."""
+        session = self._reads()
+        try:
+            session.begin()
             yield session
-            session.rollback()
+        finally:
+            session.close()  # rolls back without expiring what was loaded
 
     def on_commit(self, callback: Callable[[Session], None]) -> None:
         """Run callback after each committed write transaction (e.g. to wake a relay)."""

@@ -22,6 +22,7 @@ from cachetools import TTLCache
 from services.shared.errors import UnauthenticatedError
 
 __all__ = [
+    "SERVICE_SUBJECT_PREFIX",
     "Authenticator",
     "Caller",
     "Claims",

@@ -17,7 +17,9 @@ def upgrade(db: Database, script_location: str) -> None:
     """Bring the database to the newest revision of script_location ("pkg:dir")."""
     config = Config()
     config.set_main_option("script_location", script_location)
-    with db.engine.begin() as connection:
+    # On SQLite, BEGIN IMMEDIATE serializes processes migrating one file at once.
+    engine = db.engine.execution_options(sqlite_begin="IMMEDIATE") if db.is_sqlite else db.engine
+    with engine.begin() as connection:
         if not db.is_sqlite:
             # Replicas starting together migrate one at a time.
             key = zlib.crc32(script_location.encode())

@@ -62,7 +62,6 @@ class OutboxMixin:
     payload: Mapped[str] = mapped_column(Text)
     create_time: Mapped[datetime] = mapped_column(UTCDateTime)
     delivered_time: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
 
     @declared_attr.directive
     def __table_args__(cls) -> tuple[Any, ...]:

@@ -42,7 +42,12 @@ class PageTokens:
             cursor: dict[str, Any] = json.loads(body)
             return cursor
         except ValueError:
-            raise InvalidArgumentError(
-                "page_token is not one this service issued",
-                reason="PAGE_TOKEN_INVALID",
-            ) from None
+            raise self.invalid() from None
+
+    @staticmethod
+    def invalid() -> InvalidArgumentError:
+        """The error for a token that was forged, edited or issued for another query."""
+        return InvalidArgumentError(
+            "page_token is not one this service issued for this query",
+            reason="PAGE_TOKEN_INVALID",
+        )

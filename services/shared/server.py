@@ -1,13 +1,21 @@
-"""gRPC server bootstrap: health, reflection, a port that fails loudly, graceful stop."""
+"""gRPC server bootstrap: health, reflection, a port that fails loudly, graceful stop.
+
+Two server models share one set of (synchronous) servicers: grpcio's
+thread-pool server, and grpc.aio with the servicers run on its migration
+thread pool. ``Settings.server_model`` picks one; docs/BENCHMARKS.md records
+why the default is what it is.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import signal
 import threading
 from collections.abc import Callable, Sequence
 from concurrent import futures
 from dataclasses import dataclass
+from typing import Any, Literal
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -26,23 +34,16 @@ class Registration:
     """One service to serve: its full proto name and how to add it to a server."""
 
     name: str
-    add: Callable[[grpc.Server], None]
+    add: Callable[[Any], None]
 
 
 class Server:
     """A running gRPC server with its health servicer, and a graceful stop."""
 
-    def __init__(
-        self,
-        server: grpc.Server,
-        port: int,
-        health_servicer: health.HealthServicer,
-        names: Sequence[str],
-    ) -> None:
-        self.grpc_server = server
+    def __init__(self, engine: _Engine, port: int, health_servicer: health.HealthServicer) -> None:
+        self._engine = engine
         self.port = port
         self.health = health_servicer
-        self._names = names
         self._on_stop: list[Callable[[], None]] = []
 
     def on_stop(self, callback: Callable[[], None]) -> None:
@@ -52,7 +53,7 @@ class Server:
     def stop(self, grace: float) -> None:
         """Report NOT_SERVING, let in-flight calls finish within grace, then release."""
         self.health.enter_graceful_shutdown()
-        self.grpc_server.stop(grace).wait()
+        self._engine.stop(grace)
         for callback in reversed(self._on_stop):
             callback()
 
@@ -67,31 +68,68 @@ class Server:
         log.info("stopped")
 
 
+class _Engine:
+    """The thread-pool server."""
+
+    def __init__(self, max_workers: int) -> None:
+        pool = futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rpc")
+        self.server: Any = grpc.server(pool, options=SERVER_OPTIONS)
+
+    def start(self) -> None:
+        self.server.start()
+
+    def stop(self, grace: float) -> None:
+        self.server.stop(grace).wait()
+
+
+class _AioEngine(_Engine):
+    """grpc.aio on its own event-loop thread, running the servicers on a thread pool."""
+
+    def __init__(self, max_workers: int) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="aio", daemon=True)
+        self._thread.start()
+        pool = futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rpc")
+
+        async def make() -> grpc.aio.Server:
+            return grpc.aio.server(migration_thread_pool=pool, options=SERVER_OPTIONS)
+
+        self.server = self._run(make())
+
+    def _run(self, coroutine: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
+
+    def start(self) -> None:
+        self._run(self.server.start())
+
+    def stop(self, grace: float) -> None:
+        self._run(self.server.stop(grace))
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+
+
 def create_server(
-    registrations: Sequence[Registration], address: str, *, max_workers: int = 32
+    registrations: Sequence[Registration],
+    address: str,
+    *,
+    max_workers: int = 32,
+    model: Literal["thread", "aio"] = "thread",
 ) -> Server:
     """Start a server on address ("host:0" picks a free port) with health and reflection."""
-    server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rpc"),
-        options=SERVER_OPTIONS,
-    )
+    engine = _AioEngine(max_workers) if model == "aio" else _Engine(max_workers)
     health_servicer = health.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, engine.server)
     names = [r.name for r in registrations]
     for registration in registrations:
-        registration.add(server)
+        registration.add(engine.server)
+    health_name = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
     reflection.enable_server_reflection(
-        [
-            *names,
-            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-            reflection.SERVICE_NAME,
-        ],
-        server,
+        [*names, health_name, reflection.SERVICE_NAME], engine.server
     )
-    port = server.add_insecure_port(address)
+    port = engine.server.add_insecure_port(address)
     if port == 0:
         raise RuntimeError(f"cannot listen on {address}: is the port taken?")
-    server.start()
+    engine.start()
     for name in ["", *names]:
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return Server(server, port, health_servicer, names)
+    return Server(engine, port, health_servicer)

@@ -1,0 +1,41 @@
+# Two entry points for a fresh machine: `make up` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: up test check gen lint typecheck pytest bench clean
+
+up: $(STAMP)  ## install, then run auth, loans and audit on SQLite under ./var
+	$(BIN)/loansuite up
+
+test: $(STAMP) check pytest  ## install, then run every check and the whole test suite
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+gen: $(STAMP)  ## regenerate gen/ from protos/
+	$(BIN)/python scripts/gen_protos.py
+
+check: lint typecheck
+	$(BIN)/python scripts/gen_protos.py --check
+	$(BIN)/buf lint protos
+
+lint:
+	$(BIN)/ruff check services tests scripts
+	$(BIN)/ruff format --check services tests scripts
+
+typecheck:
+	$(BIN)/mypy
+
+pytest:
+	$(BIN)/pytest
+
+bench: $(STAMP)  ## the benchmark of docs/BENCHMARKS.md
+	$(BIN)/loansuite bench
+
+clean:
+	rm -rf $(VENV) var

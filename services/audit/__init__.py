@@ -1,0 +1,1 @@
+"""The audit service: the append-only log of every committed change in loansuite."""

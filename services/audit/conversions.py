@@ -1,0 +1,98 @@
+"""Between the wire (audit_service.proto) and the audit domain."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from google.protobuf.timestamp_pb2 import Timestamp
+from loansuite.audit.v1 import audit_service_pb2 as pb
+
+from services.audit.models import AuditEvent
+from services.audit.schemas import EventFilter, parse_filter
+from services.shared.outbox import AuditRecord
+
+__all__ = [
+    "event_to_proto",
+    "filter_from_proto",
+    "record_from_proto",
+    "records_from_proto",
+    "timestamp",
+]
+
+
+def _iso(ts: Timestamp, *, present: bool) -> str:
+    """ISO 8601 for the schemas to parse: "" when unset, a non-date when out of range."""
+    if not present:
+        return ""
+    try:
+        return ts.ToDatetime(tzinfo=UTC).isoformat()
+    except ValueError:
+        # Still says what was sent; the schema rejects it as OCCUR_TIME_INVALID.
+        return f"@{ts.seconds}.{ts.nanos}"
+
+
+def timestamp(value: datetime) -> Timestamp:
+    ts = Timestamp()
+    ts.FromDatetime(value)
+    return ts
+
+
+def record_from_proto(event: pb.AuditEvent) -> AuditRecord:
+    """An incoming event as the domain record; sequence and ingest_time are ours to set."""
+    return AuditRecord(
+        event_id=event.event_id,
+        action=event.action,
+        resource_type=event.resource_type,
+        resource_id=event.resource_id,
+        actor_user_id=event.actor.user_id,
+        actor_organization_id=event.actor.organization_id,
+        actor_role=event.actor.role,
+        organization_ids=list(event.organization_ids),
+        request_id=event.request_id,
+        occur_time=_iso(event.occur_time, present=event.HasField("occur_time")),
+        source=event.source,
+        changes=[(c.field, c.old_value, c.new_value) for c in event.changes],
+    )
+
+
+def records_from_proto(events: Sequence[pb.AuditEvent]) -> list[AuditRecord]:
+    return [record_from_proto(event) for event in events]
+
+
+def filter_from_proto(query: pb.AuditEventFilter) -> EventFilter:
+    """ListAuditEvents' filter, validated."""
+    return parse_filter(
+        resource_type=query.resource_type,
+        resource_id=query.resource_id,
+        actor_user_id=query.actor_user_id,
+        action=query.action,
+        occur_time_from=_iso(query.occur_time_from, present=query.HasField("occur_time_from")),
+        occur_time_to=_iso(query.occur_time_to, present=query.HasField("occur_time_to")),
+        organization_id=query.organization_id,
+    )
+
+
+def event_to_proto(event: AuditEvent) -> pb.AuditEvent:
+    """A stored event with its position in the log and the time it was ingested."""
+    return pb.AuditEvent(
+        event_id=event.event_id,
+        action=event.action,
+        resource_type=event.resource_type,
+        resource_id=event.resource_id,
+        actor=pb.Actor(
+            user_id=event.actor_user_id,
+            organization_id=event.actor_organization_id,
+            role=event.actor_role,
+        ),
+        organization_ids=event.organization_ids,
+        request_id=event.request_id,
+        occur_time=timestamp(event.occur_time),
+        changes=[
+            pb.FieldChange(field=f, old_value=old, new_value=new)
+            for f, old, new in event.change_list
+        ],
+        source=event.source,
+        sequence=event.sequence,
+        ingest_time=timestamp(event.ingest_time),
+    )

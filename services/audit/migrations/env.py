@@ -1,0 +1,6 @@
+"""Alembic environment of the audit database."""
+
+from services.audit.models import Base
+from services.shared.migrations import run_env
+
+run_env(Base.metadata)

@@ -1,0 +1,84 @@
+"""The audit database: events in log order, and the organizations each concerns."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Final
+
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from services.shared.columns import UTCDateTime
+
+__all__ = [
+    "EVENT_ID_LENGTH",
+    "TEXT_LENGTH",
+    "AuditEvent",
+    "AuditEventOrganization",
+    "Base",
+]
+
+EVENT_ID_LENGTH: Final = 36  # a UUID in canonical form
+# Capacity of every other short text column; validation refuses longer values,
+# since PostgreSQL would reject them and SQLite would keep them silently.
+TEXT_LENGTH: Final = 200
+
+# SQLite autoincrements only a column declared exactly INTEGER PRIMARY KEY.
+_SEQUENCE = BigInteger().with_variant(Integer, "sqlite")
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class AuditEvent(Base):
+    """One event of the log; ``sequence`` is its position, assigned on ingest."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (
+        Index("ix_audit_events_resource", "resource_type", "resource_id", "sequence"),
+        Index("ix_audit_events_actor", "actor_user_id", "sequence"),
+    )
+
+    sequence: Mapped[int] = mapped_column(_SEQUENCE, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(String(EVENT_ID_LENGTH), unique=True)
+    action: Mapped[str] = mapped_column(String(TEXT_LENGTH))
+    resource_type: Mapped[str] = mapped_column(String(TEXT_LENGTH))
+    resource_id: Mapped[str] = mapped_column(String(TEXT_LENGTH))
+    actor_user_id: Mapped[str] = mapped_column(String(TEXT_LENGTH))
+    actor_organization_id: Mapped[str] = mapped_column(String(TEXT_LENGTH))
+    actor_role: Mapped[str] = mapped_column(String(TEXT_LENGTH))
+    request_id: Mapped[str] = mapped_column(String(TEXT_LENGTH))
+    source: Mapped[str] = mapped_column(String(TEXT_LENGTH))
+    occur_time: Mapped[datetime] = mapped_column(UTCDateTime)
+    ingest_time: Mapped[datetime] = mapped_column(UTCDateTime)
+    # JSON list of [field, old JSON value, new JSON value].
+    changes: Mapped[str] = mapped_column(Text)
+
+    organizations: Mapped[list[AuditEventOrganization]] = relationship(
+        lazy="selectin", order_by="AuditEventOrganization.organization_id", viewonly=True
+    )
+
+    @property
+    def organization_ids(self) -> list[str]:
+        return [o.organization_id for o in self.organizations]
+
+    @property
+    def change_list(self) -> list[tuple[str, str, str]]:
+        return [(f, old, new) for f, old, new in json.loads(self.changes)]
+
+
+class AuditEventOrganization(Base):
+    """An organization an event concerns: its members may read the event."""
+
+    __tablename__ = "audit_event_organizations"
+    __table_args__ = (
+        # "Events of my organization, in log order" is a range scan of this index.
+        Index("ix_audit_event_organizations_organization", "organization_id", "sequence"),
+    )
+
+    sequence: Mapped[int] = mapped_column(
+        _SEQUENCE, ForeignKey("audit_events.sequence"), primary_key=True, autoincrement=False
+    )
+    organization_id: Mapped[str] = mapped_column(String(TEXT_LENGTH), primary_key=True)

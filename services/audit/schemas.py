@@ -1,0 +1,248 @@
+"""Validation of incoming events and of the list filter: each rule names its field path."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Annotated, Any, Final
+
+import pydantic
+from pydantic import BaseModel, ConfigDict, PlainValidator, field_validator
+from pydantic_core import ErrorDetails, PydanticCustomError
+
+from services.audit.models import TEXT_LENGTH
+from services.shared.errors import ValidationError
+from services.shared.outbox import AuditRecord
+
+__all__ = [
+    "MAX_BATCH_SIZE",
+    "EventChange",
+    "EventFilter",
+    "NewAuditEvent",
+    "parse_events",
+    "parse_filter",
+]
+
+# One batch is one transaction; the relays send 200 at a time.
+MAX_BATCH_SIZE: Final = 1000
+# An error response stays small however broken the batch is.
+_MAX_VIOLATIONS: Final = 100
+_ACTION = re.compile(r"[A-Z][A-Z0-9_]*")
+# The proto nests the actor; the domain record keeps it flat.
+_PROTO_PATHS: Final = {
+    "actor_user_id": "actor.user_id",
+    "actor_organization_id": "actor.organization_id",
+    "actor_role": "actor.role",
+}
+
+
+def _fail(reason: str, description: str, **ctx: Any) -> PydanticCustomError:
+    # The reason is the error type, so translating a pydantic error is a lookup.
+    return PydanticCustomError(reason, description, ctx or None)
+
+
+def _bounded(raw: str) -> str:
+    if len(raw) > TEXT_LENGTH:
+        raise _fail("VALUE_TOO_LONG", "must be at most {n} characters", n=TEXT_LENGTH)
+    return raw
+
+
+def _required(raw: str, reason: str) -> str:
+    if not raw:
+        raise _fail(reason, "is required")
+    return _bounded(raw)
+
+
+def _organization_id(raw: str) -> str:
+    return _required(raw, "ORGANIZATION_ID_REQUIRED")
+
+
+def _instant(raw: str | datetime | None) -> datetime | None:
+    """An aware instant (a datetime or ISO 8601), or None for an unset ("") timestamp."""
+    if raw is None or raw == "":
+        return None
+    try:
+        value = raw if isinstance(raw, datetime) else datetime.fromisoformat(raw)
+    except ValueError:
+        value = None
+    if value is None or value.tzinfo is None:
+        raise _fail("OCCUR_TIME_INVALID", "must be a timestamp between the years 1 and 9999")
+    return value.astimezone(UTC)
+
+
+_Text = Annotated[str, PlainValidator(_bounded)]
+_OrganizationId = Annotated[str, PlainValidator(_organization_id)]
+_OptionalInstant = Annotated[datetime | None, PlainValidator(_instant)]
+
+
+class EventChange(BaseModel):
+    """One changed field; the values are JSON as the producing service wrote them."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    field: str
+    old_value: str
+    new_value: str
+
+    @field_validator("field", mode="plain")
+    @classmethod
+    def _field(cls, raw: str) -> str:
+        return _required(raw, "CHANGE_FIELD_REQUIRED")
+
+
+class NewAuditEvent(BaseModel):
+    """A valid incoming event: canonical UUID, UPPER_SNAKE action, an aware UTC occur_time."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    event_id: str
+    action: str
+    resource_type: str
+    resource_id: _Text
+    actor_user_id: _Text
+    actor_organization_id: _Text
+    actor_role: _Text
+    organization_ids: tuple[_OrganizationId, ...]
+    request_id: _Text
+    occur_time: datetime
+    source: str
+    changes: tuple[EventChange, ...]
+
+    @field_validator("event_id", mode="plain")
+    @classmethod
+    def _event_id(cls, raw: str) -> str:
+        if not raw:
+            raise _fail("EVENT_ID_REQUIRED", "is required")
+        try:
+            canonical = str(uuid.UUID(raw))
+        except ValueError:
+            canonical = ""
+        # Only the canonical spelling: the unique index compares strings, so
+        # "ABC…" and "abc…" would otherwise be stored as two events.
+        if canonical != raw:
+            raise _fail(
+                "EVENT_ID_INVALID",
+                "must be a lowercase UUID such as {example}",
+                example="3f2b8c1e-0d4a-4e5f-9a7b-1c2d3e4f5a6b",
+            )
+        return raw
+
+    @field_validator("action", mode="plain")
+    @classmethod
+    def _action(cls, raw: str) -> str:
+        if not raw:
+            raise _fail("ACTION_REQUIRED", "is required")
+        if not _ACTION.fullmatch(raw):
+            raise _fail("ACTION_INVALID", 'must be UPPER_SNAKE_CASE such as "LOAN_CREATED"')
+        return _bounded(raw)
+
+    @field_validator("resource_type", mode="plain")
+    @classmethod
+    def _resource_type(cls, raw: str) -> str:
+        return _required(raw, "RESOURCE_TYPE_REQUIRED")
+
+    @field_validator("source", mode="plain")
+    @classmethod
+    def _source(cls, raw: str) -> str:
+        return _required(raw, "SOURCE_REQUIRED")
+
+    @field_validator("occur_time", mode="plain")
+    @classmethod
+    def _occur_time(cls, raw: str) -> datetime:
+        value = _instant(raw)
+        if value is None:
+            raise _fail("OCCUR_TIME_REQUIRED", "is required")
+        return value
+
+    @field_validator("organization_ids", mode="after")
+    @classmethod
+    def _distinct(cls, ids: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(sorted(set(ids)))
+
+
+class EventFilter(BaseModel):
+    """What ListAuditEvents narrows by; empty strings and None match everything."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    resource_type: str = ""
+    resource_id: str = ""
+    actor_user_id: str = ""
+    action: str = ""
+    occur_time_from: _OptionalInstant = None
+    occur_time_to: _OptionalInstant = None  # exclusive
+    organization_id: str = ""
+
+    def fingerprint(self) -> str:
+        """A short digest that ties a page token to the filter that issued it."""
+        fields = {name: v.isoformat() if isinstance(v, datetime) else v for name, v in self}
+        canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+# Every reason the validators above raise; any other pydantic error is a bug here.
+_REASONS: Final = frozenset(
+    {
+        "EVENT_ID_REQUIRED",
+        "EVENT_ID_INVALID",
+        "ACTION_REQUIRED",
+        "ACTION_INVALID",
+        "RESOURCE_TYPE_REQUIRED",
+        "SOURCE_REQUIRED",
+        "OCCUR_TIME_REQUIRED",
+        "OCCUR_TIME_INVALID",
+        "ORGANIZATION_ID_REQUIRED",
+        "CHANGE_FIELD_REQUIRED",
+        "VALUE_TOO_LONG",
+    }
+)
+
+
+def _path(prefix: str, loc: tuple[int | str, ...]) -> str:
+    parts = [f"[{p}]" if isinstance(p, int) else f".{_PROTO_PATHS.get(p, p)}" for p in loc]
+    return prefix + "".join(parts)
+
+
+def _violations(exc: pydantic.ValidationError, prefix: str) -> list[tuple[str, str, str]]:
+    errors: list[ErrorDetails] = exc.errors(include_url=False, include_input=False)
+    if any(error["type"] not in _REASONS for error in errors):
+        raise exc  # surfaces as INTERNAL: this module raised something it does not name
+    return [(_path(prefix, error["loc"]), error["type"], error["msg"]) for error in errors]
+
+
+def _form(record: AuditRecord) -> dict[str, Any]:
+    return {
+        **{name: getattr(record, name) for name in NewAuditEvent.model_fields},
+        "organization_ids": tuple(record.organization_ids),
+        "changes": [{"field": f, "old_value": o, "new_value": n} for f, o, n in record.changes],
+    }
+
+
+def parse_events(records: Sequence[AuditRecord]) -> list[NewAuditEvent]:
+    """Validate one batch; raise ValidationError naming every invalid ``events[i].field``."""
+    if len(records) > MAX_BATCH_SIZE:
+        raise ValidationError(
+            [("events", "BATCH_TOO_LARGE", f"must hold at most {MAX_BATCH_SIZE} events")]
+        )
+    events: list[NewAuditEvent] = []
+    violations: list[tuple[str, str, str]] = []
+    for index, record in enumerate(records):
+        try:
+            events.append(NewAuditEvent.model_validate(_form(record)))
+        except pydantic.ValidationError as exc:
+            violations += _violations(exc, f"events[{index}]")
+    if violations:
+        raise ValidationError(violations[:_MAX_VIOLATIONS])
+    return events
+
+
+def parse_filter(**fields: str) -> EventFilter:
+    """Validate ListAuditEvents' filter; timestamps arrive as ISO 8601 strings or ""."""
+    try:
+        return EventFilter.model_validate(fields)
+    except pydantic.ValidationError as exc:
+        raise ValidationError(_violations(exc, "filter")) from None

@@ -1,0 +1,141 @@
+"""AuthService over gRPC: proto in, one transaction, use case, proto out."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import grpc
+from loansuite.auth.v1 import auth_service_pb2 as pb
+from loansuite.auth.v1 import auth_service_pb2_grpc as pb_grpc
+
+from services.auth import conversions, passwords, schemas, use_cases
+from services.auth.tokens import TokenMinter
+from services.shared.db import Database
+from services.shared.envelope import unary
+from services.shared.identity import Claims, TokenVerifier, bearer_token
+
+__all__ = ["AuthServicer"]
+
+
+class AuthServicer(pb_grpc.AuthServiceServicer):
+    """Each method opens at most one transaction; Argon2 runs before it opens."""
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        minter: TokenMinter,
+        verifier: TokenVerifier,
+        refresh_ttl: timedelta,
+        service_secret: str,
+    ) -> None:
+        self._db = db
+        self._minter = minter
+        self._verifier = verifier
+        self._refresh_ttl = refresh_ttl
+        self._service_secret = service_secret
+
+    @unary(pb.RegisterResponse)
+    def Register(
+        self, request: pb.RegisterRequest, ctx: grpc.ServicerContext
+    ) -> pb.RegisterResponse:
+        """Create a borrower or lender and their organization."""
+        registration = schemas.parse_registration(
+            email=request.email,
+            password=request.password,
+            name=request.name,
+            role=conversions.role_name(request.role),
+            organization_name=request.organization_name,
+        )
+        # Hashed before the transaction: SQLite's write lock is not held for tens of ms.
+        password_hash = passwords.hash_password(registration.password)
+        with self._db.write() as session:
+            user = use_cases.register_user(
+                session, registration=registration, password_hash=password_hash
+            )
+            return pb.RegisterResponse(user=conversions.user_to_proto(user))
+
+    @unary(pb.LoginResponse)
+    def Login(self, request: pb.LoginRequest, ctx: grpc.ServicerContext) -> pb.LoginResponse:
+        """Exchange an email and password for a session."""
+        email = schemas.normalize_email(request.email)
+        # A read snapshot, Argon2 with no transaction open, then the one write.
+        with self._db.read() as session:
+            account = use_cases.find_account(session, email=email)
+        check = use_cases.check_password(account, request.password)
+        with self._db.write() as session:
+            grant = use_cases.log_in(
+                session,
+                email=email,
+                account=account,
+                check=check,
+                minter=self._minter,
+                refresh_ttl=self._refresh_ttl,
+            )
+            session_pb = conversions.session_to_proto(grant) if grant else None
+        if session_pb is None:
+            raise use_cases.invalid_credentials()  # after the commit, so LOGIN_FAILED is kept
+        return pb.LoginResponse(session=session_pb)
+
+    @unary(pb.RefreshSessionResponse)
+    def RefreshSession(
+        self, request: pb.RefreshSessionRequest, ctx: grpc.ServicerContext
+    ) -> pb.RefreshSessionResponse:
+        """Exchange a refresh token for a new session; the old one stops working."""
+        with self._db.write() as session:
+            grant = use_cases.refresh_session(
+                session,
+                refresh_token=request.refresh_token,
+                minter=self._minter,
+                refresh_ttl=self._refresh_ttl,
+            )
+            return pb.RefreshSessionResponse(session=conversions.session_to_proto(grant))
+
+    @unary(pb.LogoutResponse)
+    def Logout(self, request: pb.LogoutRequest, ctx: grpc.ServicerContext) -> pb.LogoutResponse:
+        """Revoke a refresh token."""
+        with self._db.write() as session:
+            logout_time = use_cases.log_out(session, refresh_token=request.refresh_token)
+        logged_out = pb.LoggedOut(logout_time=conversions.timestamp(logout_time))
+        return pb.LogoutResponse(logged_out=logged_out)
+
+    @unary(pb.GetUserResponse)
+    def GetUser(self, request: pb.GetUserRequest, ctx: grpc.ServicerContext) -> pb.GetUserResponse:
+        """A user with their organization, for services, admins and the user themself."""
+        claims = self._claims(ctx)
+        with self._db.read() as session:
+            user = use_cases.get_user(session, claims=claims, user_id=request.user_id)
+            return pb.GetUserResponse(user=conversions.user_to_proto(user))
+
+    @unary(pb.WhoAmIResponse)
+    def WhoAmI(self, request: pb.WhoAmIRequest, ctx: grpc.ServicerContext) -> pb.WhoAmIResponse:
+        """The user the bearer token identifies."""
+        claims = self._claims(ctx)
+        with self._db.read() as session:
+            user = use_cases.get_current_user(session, claims=claims)
+            return pb.WhoAmIResponse(user=conversions.user_to_proto(user))
+
+    @unary(pb.ListPublicKeysResponse)
+    def ListPublicKeys(
+        self, request: pb.ListPublicKeysRequest, ctx: grpc.ServicerContext
+    ) -> pb.ListPublicKeysResponse:
+        """The public keys that verify access tokens; needs no token."""
+        with self._db.read() as session:
+            keys = use_cases.list_public_keys(session)
+            return pb.ListPublicKeysResponse(key_set=conversions.key_set_to_proto(keys))
+
+    @unary(pb.IssueServiceTokenResponse)
+    def IssueServiceToken(
+        self, request: pb.IssueServiceTokenRequest, ctx: grpc.ServicerContext
+    ) -> pb.IssueServiceTokenResponse:
+        """A short-lived service token for the deployment's secret; touches no table."""
+        token = use_cases.issue_service_token(
+            service_name=request.service_name,
+            service_secret=request.service_secret,
+            expected_secret=self._service_secret,
+            minter=self._minter,
+        )
+        return pb.IssueServiceTokenResponse(token=conversions.service_token_to_proto(token))
+
+    def _claims(self, ctx: grpc.ServicerContext) -> Claims:
+        return self._verifier.verify(bearer_token(ctx.invocation_metadata()))

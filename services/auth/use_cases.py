@@ -1,0 +1,268 @@
+"""The rules of auth: accounts, sessions, who may read whom, and service tokens.
+
+Every function that touches the database takes the caller's session and never
+commits: the servicer owns the transaction. Argon2 work happens before the
+transaction opens (see ``check_password``), so no lock is held while it runs.
+"""
+
+from __future__ import annotations
+
+import hmac
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from services.auth import events, passwords
+from services.auth.models import Organization, OrganizationType, SigningKey, User
+from services.auth.schemas import NewAccount, Registration
+from services.auth.sessions import SessionGrant, open_session, revoke_session, rotate_session
+from services.auth.tokens import IssuedToken, TokenMinter
+from services.shared.errors import (
+    AlreadyExistsError,
+    NotFoundError,
+    PermissionDeniedError,
+    UnauthenticatedError,
+    ValidationError,
+)
+from services.shared.identity import SERVICE_SUBJECT_PREFIX, Claims, Role
+
+__all__ = [
+    "Account",
+    "PasswordCheck",
+    "SessionGrant",
+    "check_password",
+    "create_admin",
+    "find_account",
+    "get_current_user",
+    "get_user",
+    "invalid_credentials",
+    "issue_service_token",
+    "list_public_keys",
+    "log_in",
+    "log_out",
+    "refresh_session",
+    "register_user",
+]
+
+PLATFORM_ORGANIZATION_NAME = "Platform"
+_SERVICE_NAME = re.compile(r"[a-z][a-z0-9-]{0,31}")
+_ORGANIZATION_TYPES = {
+    Role.BORROWER: OrganizationType.BORROWER,
+    Role.LENDER: OrganizationType.LENDER,
+}
+
+
+@dataclass(frozen=True)
+class Account:
+    """What a login needs to know about a user, read before the password is checked."""
+
+    user_id: str
+    organization_id: str
+    password_hash: str
+    active: bool
+
+
+@dataclass(frozen=True)
+class PasswordCheck:
+    ok: bool
+    new_hash: str | None = None  # set when the stored hash used outdated parameters
+
+
+def invalid_credentials() -> UnauthenticatedError:
+    """The one answer to every failed login: which part was wrong stays unsaid."""
+    return UnauthenticatedError("invalid email or password", reason="INVALID_CREDENTIALS")
+
+
+def register_user(
+    session: Session, *, registration: Registration, password_hash: str, now: datetime | None = None
+) -> User:
+    """Create a borrower or lender with a new organization of the matching type."""
+    now = now or datetime.now(UTC)
+    organization = _new_organization(
+        session, registration.organization_name, _ORGANIZATION_TYPES[registration.role], now
+    )
+    user = _new_user(session, registration, password_hash, organization, now)
+    events.record_user_event(
+        session,
+        "USER_REGISTERED",
+        user,
+        actor=events.actor_of(user),
+        changes=events.user_profile_changes(user),
+    )
+    return user
+
+
+def create_admin(
+    session: Session, *, account: NewAccount, password_hash: str, now: datetime | None = None
+) -> User:
+    """Create an admin in the platform organization (made on first use); operators only."""
+    now = now or datetime.now(UTC)
+    query = select(Organization).where(Organization.type == OrganizationType.PLATFORM)
+    organization = session.scalars(query.order_by(Organization.create_time).limit(1)).first()
+    if organization is None:
+        organization = _new_organization(
+            session, PLATFORM_ORGANIZATION_NAME, OrganizationType.PLATFORM, now
+        )
+    user = _new_user(session, account, password_hash, organization, now)
+    changes = events.user_profile_changes(user)
+    events.record_user_event(session, "ADMIN_CREATED", user, actor=None, changes=changes)
+    return user
+
+
+def find_account(session: Session, *, email: str) -> Account | None:
+    """The account behind a (normalized) email, if any."""
+    user = session.scalars(select(User).where(User.email == email)).first()
+    if user is None:
+        return None
+    return Account(user.id, user.organization_id, user.password_hash, user.active)
+
+
+def check_password(account: Account | None, password: str) -> PasswordCheck:
+    """Verify outside any transaction; unknown and inactive accounts cost the same time."""
+    if account is None:
+        passwords.waste_verification(password)
+        return PasswordCheck(ok=False)
+    if not passwords.verify_password(account.password_hash, password) or not account.active:
+        return PasswordCheck(ok=False)
+    if passwords.needs_rehash(account.password_hash):
+        return PasswordCheck(ok=True, new_hash=passwords.hash_password(password))
+    return PasswordCheck(ok=True)
+
+
+def log_in(
+    session: Session,
+    *,
+    email: str,
+    account: Account | None,
+    check: PasswordCheck,
+    minter: TokenMinter,
+    refresh_ttl: timedelta,
+) -> SessionGrant | None:
+    """Open a session, or record the failure and return None (so the failure commits)."""
+    user = session.get(User, account.user_id) if account and check.ok else None
+    if user is None or not user.active:  # also: deactivated since the password was checked
+        events.record_login_failure(
+            session,
+            email=email,
+            user_id=account.user_id if account else "",
+            organization_id=account.organization_id if account else "",
+        )
+        return None
+    if check.new_hash and account and user.password_hash == account.password_hash:
+        user.password_hash = check.new_hash
+    grant = open_session(session, user, minter=minter, refresh_ttl=refresh_ttl)
+    events.record_user_event(session, "USER_LOGGED_IN", user, actor=events.actor_of(user))
+    return grant
+
+
+def refresh_session(
+    session: Session, *, refresh_token: str, minter: TokenMinter, refresh_ttl: timedelta
+) -> SessionGrant:
+    """Exchange a live refresh token for a new session; the old token stops working."""
+    grant = rotate_session(session, refresh_token, minter=minter, refresh_ttl=refresh_ttl)
+    actor = events.actor_of(grant.user)
+    events.record_user_event(session, "SESSION_REFRESHED", grant.user, actor=actor)
+    return grant
+
+
+def log_out(session: Session, *, refresh_token: str, now: datetime | None = None) -> datetime:
+    """Revoke a refresh token; revoking one that is already dead succeeds too."""
+    if not refresh_token:
+        raise ValidationError([("refresh_token", "REFRESH_TOKEN_REQUIRED", "is required")])
+    now = now or datetime.now(UTC)
+    user = revoke_session(session, refresh_token, now=now)
+    if user is not None:
+        events.record_user_event(session, "USER_LOGGED_OUT", user, actor=events.actor_of(user))
+    return now
+
+
+def get_user(session: Session, *, claims: Claims, user_id: str) -> User:
+    """A user with their organization, for services, admins and the user themself."""
+    if claims.role is not Role.SERVICE:
+        caller = _current_user(session, claims)
+        if caller.id != user_id and caller.role is not Role.ADMIN:
+            raise PermissionDeniedError("you may only read your own user")
+    user = session.get(User, user_id)
+    if user is None:
+        raise NotFoundError("no user has this id", reason="USER_NOT_FOUND")
+    return user
+
+
+def get_current_user(session: Session, *, claims: Claims) -> User:
+    """The active user the access token was issued to."""
+    if claims.role is Role.SERVICE:
+        raise PermissionDeniedError("a service identity is not a user", reason="NOT_A_USER")
+    return _current_user(session, claims)
+
+
+def list_public_keys(session: Session) -> list[SigningKey]:
+    """Every key that may have signed a live token, oldest first."""
+    return list(session.scalars(select(SigningKey).order_by(SigningKey.generation)))
+
+
+def issue_service_token(
+    *, service_name: str, service_secret: str, expected_secret: str, minter: TokenMinter
+) -> IssuedToken:
+    """A short-lived SERVICE token for a deployment's service that knows the shared secret."""
+    if not _SERVICE_NAME.fullmatch(service_name):
+        description = "must be 1-32 lower-case letters, digits or '-', starting with a letter"
+        raise ValidationError([("service_name", "SERVICE_NAME_INVALID", description)])
+    # Constant time: how much of the secret matched must not show in the latency.
+    if not hmac.compare_digest(service_secret.encode(), expected_secret.encode()):
+        raise UnauthenticatedError("the service secret is wrong", reason="SERVICE_SECRET_INVALID")
+    subject = f"{SERVICE_SUBJECT_PREFIX}{service_name}"
+    return minter.mint(subject=subject, organization_id="", role=Role.SERVICE)
+
+
+def _current_user(session: Session, claims: Claims) -> User:
+    user = session.get(User, claims.subject)
+    if user is None or not user.active:
+        raise UnauthenticatedError(
+            "the user no longer exists or is deactivated", reason="USER_INACTIVE"
+        )
+    return user
+
+
+def _new_organization(
+    session: Session, name: str, kind: OrganizationType, now: datetime
+) -> Organization:
+    organization = Organization(id=str(uuid.uuid4()), name=name, type=kind, create_time=now)
+    session.add(organization)
+    return organization
+
+
+def _new_user(
+    session: Session,
+    account: NewAccount,
+    password_hash: str,
+    organization: Organization,
+    now: datetime,
+) -> User:
+    if session.scalars(select(User.id).where(User.email == account.email)).first() is not None:
+        raise _email_taken()
+    user = User(
+        id=str(uuid.uuid4()),
+        email=account.email,
+        name=account.name,
+        role=account.role,
+        organization=organization,
+        password_hash=password_hash,
+        active=True,
+        create_time=now,
+        update_time=now,
+    )
+    session.add(user)
+    try:
+        session.flush()
+    except IntegrityError:  # a racing registration took the email after our check
+        raise _email_taken() from None
+    return user
+
+
+def _email_taken() -> AlreadyExistsError:
+    return AlreadyExistsError("a user with this email already exists", reason="EMAIL_TAKEN")

@@ -1,0 +1,102 @@
+"""The composition root of auth: database, keys, servicer, server and outbox relay."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import grpc
+from loansuite.audit.v1.audit_service_pb2_grpc import AuditServiceStub
+from loansuite.auth.v1 import auth_service_pb2, auth_service_pb2_grpc
+
+from services.auth import passwords, schemas, use_cases
+from services.auth.models import OutboxEvent
+from services.auth.servicer import AuthServicer
+from services.auth.tokens import LocalKeyRing, LocalServiceTokens, TokenMinter, ensure_signing_key
+from services.shared.audit_client import AuditSink
+from services.shared.db import Database
+from services.shared.identity import Role, TokenVerifier
+from services.shared.migrations import upgrade
+from services.shared.relay import OutboxRelay
+from services.shared.server import Registration, Server, create_server
+from services.shared.settings import Settings
+
+__all__ = ["create_admin", "start"]
+
+MIGRATIONS = "services.auth:migrations"
+SERVICE_NAME = "auth"
+
+
+def start(settings: Settings, *, port: int | None = None) -> Server:
+    """Migrate the auth database, build the service and start serving; port 0 picks a free one."""
+    db = Database(settings.database_url("auth"))
+    try:
+        upgrade(db, MIGRATIONS)
+        minter = _minter(settings, db)
+        server = create_server(
+            [_registration(_servicer(settings, db, minter))],
+            f"{settings.host}:{port if port is not None else settings.port('auth')}",
+            max_workers=settings.max_workers,
+            model=settings.server_model,
+        )
+    except BaseException:
+        db.dispose()
+        raise
+    channel = grpc.insecure_channel(settings.target("audit"))
+    sink = AuditSink(AuditServiceStub(channel), _own_tokens(minter))
+    relay = OutboxRelay(db, OutboxEvent, sink)
+    relay.start()
+    # Run in reverse: the relay stops, then its channel closes, then the engine goes.
+    server.on_stop(db.dispose)
+    server.on_stop(channel.close)
+    server.on_stop(relay.stop)
+    return server
+
+
+def create_admin(settings: Settings, *, email: str, password: str, name: str) -> str:
+    """Operator command: create an admin in the platform organization; returns the user id."""
+    account = schemas.parse_new_account(email=email, password=password, name=name, role=Role.ADMIN)
+    password_hash = passwords.hash_password(account.password)
+    db = Database(settings.database_url("auth"))
+    try:
+        upgrade(db, MIGRATIONS)
+        with db.write() as session:
+            user = use_cases.create_admin(session, account=account, password_hash=password_hash)
+            return user.id
+    finally:
+        db.dispose()
+
+
+def _minter(settings: Settings, db: Database) -> TokenMinter:
+    return TokenMinter(
+        ensure_signing_key(db),
+        issuer=settings.token_issuer,
+        audience=settings.token_audience,
+        ttl=timedelta(seconds=settings.access_token_ttl_seconds),
+    )
+
+
+def _servicer(settings: Settings, db: Database, minter: TokenMinter) -> AuthServicer:
+    verifier = TokenVerifier(
+        LocalKeyRing(db), issuer=settings.token_issuer, audience=settings.token_audience
+    )
+    return AuthServicer(
+        db,
+        minter=minter,
+        verifier=verifier,
+        refresh_ttl=timedelta(seconds=settings.refresh_token_ttl_seconds),
+        service_secret=settings.resolved_service_secret(),
+    )
+
+
+def _own_tokens(minter: TokenMinter) -> LocalServiceTokens:
+    # Auth mints its own service token: asking itself over gRPC would be a loop.
+    return LocalServiceTokens(minter, service_name=SERVICE_NAME)
+
+
+def _registration(servicer: AuthServicer) -> Registration:
+    return Registration(
+        name=auth_service_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name,
+        add=lambda server: auth_service_pb2_grpc.add_AuthServiceServicer_to_server(
+            servicer, server
+        ),
+    )

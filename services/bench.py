@@ -1,0 +1,284 @@
+"""`loansuite bench`: CreateLoan (all seven steps) against Health/Check on one server stack.
+
+The three services run as real processes on free ports with fresh databases.
+A pool of borrowers logs in once and reuses its access tokens, as real clients
+do; every CreateLoan carries a fresh request_id. Each phase runs the same
+number of concurrent callers for the same time. After the CreateLoan phase the
+benchmark waits for the outbox to drain and reads the commit-to-audit lag from
+the audit log itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import psycopg
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from loansuite.auth.v1 import auth_service_pb2 as auth_pb
+from loansuite.auth.v1 import auth_service_pb2_grpc as auth_grpc
+from loansuite.loans.v1 import loan_service_pb2 as loans_pb
+from loansuite.loans.v1 import loan_service_pb2_grpc as loans_grpc
+from sqlalchemy import create_engine, text
+
+from services.shared.settings import Settings
+
+__all__ = ["run_bench"]
+
+PG_ADMIN_DSN = os.environ.get("LOANSUITE_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def run_bench(
+    *,
+    json_output: bool,
+    seconds: float,
+    concurrency: int,
+    users: int,
+    server_model: str | None,
+    database: str,
+) -> int:
+    """Run both phases and print the figures; returns the exit code."""
+    model = server_model or Settings().server_model
+    with _suite(model, database) as (ports, audit_url):
+        channel = grpc.insecure_channel(f"127.0.0.1:{ports['loans']}")
+        tokens = _borrower_tokens(ports["auth"], users)
+        health = _health_call(channel)
+        create = _create_call(channel, tokens)
+        _phase(health, concurrency, 1.0)  # warm-up: connections, caches, JIT-free but lazy paths
+        _phase(create, concurrency, 1.0)
+        health_rps, health_lat = _phase(health, concurrency, seconds)
+        started = time.time()
+        create_rps, create_lat = _phase(create, concurrency, seconds)
+        audit = _audit_figures(audit_url, started)
+        channel.close()
+    result = {
+        "server_model": model,
+        "database": database,
+        "concurrency": concurrency,
+        "seconds": seconds,
+        "health_rps": round(health_rps, 1),
+        "health_p50_ms": _ms(health_lat, 50),
+        "health_p99_ms": _ms(health_lat, 99),
+        "create_loan_rps": round(create_rps, 1),
+        "ratio": round(create_rps / health_rps, 3),
+        "create_loan_p50_ms": _ms(create_lat, 50),
+        "create_loan_p99_ms": _ms(create_lat, 99),
+        **audit,
+    }
+    print(json.dumps(result) if json_output else _table(result))
+    return 0
+
+
+def _phase(call: Callable[[], None], concurrency: int, seconds: float) -> tuple[float, list[float]]:
+    """Run call from `concurrency` threads for `seconds`; calls/s and latencies in seconds."""
+    latencies: list[list[float]] = [[] for _ in range(concurrency)]
+    deadline = time.perf_counter() + seconds
+
+    def worker(mine: list[float]) -> None:
+        while (start := time.perf_counter()) < deadline:
+            call()
+            mine.append(time.perf_counter() - start)
+
+    threads = [threading.Thread(target=worker, args=(lat,)) for lat in latencies]
+    begun = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    merged = [x for lat in latencies for x in lat]
+    return len(merged) / (time.perf_counter() - begun), merged
+
+
+def _health_call(channel: grpc.Channel) -> Callable[[], None]:
+    stub = health_pb2_grpc.HealthStub(channel)
+    request = health_pb2.HealthCheckRequest()
+
+    def call() -> None:
+        if stub.Check(request, timeout=10).status != health_pb2.HealthCheckResponse.SERVING:
+            raise RuntimeError("loans is not serving")
+
+    return call
+
+
+def _create_call(channel: grpc.Channel, tokens: list[str]) -> Callable[[], None]:
+    stub = loans_grpc.LoanServiceStub(channel)
+    counter = iter(range(10**12))
+    lock = threading.Lock()
+
+    def call() -> None:
+        with lock:
+            n = next(counter)
+        request = loans_pb.CreateLoanRequest(
+            name=f"Bench loan {n}",
+            loan_type=loans_pb.LOAN_TYPE_FIXED_RATE,
+            currency_code="EUR",
+            principal_amount="1250000.00",
+            committed_amount="1000000.00",
+            drawn_amount="0.00",
+            start_date="2027-01-01",
+            maturity_date="2032-01-01",
+            request_id=uuid.uuid4().hex,
+        )
+        metadata = (("authorization", f"Bearer {tokens[n % len(tokens)]}"),)
+        response = stub.CreateLoan(request, metadata=metadata, timeout=10)
+        if not response.HasField("loan"):
+            raise RuntimeError(f"CreateLoan failed: {response.error}")
+
+    return call
+
+
+def _borrower_tokens(auth_port: int, users: int) -> list[str]:
+    with grpc.insecure_channel(f"127.0.0.1:{auth_port}") as channel:
+        stub = auth_grpc.AuthServiceStub(channel)
+        tokens = []
+        password = secrets.token_urlsafe(16)
+        for i in range(users):
+            email = f"bench-{i}-{uuid.uuid4().hex[:8]}@example.com"
+            stub.Register(
+                auth_pb.RegisterRequest(
+                    email=email,
+                    password=password,
+                    name=f"Bench {i}",
+                    role=auth_pb.USER_ROLE_BORROWER,
+                    organization_name=f"Bench Borrower {i}",
+                )
+            )
+            login = stub.Login(auth_pb.LoginRequest(email=email, password=password))
+            if not login.HasField("session"):
+                raise RuntimeError(f"login failed: {login.error}")
+            tokens.append(login.session.access_token)
+    return tokens
+
+
+def _audit_figures(audit_url: str, since: float, timeout: float = 60.0) -> dict[str, Any]:
+    """Wait for every LOAN_CREATED of the phase to reach audit; lag = ingest - occur time."""
+    engine = create_engine(audit_url)
+    query = text("SELECT occur_time, ingest_time FROM audit_events WHERE action = 'LOAN_CREATED'")
+    deadline = time.monotonic() + timeout
+    previous, rows = -1, []
+    while time.monotonic() < deadline:  # drained when the count stops growing for a second
+        with engine.connect() as conn:
+            rows = list(conn.execute(query))
+        if len(rows) == previous:
+            break
+        previous = len(rows)
+        time.sleep(1.0)
+    engine.dispose()
+    lags = sorted(
+        _seconds(ingest) - _seconds(occur) for occur, ingest in rows if _seconds(occur) >= since
+    )
+    spread = max(_seconds(i) for _, i in rows) - min(_seconds(i) for _, i in rows) if rows else 0
+    return {
+        "audit_events": len(rows),
+        "audit_ingest_eps": round(len(rows) / spread, 1) if spread else None,
+        "audit_lag_p50_ms": _ms(lags, 50),
+        "audit_lag_p99_ms": _ms(lags, 99),
+        "audit_lag_max_ms": round(lags[-1] * 1000, 1) if lags else None,
+    }
+
+
+def _seconds(value: Any) -> float:
+    from datetime import UTC, datetime
+
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return float(value.timestamp())
+
+
+@contextlib.contextmanager
+def _suite(model: str, database: str) -> Iterator[tuple[dict[str, int], str]]:
+    """The three services as processes on free ports, over fresh databases."""
+    with (
+        tempfile.TemporaryDirectory(prefix="loansuite-bench-") as tmp,
+        _databases(database, Path(tmp)) as urls,
+    ):
+        ports = {name: _free_port() for name in ("auth", "audit", "loans")}
+        env = {
+            **os.environ,
+            "LOANSUITE_DATA_DIR": tmp,
+            "LOANSUITE_SERVER_MODEL": model,
+            **{f"LOANSUITE_{n.upper()}_PORT": str(p) for n, p in ports.items()},
+            **{f"LOANSUITE_{n.upper()}_DATABASE_URL": u for n, u in urls.items()},
+        }
+        processes = []
+        try:
+            for name in ("auth", "audit", "loans"):
+                with (Path(tmp) / f"{name}.log").open("wb") as log:  # the child keeps its own
+                    processes.append(
+                        subprocess.Popen(
+                            [sys.executable, "-m", "services.cli", "serve", name],
+                            env=env,
+                            stdout=log,
+                            stderr=log,
+                        )
+                    )
+                _wait_serving(ports[name])
+            yield ports, urls["audit"]
+        finally:
+            for process in processes:
+                process.terminate()
+            for process in processes:
+                process.wait(30)
+
+
+@contextlib.contextmanager
+def _databases(database: str, tmp: Path) -> Iterator[dict[str, str]]:
+    names = ("auth", "audit", "loans")
+    if database == "sqlite":
+        yield {n: f"sqlite:///{tmp / f'{n}.db'}" for n in names}
+        return
+    suffix = uuid.uuid4().hex[:8]
+    created = {n: f"loansuite_bench_{n}_{suffix}" for n in names}
+    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
+        for db in created.values():
+            conn.execute(f'CREATE DATABASE "{db}"')
+    try:
+        yield {n: f"postgresql+psycopg://postgres@127.0.0.1:5432/{db}" for n, db in created.items()}
+    finally:
+        with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
+            for db in created.values():
+                conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+
+
+def _wait_serving(port: int, timeout: float = 60.0) -> None:
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with contextlib.suppress(grpc.RpcError):
+                if stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == 1:
+                    return
+            time.sleep(0.1)
+    raise RuntimeError(f"no service came up on port {port}")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _ms(latencies: list[float], percentile: int) -> float | None:
+    if len(latencies) < 2:
+        return None
+    return round(statistics.quantiles(latencies, n=100)[percentile - 1] * 1000, 2)
+
+
+def _table(result: dict[str, Any]) -> str:
+    return "\n".join(f"{key:>22}  {value}" for key, value in result.items())

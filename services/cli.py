@@ -1,0 +1,165 @@
+"""The `loansuite` command: run the suite, one service, the benchmark, operator tasks."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import importlib
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from services.shared.errors import AppError
+from services.shared.logs import configure_logging
+from services.shared.settings import Settings
+
+__all__ = ["main"]
+
+SERVICES = ("auth", "audit", "loans")  # start order: loans needs the other two
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    handler: Any = args.handler
+    return int(handler(args))
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="loansuite", description=__doc__)
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    up = commands.add_parser("up", help="run auth, loans and audit as three processes")
+    _data_dir(up)
+    up.set_defaults(handler=_up)
+
+    serve = commands.add_parser("serve", help="run one service in the foreground")
+    serve.add_argument("service", choices=SERVICES)
+    _data_dir(serve)
+    serve.add_argument("--port", type=int, help="listen port (default: the service's own)")
+    serve.set_defaults(handler=_serve)
+
+    bench = commands.add_parser("bench", help="CreateLoan against Health/Check, side by side")
+    bench.add_argument("--json", action="store_true", help="print one JSON object")
+    bench.add_argument("--seconds", type=float, default=10.0, help="length of each phase")
+    bench.add_argument("--concurrency", type=int, default=16, help="calls in flight")
+    bench.add_argument("--users", type=int, default=8, help="borrowers in the pool")
+    bench.add_argument(
+        "--server-model",
+        choices=("thread", "aio"),
+        default=None,
+        help="grpcio server model to measure (default: the configured one)",
+    )
+    bench.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
+    bench.set_defaults(handler=_bench)
+
+    admin = commands.add_parser("create-admin", help="create a platform admin (operator only)")
+    _data_dir(admin)
+    admin.add_argument("--email", required=True)
+    admin.add_argument("--name", required=True)
+    admin.set_defaults(handler=_create_admin)
+    return parser
+
+
+def _data_dir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="where SQLite files and the service secret live (default ./var)",
+    )
+
+
+def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
+    if getattr(args, "data_dir", None) is not None:
+        overrides["data_dir"] = args.data_dir
+    return Settings(**overrides)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    configure_logging(settings.log_level, service=args.service)
+    wiring = importlib.import_module(f"services.{args.service}.wiring")
+    server = wiring.start(settings, port=args.port)
+    logging.getLogger("loansuite").info(
+        "serving", extra={"port": server.port, "database": settings.database_url(args.service)}
+    )
+    server.wait_for_signal(settings.grace_seconds)
+    return 0
+
+
+def _up(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    settings.resolved_service_secret()  # made once here, so all three share it
+    env = {**os.environ, "LOANSUITE_DATA_DIR": str(settings.data_dir.resolve())}
+    children = [
+        subprocess.Popen([sys.executable, "-m", "services.cli", "serve", name], env=env)
+        for name in SERVICES
+    ]
+    print(
+        f"loansuite: auth :{settings.auth_port}, loans :{settings.loans_port}, "
+        f"audit :{settings.audit_port}; data in {settings.data_dir.resolve()}; "
+        "Ctrl-C stops",
+        file=sys.stderr,
+        flush=True,
+    )
+    stop = _stop_children_on_signal(children)
+    try:
+        while all(child.poll() is None for child in children) and not stop["requested"]:
+            time.sleep(0.2)
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        codes = [child.wait() for child in children]
+    return 0 if stop["requested"] else max(abs(c) for c in codes) or 1
+
+
+def _stop_children_on_signal(children: list[subprocess.Popen[bytes]]) -> dict[str, bool]:
+    state = {"requested": False}
+
+    def request(*_: object) -> None:
+        state["requested"] = True
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, request)
+    return state
+
+
+def _create_admin(args: argparse.Namespace) -> int:
+    from services.auth.wiring import create_admin
+
+    password = os.environ.get("LOANSUITE_ADMIN_PASSWORD") or getpass.getpass("password: ")
+    try:
+        user_id = create_admin(_settings(args), email=args.email, password=password, name=args.name)
+    except AppError as exc:
+        fields = ", ".join(v.field for v in exc.field_violations)
+        print(
+            f"loansuite: {exc.reason}: {exc.message}" + (f" ({fields})" if fields else ""),
+            file=sys.stderr,
+        )
+        return 1
+    print(json.dumps({"user_id": user_id}))
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from services.bench import run_bench
+
+    return run_bench(
+        json_output=args.json,
+        seconds=args.seconds,
+        concurrency=args.concurrency,
+        users=args.users,
+        server_model=args.server_model,
+        database=args.database,
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

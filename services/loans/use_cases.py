@@ -1,0 +1,156 @@
+"""The rules of loans: who may do what, and the writes with their audit events.
+
+Use cases take the session of the caller's transaction and never commit; the
+servicer owns the transaction. They know nothing of gRPC or protobuf.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from sqlalchemy import or_, select, tuple_
+from sqlalchemy.orm import Session
+
+from services.loans.models import Loan, OutboxEvent
+from services.loans.schemas import NewLoan, format_amount
+from services.shared.errors import NotFoundError, PermissionDeniedError, ValidationError
+from services.shared.identity import Caller, Role
+from services.shared.outbox import record_event
+
+__all__ = [
+    "LoanCursor",
+    "LoanState",
+    "authorize_loan_creation",
+    "create_loan",
+    "get_loan",
+    "list_loans",
+]
+
+SOURCE = "loans"
+
+
+class LoanState:
+    """Loan states as stored; the proto enum is ``LOAN_STATE_`` + the name."""
+
+    DRAFT = "DRAFT"
+
+
+@dataclass(frozen=True)
+class LoanCursor:
+    """Position after the last loan of a page (newest first)."""
+
+    create_time: datetime
+    loan_id: str
+
+
+def authorize_loan_creation(caller: Caller) -> None:
+    """Only a borrower creates loans, and only for their own organization."""
+    if caller.role is not Role.BORROWER:
+        raise PermissionDeniedError("only borrowers create loans", reason="ROLE_NOT_ALLOWED")
+
+
+def create_loan(session: Session, *, caller: Caller, new_loan: NewLoan) -> Loan:
+    """Add a DRAFT loan of the caller's organization and its LOAN_CREATED event."""
+    authorize_loan_creation(caller)
+    now = datetime.now(UTC)
+    loan = Loan(
+        id=str(uuid.uuid4()),
+        name=new_loan.name,
+        loan_type=new_loan.loan_type.value,
+        state=LoanState.DRAFT,
+        currency_code=new_loan.currency_code,
+        principal_amount=new_loan.principal_amount,
+        committed_amount=new_loan.committed_amount,
+        drawn_amount=new_loan.drawn_amount,
+        start_date=new_loan.start_date,
+        maturity_date=new_loan.maturity_date,
+        borrower_organization_id=caller.organization_id,
+        creator_user_id=caller.user_id,
+        create_time=now,
+        update_time=now,
+    )
+    session.add(loan)
+    session.flush()  # assigns the version, so the etag is known
+    record_event(
+        session,
+        OutboxEvent,
+        source=SOURCE,
+        action="LOAN_CREATED",
+        resource_type="loan",
+        resource_id=loan.id,
+        actor=caller,
+        organization_ids=[loan.borrower_organization_id],
+        changes=[(field, "", json.dumps(value)) for field, value in _described(loan)],
+        now=now,
+    )
+    return loan
+
+
+def get_loan(session: Session, *, caller: Caller, loan_id: str) -> Loan:
+    """A loan the caller's organization borrows or lends; any other is NOT_FOUND."""
+    _require_party(caller)
+    if not loan_id:
+        raise ValidationError([("loan_id", "LOAN_ID_REQUIRED", "is required")])
+    loan = session.get(Loan, loan_id) if _is_uuid(loan_id) else None
+    if loan is None or caller.organization_id not in (
+        loan.borrower_organization_id,
+        loan.lender_organization_id,
+    ):
+        raise NotFoundError("no such loan", reason="LOAN_NOT_FOUND")
+    return loan
+
+
+def list_loans(
+    session: Session, *, caller: Caller, states: Sequence[str], limit: int, after: LoanCursor | None
+) -> list[Loan]:
+    """Up to limit loans of the caller's organization, newest first, after the cursor."""
+    _require_party(caller)
+    org = caller.organization_id
+    query = select(Loan).where(
+        or_(Loan.borrower_organization_id == org, Loan.lender_organization_id == org)
+    )
+    if states:
+        query = query.where(Loan.state.in_(states))
+    if after is not None:
+        query = query.where(tuple_(Loan.create_time, Loan.id) < (after.create_time, after.loan_id))
+    query = query.order_by(Loan.create_time.desc(), Loan.id.desc()).limit(limit)
+    return list(session.scalars(query))
+
+
+def _require_party(caller: Caller) -> None:
+    # Admins run the platform and read audit logs; they hold no loan rights.
+    if caller.role not in (Role.BORROWER, Role.LENDER):
+        raise PermissionDeniedError(
+            "only borrowers and lenders see loans", reason="ROLE_NOT_ALLOWED"
+        )
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        return str(uuid.UUID(value)) == value
+    except ValueError:
+        return False
+
+
+def _described(loan: Loan) -> list[tuple[str, str]]:
+    """The fields a LOAN_CREATED event records, amounts as exact strings."""
+
+    def amount(value: Decimal) -> str:
+        return format_amount(value, loan.currency_code)
+
+    return [
+        ("name", loan.name),
+        ("loan_type", loan.loan_type),
+        ("state", loan.state),
+        ("currency_code", loan.currency_code),
+        ("principal_amount", amount(loan.principal_amount)),
+        ("committed_amount", amount(loan.committed_amount)),
+        ("drawn_amount", amount(loan.drawn_amount)),
+        ("start_date", loan.start_date.isoformat()),
+        ("maturity_date", loan.maturity_date.isoformat()),
+    ]

@@ -1,0 +1,102 @@
+"""Idempotent writes by client request id: a replay returns the original response.
+
+The response is stored as bytes in the same transaction as the write it
+describes, keyed by (caller, rpc, request_id). Two racing calls with one key
+both try to insert it; the unique key lets exactly one commit, and the loser
+rolls back everything it wrote and answers with the winner's stored response.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import LargeBinary, String, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from services.shared.columns import UTCDateTime
+from services.shared.db import Database
+from services.shared.errors import ValidationError
+
+__all__ = ["IdempotencyKey", "IdempotencyMixin", "run_idempotent"]
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+
+
+class IdempotencyMixin:
+    """Columns of a service's idempotency table; each service declares its mapped class."""
+
+    scope: Mapped[str] = mapped_column(String(64), primary_key=True)
+    rpc: Mapped[str] = mapped_column(String(64), primary_key=True)
+    request_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    response: Mapped[bytes] = mapped_column(LargeBinary)
+    create_time: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+@dataclass(frozen=True)
+class IdempotencyKey:
+    scope: str  # who may replay: the calling user
+    rpc: str
+    request_id: str
+    fingerprint: str  # digest of the request, so a reused id with other content is caught
+
+    @classmethod
+    def of(cls, *, scope: str, rpc: str, request_id: str, request: bytes) -> IdempotencyKey:
+        if not _REQUEST_ID.match(request_id):
+            raise ValidationError(
+                [("request_id", "REQUEST_ID_INVALID", "must be 1-128 letters, digits or ._:-")]
+            )
+        digest = hashlib.sha256(request).hexdigest()
+        return cls(scope=scope, rpc=rpc, request_id=request_id, fingerprint=digest)
+
+
+def run_idempotent(
+    db: Database, model: Any, key: IdempotencyKey | None, write: Callable[[Session], bytes]
+) -> bytes:
+    """Run write in one transaction, once per key; later calls get the first response."""
+    if key is None:
+        with db.write() as session:
+            return write(session)
+    for _ in range(2):
+        try:
+            with db.write() as session:
+                stored = _stored(session, model, key)
+                if stored is not None:
+                    return stored
+                response = write(session)
+                session.add(
+                    model(
+                        scope=key.scope,
+                        rpc=key.rpc,
+                        request_id=key.request_id,
+                        fingerprint=key.fingerprint,
+                        response=response,
+                        create_time=datetime.now(UTC),
+                    )
+                )
+                session.flush()
+                return response
+        except IntegrityError:
+            continue  # a racing call with the same key committed first: read its answer
+    raise RuntimeError("idempotency key neither inserted nor found")
+
+
+def _stored(session: Session, model: type[IdempotencyMixin], key: IdempotencyKey) -> bytes | None:
+    row = session.execute(
+        select(model.fingerprint, model.response).where(
+            model.scope == key.scope, model.rpc == key.rpc, model.request_id == key.request_id
+        )
+    ).one_or_none()
+    if row is None:
+        return None
+    if row.fingerprint != key.fingerprint:
+        raise ValidationError(
+            [("request_id", "REQUEST_ID_REUSED", "was already used for a different request")]
+        )
+    return bytes(row.response)

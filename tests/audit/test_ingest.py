@@ -1,0 +1,342 @@
+"""IngestEvents against real auth and audit servers: acks after commit, each event once."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+from loansuite.audit.v1 import audit_service_pb2 as audit_pb
+from loansuite.common.v1 import error_pb2
+from sqlalchemy import text
+
+from services.audit import use_cases
+from services.audit.conversions import records_from_proto
+from services.audit.schemas import parse_events
+from services.shared.audit_client import AuditSink
+from services.shared.auth_client import ServiceCredentials
+from services.shared.db import Database
+from services.shared.outbox import AuditRecord
+
+from .conftest import SECRET, Stack, make_event
+
+INGEST = "AuditServicer.IngestEvents"
+
+
+def acked_ids(responses: list[audit_pb.IngestEventsResponse]) -> list[list[str]]:
+    for response in responses:
+        assert response.HasField("ack"), response.error
+    return [list(response.ack.event_ids) for response in responses]
+
+
+def test_batches_are_acked_then_listed_with_sequence_and_fields(stack: Stack) -> None:
+    reader = stack.user()
+    first = [make_event(reader.organization_id, "other-org") for _ in range(3)]
+    second = [make_event(reader.organization_id, action="LOAN_SUBMITTED")]
+
+    responses = stack.ingest(first, second)
+
+    assert acked_ids(responses) == [[e.event_id for e in first], [e.event_id for e in second]]
+    listed = stack.all_events(reader)
+    assert [e.event_id for e in listed] == [e.event_id for e in first + second]
+    sequences = [e.sequence for e in listed]
+    assert sequences == sorted(set(sequences))
+    assert sequences[0] > 0
+    for sent, stored in zip(first + second, listed, strict=True):
+        assert stored.ingest_time.seconds > 0
+        stored.ClearField("sequence")
+        stored.ClearField("ingest_time")
+        expected = audit_pb.AuditEvent()
+        expected.CopyFrom(sent)
+        expected.organization_ids[:] = sorted(sent.organization_ids)
+        assert stored == expected
+
+
+def test_duplicates_are_acked_but_stored_once(stack: Stack) -> None:
+    reader = stack.user()
+    one, two, three = (make_event(reader.organization_id) for _ in range(3))
+
+    responses = stack.ingest([one, two], [two, three, three])
+    again = stack.ingest([one, three])
+
+    assert acked_ids(responses) == [
+        [one.event_id, two.event_id],
+        [two.event_id, three.event_id, three.event_id],
+    ]
+    assert acked_ids(again) == [[one.event_id, three.event_id]]
+    listed = [e.event_id for e in stack.all_events(reader)]
+    assert listed == [one.event_id, two.event_id, three.event_id]
+
+
+def test_concurrent_streams_store_each_event_once(stack: Stack) -> None:
+    reader = stack.user()
+    batches = [[make_event(reader.organization_id) for _ in range(40)] for _ in range(3)]
+    expected = [[e.event_id for e in batch] for batch in batches]
+    metadata = stack.service_metadata()
+    start = threading.Barrier(4)
+    results: list[list[list[str]]] = []
+
+    def send() -> None:
+        start.wait()
+        results.append(acked_ids(stack.ingest(*batches, metadata=metadata)))
+
+    threads = [threading.Thread(target=send) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+
+    assert results == [expected] * 4
+    listed = [e.event_id for e in stack.all_events(reader)]
+    assert sorted(listed) == sorted(i for batch in expected for i in batch)
+
+
+def _wait_for_lock_waiter(db: Database) -> None:
+    """Block until another PostgreSQL session waits on a lock held by ours."""
+    deadline = time.monotonic() + 10
+    query = text(
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    )
+    while time.monotonic() < deadline:
+        with db.engine.connect() as connection:
+            if connection.scalar(query):
+                return
+        time.sleep(0.02)
+    raise AssertionError("the ingest never waited on our uncommitted event")
+
+
+def test_batch_racing_an_uncommitted_duplicate_retries_and_stores_once(
+    stack: Stack, audit_url: str, backend: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="loansuite.audit")
+    reader = stack.user()
+    raced, fresh = make_event(reader.organization_id), make_event(reader.organization_id)
+    metadata = stack.service_metadata()
+    outcome: list[list[list[str]]] = []
+    sender = threading.Thread(
+        target=lambda: outcome.append(acked_ids(stack.ingest([raced, fresh], metadata=metadata)))
+    )
+    other_replica = Database(audit_url)
+    try:
+        with other_replica.write() as session:
+            events = parse_events(records_from_proto([raced]))
+            use_cases.ingest_events(session, events, now=datetime.now(UTC))
+            sender.start()
+            if backend == "postgresql":
+                _wait_for_lock_waiter(other_replica)  # its INSERT hit our unique key
+            else:
+                time.sleep(0.2)  # it waits for SQLite's write lock
+        sender.join(30)
+    finally:
+        other_replica.dispose()
+
+    assert outcome == [[[raced.event_id, fresh.event_id]]]
+    listed = [e.event_id for e in stack.all_events(reader)]
+    assert listed == [raced.event_id, fresh.event_id]
+    if backend == "postgresql":
+        assert "ingest conflict; retrying the batch" in caplog.messages
+
+
+def test_a_deadlock_with_another_writer_is_retried(
+    stack: Stack, audit_url: str, backend: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    if backend != "postgresql":
+        pytest.skip("SQLite has one writer at a time, so writers cannot deadlock")
+    caplog.set_level(logging.INFO, logger="loansuite.audit")
+    reader = stack.user()
+    first, second = make_event(reader.organization_id), make_event(reader.organization_id)
+    metadata = stack.service_metadata()
+    outcome: list[list[list[str]]] = []
+    sender = threading.Thread(
+        target=lambda: outcome.append(acked_ids(stack.ingest([first, second], metadata=metadata)))
+    )
+    other_writer = Database(audit_url)
+    now = datetime.now(UTC)
+    try:
+        with other_writer.write() as session:
+            # The server, waiting since before us, detects the deadlock and yields.
+            session.execute(text("SET LOCAL deadlock_timeout = '20s'"))
+            use_cases.ingest_events(session, parse_events(records_from_proto([second])), now=now)
+            sender.start()
+            _wait_for_lock_waiter(other_writer)  # it holds `first`, wants `second`
+            use_cases.ingest_events(session, parse_events(records_from_proto([first])), now=now)
+        sender.join(30)
+    finally:
+        other_writer.dispose()
+
+    assert outcome == [[[first.event_id, second.event_id]]]
+    assert [e.event_id for e in stack.all_events(reader)] == [second.event_id, first.event_id]
+    assert "ingest conflict; retrying the batch" in caplog.messages
+
+
+@pytest.mark.parametrize(
+    ("metadata", "reason"),
+    [
+        ((), "TOKEN_MISSING"),
+        ((("authorization", "Basic abc"),), "TOKEN_MALFORMED"),
+        ((("authorization", "Bearer not.a.jwt"),), "TOKEN_MALFORMED"),
+    ],
+)
+def test_ingest_without_a_valid_token_is_unauthenticated(
+    stack: Stack, metadata: tuple[tuple[str, str], ...], reason: str
+) -> None:
+    call = stack.audit.IngestEvents(
+        iter([audit_pb.IngestEventsRequest(events=[make_event("org")])]),
+        metadata=(*metadata, ("x-request-id", "req-unauth")),
+        timeout=10,
+    )
+
+    responses = list(call)
+
+    assert len(responses) == 1
+    error = responses[0].error
+    assert (error.code, error.reason) == (error_pb2.ERROR_CODE_UNAUTHENTICATED, reason)
+    assert error.request_id == "req-unauth"
+    assert ("x-request-id", "req-unauth") in [(m.key, m.value) for m in call.trailing_metadata()]
+
+
+def test_ingest_with_a_user_token_is_permission_denied(stack: Stack) -> None:
+    user = stack.user()
+
+    responses = stack.ingest([make_event(user.organization_id)], metadata=user.metadata)
+
+    assert len(responses) == 1
+    error = responses[0].error
+    assert error.code == error_pb2.ERROR_CODE_PERMISSION_DENIED
+    assert error.reason == "SERVICE_IDENTITY_REQUIRED"
+    assert stack.all_events(user) == []
+
+
+def test_invalid_batch_names_each_field_stores_nothing_and_ends_the_stream(stack: Stack) -> None:
+    reader = stack.user()
+    valid = make_event(reader.organization_id)
+    bad_action = make_event(reader.organization_id, action="loanCreated")
+    bad_id = make_event(reader.organization_id, event_id="not-a-uuid")
+    bad_id.ClearField("occur_time")
+    bad_id.actor.user_id = "x" * 201
+    later = [make_event(reader.organization_id)]
+
+    responses = stack.ingest([valid, bad_action, bad_id], later)
+
+    assert len(responses) == 1, "the stream ends at the invalid batch"
+    error = responses[0].error
+    assert error.code == error_pb2.ERROR_CODE_INVALID_ARGUMENT
+    assert error.reason == "ACTION_INVALID"
+    assert [v.field for v in error.field_violations] == [
+        "events[1].action",
+        "events[2].event_id",
+        "events[2].actor.user_id",
+        "events[2].occur_time",
+    ]
+    assert stack.all_events(reader) == []
+
+
+def test_unexpected_failure_is_internal_without_detail(stack: Stack, audit_url: str) -> None:
+    broken = Database(audit_url)
+    with broken.engine.begin() as connection:
+        connection.execute(text("DROP TABLE audit_event_organizations"))
+    broken.dispose()
+
+    responses = stack.ingest(
+        [make_event("org")], metadata=(*stack.service_metadata(), ("x-request-id", "req-boom"))
+    )
+
+    assert len(responses) == 1
+    error = responses[0].error
+    assert (error.code, error.reason, error.request_id) == (
+        error_pb2.ERROR_CODE_INTERNAL,
+        "INTERNAL",
+        "req-boom",
+    )
+    assert "audit_event" not in error.message
+    assert not error.field_violations
+
+
+def test_the_shared_audit_sink_gets_every_id_acked(stack: Stack) -> None:
+    reader = stack.user()
+    records = [
+        AuditRecord(
+            event_id=str(uuid.uuid4()),
+            action="USER_LOGGED_IN",
+            resource_type="user",
+            resource_id=reader.id,
+            actor_user_id=reader.id,
+            actor_organization_id=reader.organization_id,
+            actor_role="BORROWER",
+            organization_ids=[reader.organization_id],
+            request_id="req-sink",
+            occur_time=datetime.now(UTC).isoformat(),
+            source="auth",
+            changes=[("last_login_time", "null", '"2026-01-01T00:00:00Z"')],
+        )
+        for _ in range(5)
+    ]
+    credentials = ServiceCredentials(stack.auth, service_name="loans", secret=SECRET)
+    sink = AuditSink(stack.audit, credentials)
+
+    assert sink.send(records) == {r.event_id for r in records}
+    assert sink.send(records[:2]) == {r.event_id for r in records[:2]}  # a redelivery
+    listed = stack.all_events(reader)
+    assert [e.event_id for e in listed] == [r.event_id for r in records]
+    assert records_from_proto(listed) == records
+
+
+def _call_records(caplog: pytest.LogCaptureFixture, count: int) -> list[logging.LogRecord]:
+    """The log lines of the first `count` finished IngestEvents calls, once all are logged."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        records = [
+            r for r in caplog.records if r.getMessage() == "call" and r.__dict__["rpc"] == INGEST
+        ]
+        if len(records) >= count:
+            return records
+        time.sleep(0.02)
+    raise AssertionError("the streams were never logged")
+
+
+def test_a_client_going_away_mid_stream_is_no_failure(
+    stack: Stack, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="loansuite.rpc")
+    metadata = stack.service_metadata()
+    hold = threading.Event()
+
+    def requests(event: audit_pb.AuditEvent) -> Iterator[audit_pb.IngestEventsRequest]:
+        yield audit_pb.IngestEventsRequest(events=[event])
+        hold.wait(10)  # the second batch never comes
+
+    # Several times: grpcio reports a cancel during a read either as an error
+    # or, when it loses a race, as the end of the requests.
+    for _ in range(5):
+        event = make_event("org")
+        call = stack.audit.IngestEvents(requests(event), metadata=metadata, timeout=30)
+        assert list(next(call).ack.event_ids) == [event.event_id]
+        call.cancel()
+    hold.set()
+
+    outcomes = {r.__dict__["outcome"] for r in _call_records(caplog, 5)}
+    assert outcomes <= {"CANCELLED", "OK"}
+    assert "unexpected failure" not in caplog.messages
+
+
+@pytest.mark.parametrize("server_model", ["aio"])
+def test_the_aio_server_model_ingests_and_refuses_alike(
+    stack: Stack, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="loansuite.rpc")
+    reader = stack.user()
+    batch = [make_event(reader.organization_id) for _ in range(3)]
+
+    responses = stack.ingest(batch, batch[:1])
+    refused = stack.ingest(batch, metadata=reader.metadata)
+
+    assert acked_ids(responses) == [[e.event_id for e in batch], [batch[0].event_id]]
+    assert [e.event_id for e in stack.all_events(reader)] == [e.event_id for e in batch]
+    assert refused[0].error.reason == "SERVICE_IDENTITY_REQUIRED"
+    outcomes = [r.__dict__["outcome"] for r in _call_records(caplog, 2)]
+    assert outcomes == ["OK", "PERMISSION_DENIED"]
