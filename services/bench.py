@@ -23,6 +23,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -53,17 +54,17 @@ def run_bench(
 ) -> int:
     """Run both phases and print the figures; returns the exit code."""
     model = server_model or Settings().server_model
-    with _suite(model, database) as (ports, audit_url):
-        channel = grpc.insecure_channel(f"127.0.0.1:{ports['loans']}")
-        tokens = _borrower_tokens(ports["auth"], users)
+    with _suite(model, database) as suite:
+        channel = grpc.insecure_channel(f"127.0.0.1:{suite.ports['loans']}")
+        tokens = _borrower_tokens(suite.ports["auth"], users)
         health = _health_call(channel)
         create = _create_call(channel, tokens)
-        _phase(health, concurrency, 1.0)  # warm-up: connections, caches, JIT-free but lazy paths
+        _phase(health, concurrency, 1.0)  # warm-up: connections, caches, lazy imports
         _phase(create, concurrency, 1.0)
-        health_rps, health_lat = _phase(health, concurrency, seconds)
+        health_rps, health_lat, health_cpu = _measured(suite, health, concurrency, seconds)
         started = time.time()
-        create_rps, create_lat = _phase(create, concurrency, seconds)
-        audit = _audit_figures(audit_url, started)
+        create_rps, create_lat, create_cpu = _measured(suite, create, concurrency, seconds)
+        audit = _audit_figures(suite.audit_url, started, created=len(create_lat))
         channel.close()
     result = {
         "server_model": model,
@@ -78,9 +79,25 @@ def run_bench(
         "create_loan_p50_ms": _ms(create_lat, 50),
         "create_loan_p99_ms": _ms(create_lat, 99),
         **audit,
+        "health_cpu_ms_per_call": health_cpu,
+        "create_loan_cpu_ms_per_call": create_cpu,
     }
     print(json.dumps(result) if json_output else _table(result))
     return 0
+
+
+def _measured(
+    suite: _Running, call: Callable[[], None], concurrency: int, seconds: float
+) -> tuple[float, list[float], dict[str, float]]:
+    """A phase, plus the CPU time each process spent per call during it (Linux /proc)."""
+    before = suite.cpu_seconds()
+    rps, latencies = _phase(call, concurrency, seconds)
+    after = suite.cpu_seconds()
+    per_call = {
+        name: round((after[name] - before[name]) * 1000 / max(len(latencies), 1), 3)
+        for name in after
+    }
+    return rps, latencies, per_call
 
 
 def _phase(call: Callable[[], None], concurrency: int, seconds: float) -> tuple[float, list[float]]:
@@ -164,27 +181,29 @@ def _borrower_tokens(auth_port: int, users: int) -> list[str]:
     return tokens
 
 
-def _audit_figures(audit_url: str, since: float, timeout: float = 60.0) -> dict[str, Any]:
-    """Wait for every LOAN_CREATED of the phase to reach audit; lag = ingest - occur time."""
+def _audit_figures(
+    audit_url: str, since: float, created: int, timeout: float = 60.0
+) -> dict[str, Any]:
+    """Wait for the phase's LOAN_CREATED events to reach audit; lag = ingest - occur time."""
     engine = create_engine(audit_url)
     query = text("SELECT occur_time, ingest_time FROM audit_events WHERE action = 'LOAN_CREATED'")
     deadline = time.monotonic() + timeout
-    previous, rows = -1, []
-    while time.monotonic() < deadline:  # drained when the count stops growing for a second
+    phase: list[tuple[float, float]] = []
+    while time.monotonic() < deadline:
         with engine.connect() as conn:
             rows = list(conn.execute(query))
-        if len(rows) == previous:
+        phase = [(_seconds(o), _seconds(i)) for o, i in rows if _seconds(o) >= since]
+        if len(phase) >= created:
             break
-        previous = len(rows)
-        time.sleep(1.0)
+        time.sleep(0.2)
     engine.dispose()
-    lags = sorted(
-        _seconds(ingest) - _seconds(occur) for occur, ingest in rows if _seconds(occur) >= since
-    )
-    spread = max(_seconds(i) for _, i in rows) - min(_seconds(i) for _, i in rows) if rows else 0
+    lags = sorted(ingest - occur for occur, ingest in phase)
+    ingested = [ingest for _, ingest in phase]
+    spread = max(ingested) - min(ingested) if ingested else 0.0
     return {
-        "audit_events": len(rows),
-        "audit_ingest_eps": round(len(rows) / spread, 1) if spread else None,
+        "audit_events": len(phase),
+        "audit_missing": created - len(phase),
+        "audit_ingest_eps": round(len(phase) / spread, 1) if spread else None,
         "audit_lag_p50_ms": _ms(lags, 50),
         "audit_lag_p99_ms": _ms(lags, 99),
         "audit_lag_max_ms": round(lags[-1] * 1000, 1) if lags else None,
@@ -201,8 +220,26 @@ def _seconds(value: Any) -> float:
     return float(value.timestamp())
 
 
+@dataclass
+class _Running:
+    ports: dict[str, int]
+    audit_url: str
+    pids: dict[str, int]
+
+    def cpu_seconds(self) -> dict[str, float]:
+        """User + system CPU seconds of each service process and of this client."""
+        ticks = os.sysconf("SC_CLK_TCK")
+        used = {}
+        for name, pid in self.pids.items():
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            used[name] = (int(fields[11]) + int(fields[12])) / ticks
+        mine = os.times()
+        used["client"] = mine.user + mine.system
+        return used
+
+
 @contextlib.contextmanager
-def _suite(model: str, database: str) -> Iterator[tuple[dict[str, int], str]]:
+def _suite(model: str, database: str) -> Iterator[_Running]:
     """The three services as processes on free ports, over fresh databases."""
     with (
         tempfile.TemporaryDirectory(prefix="loansuite-bench-") as tmp,
@@ -216,24 +253,22 @@ def _suite(model: str, database: str) -> Iterator[tuple[dict[str, int], str]]:
             **{f"LOANSUITE_{n.upper()}_PORT": str(p) for n, p in ports.items()},
             **{f"LOANSUITE_{n.upper()}_DATABASE_URL": u for n, u in urls.items()},
         }
-        processes = []
+        processes: dict[str, subprocess.Popen[bytes]] = {}
         try:
             for name in ("auth", "audit", "loans"):
                 with (Path(tmp) / f"{name}.log").open("wb") as log:  # the child keeps its own
-                    processes.append(
-                        subprocess.Popen(
-                            [sys.executable, "-m", "services.cli", "serve", name],
-                            env=env,
-                            stdout=log,
-                            stderr=log,
-                        )
+                    processes[name] = subprocess.Popen(
+                        [sys.executable, "-m", "services.cli", "serve", name],
+                        env=env,
+                        stdout=log,
+                        stderr=log,
                     )
                 _wait_serving(ports[name])
-            yield ports, urls["audit"]
+            yield _Running(ports, urls["audit"], {n: p.pid for n, p in processes.items()})
         finally:
-            for process in processes:
+            for process in processes.values():
                 process.terminate()
-            for process in processes:
+            for process in processes.values():
                 process.wait(30)
 
 

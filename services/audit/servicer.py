@@ -77,8 +77,7 @@ class AuditServicer(pb_grpc.AuditServiceServicer):
                 page_token=request.page_token,
                 tokens=self._pages,
             )
-            # Converted inside the transaction: its end expires the loaded rows.
-            events = [conversions.event_to_proto(event) for event in page.events]
+        events = [conversions.event_to_proto(event) for event in page.events]
         return pb.ListAuditEventsResponse(
             page=pb.AuditEventPage(events=events, next_page_token=page.next_page_token)
         )

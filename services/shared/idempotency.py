@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import LargeBinary, String, select
+from sqlalchemy import LargeBinary, String, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
@@ -70,27 +70,21 @@ def run_idempotent(
                 if stored is not None:
                     return stored
                 response = write(session)
-                session.add(
-                    model(
-                        scope=key.scope,
-                        rpc=key.rpc,
-                        request_id=key.request_id,
-                        fingerprint=key.fingerprint,
-                        response=response,
-                        create_time=datetime.now(UTC),
-                    )
-                )
-                session.flush()
+                row = {**vars(key), "response": response, "create_time": datetime.now(UTC)}
+                session.execute(insert(model.__table__), row)
                 return response
         except IntegrityError:
             continue  # a racing call with the same key committed first: read its answer
     raise RuntimeError("idempotency key neither inserted nor found")
 
 
-def _stored(session: Session, model: type[IdempotencyMixin], key: IdempotencyKey) -> bytes | None:
+def _stored(session: Session, model: Any, key: IdempotencyKey) -> bytes | None:
+    table = model.__table__  # Core statements: this runs on every keyed write
     row = session.execute(
-        select(model.fingerprint, model.response).where(
-            model.scope == key.scope, model.rpc == key.rpc, model.request_id == key.request_id
+        select(table.c.fingerprint, table.c.response).where(
+            table.c.scope == key.scope,
+            table.c.rpc == key.rpc,
+            table.c.request_id == key.request_id,
         )
     ).one_or_none()
     if row is None:

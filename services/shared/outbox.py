@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Index, Integer, String, Text
+from sqlalchemy import Index, Integer, String, Text, insert
 from sqlalchemy.orm import Mapped, Session, declared_attr, mapped_column
 
 from services.shared.columns import UTCDateTime
@@ -45,7 +45,9 @@ class AuditRecord:
     changes: list[tuple[str, str, str]] = field(default_factory=list)
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), separators=(",", ":"))
+        # vars(), not dataclasses.asdict(): asdict deep-copies every value, which showed
+        # up as a fifth of CreateLoan's CPU time.
+        return json.dumps(vars(self), separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str) -> AuditRecord:
@@ -97,6 +99,9 @@ def record_event(
         source=source,
         changes=changes or [],
     )
-    session.add(model(event_id=record.event_id, payload=record.to_json(), create_time=now))
+    session.execute(
+        insert(model.__table__),
+        {"event_id": record.event_id, "payload": record.to_json(), "create_time": now},
+    )
     session.info["outbox_written"] = True
     return record

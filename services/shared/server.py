@@ -106,6 +106,7 @@ class _AioEngine(_Engine):
         self._run(self.server.stop(grace))
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join()
+        self._loop.close()
 
 
 def create_server(

@@ -21,8 +21,7 @@ from services.shared.audit_client import AuditSink
 from services.shared.auth_client import ServiceCredentials
 from services.shared.db import Database
 from services.shared.outbox import AuditRecord
-
-from .conftest import SECRET, Stack, make_event
+from tests.audit.support import SECRET, Stack, make_event
 
 INGEST = "AuditServicer.IngestEvents"
 

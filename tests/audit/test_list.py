@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
 from loansuite.audit.v1 import audit_service_pb2 as audit_pb
 from loansuite.auth.v1 import auth_service_pb2 as auth_pb
 from loansuite.common.v1 import error_pb2
 
-from .conftest import Stack, User, make_event, timestamp
+from tests.audit.support import Stack, User, make_event, timestamp
 
 
-def ids(events: list[object]) -> list[str]:
-    return [e.event_id for e in events]  # type: ignore[attr-defined]
+def ids(events: Iterable[audit_pb.AuditEvent]) -> list[str]:
+    return [e.event_id for e in events]
 
 
-def error_of(stack: Stack, user: User, **kwargs: object) -> tuple[int, str]:
-    response = stack.list_events(user, **kwargs)  # type: ignore[arg-type]
+def error_of(
+    stack: Stack, user: User, page_size: int = 0, page_token: str = "", **filters: object
+) -> tuple[int, str]:
+    response = stack.list_events(user, page_size, page_token, **filters)
     assert response.HasField("error"), "expected an error envelope"
     return response.error.code, response.error.reason
 
@@ -87,7 +90,7 @@ def test_each_filter_narrows_the_listing(stack: Stack) -> None:
     stack.ingest([created, kpi, submitted])
     hour = timedelta(hours=1)
 
-    cases: list[tuple[dict[str, object], list[object]]] = [
+    cases: list[tuple[dict[str, object], list[audit_pb.AuditEvent]]] = [
         ({}, [created, kpi, submitted]),
         ({"resource_type": "kpi"}, [kpi]),
         ({"resource_id": "loan-1"}, [created, submitted]),
@@ -113,7 +116,7 @@ def _pages(stack: Stack, user: User, size: int, **filters: object) -> list[list[
     while True:
         response = stack.list_events(user, page_size=size, page_token=token, **filters)
         assert response.HasField("page"), response.error
-        pages.append(ids(list(response.page.events)))
+        pages.append(ids(response.page.events))
         token = response.page.next_page_token
         if not token:
             return pages

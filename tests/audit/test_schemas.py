@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 
@@ -34,8 +35,8 @@ def reasons_for(*records: AuditRecord) -> dict[str, str]:
     return caught.value.reasons
 
 
-def invalid(**changes: object) -> AuditRecord:
-    return dataclasses.replace(VALID, **changes)  # type: ignore[arg-type]
+def invalid(**changes: Any) -> AuditRecord:
+    return dataclasses.replace(VALID, **changes)
 
 
 def test_a_valid_event_parses_to_typed_values() -> None:
