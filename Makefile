@@ -23,6 +23,7 @@ gen: $(STAMP)  ## regenerate gen/ from protos/
 check: lint typecheck
 	$(BIN)/python scripts/gen_protos.py --check
 	$(BIN)/buf lint protos
+	$(BIN)/buf breaking protos --against '.git#branch=main,subdir=protos'
 
 lint:
 	$(BIN)/ruff check services tests scripts

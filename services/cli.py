@@ -63,7 +63,29 @@ def _parser() -> argparse.ArgumentParser:
     admin.add_argument("--email", required=True)
     admin.add_argument("--name", required=True)
     admin.set_defaults(handler=_create_admin)
+    _audit_parser(commands)
     return parser
+
+
+def _audit_parser(commands: Any) -> None:
+    audit = commands.add_parser("audit", help="operator tasks on the audit log")
+    tasks = audit.add_subparsers(required=True, metavar="TASK")
+    verify = tasks.add_parser(
+        "verify",
+        help="check the audit log's hash chain straight from the database; exit 1 if broken",
+    )
+    _data_dir(verify)
+    verify.add_argument(
+        "--database-url",
+        help="the audit database (default: LOANSUITE_AUDIT_DATABASE_URL, else DATA_DIR/audit.db)",
+    )
+    verify.add_argument(
+        "--expect-head",
+        type=_head,
+        metavar="SEQ:HASH",
+        help="a published head (default: the last line of DATA_DIR/audit-heads.jsonl)",
+    )
+    verify.set_defaults(handler=_audit_verify)
 
 
 def _data_dir(parser: argparse.ArgumentParser) -> None:
@@ -146,6 +168,36 @@ def _create_admin(args: argparse.Namespace) -> int:
         return 1
     print(json.dumps({"user_id": user_id}))
     return 0
+
+
+def _head(text: str) -> Any:
+    from services.audit.offline import head_argument
+
+    try:
+        return head_argument(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _audit_verify(args: argparse.Namespace) -> int:
+    """Print the verification as one JSON object; exit 0 intact, 1 broken, 2 unreadable."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from services.audit.heads import HEADS_FILE_NAME
+    from services.audit.offline import verify_database
+
+    settings = _settings(args)
+    try:
+        result = verify_database(
+            args.database_url or settings.database_url("audit"),
+            heads_path=settings.data_dir / HEADS_FILE_NAME,
+            expected_head=args.expect_head,
+        )
+    except (OSError, SQLAlchemyError) as exc:
+        print(f"loansuite: cannot read the audit log: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(result.as_dict()))
+    return 0 if result.intact else 1
 
 
 def _bench(args: argparse.Namespace) -> int:

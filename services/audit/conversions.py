@@ -8,16 +8,21 @@ from datetime import UTC, datetime
 from google.protobuf.timestamp_pb2 import Timestamp
 from loansuite.audit.v1 import audit_service_pb2 as pb
 
+from services.audit.chain import Head, Verification
 from services.audit.models import AuditEvent
-from services.audit.schemas import EventFilter, parse_filter
+from services.audit.schemas import EventFilter, parse_filter, parse_head
+from services.audit.tail import TailQuery
 from services.shared.outbox import AuditRecord
 
 __all__ = [
     "event_to_proto",
+    "expected_head_from_proto",
     "filter_from_proto",
     "record_from_proto",
     "records_from_proto",
+    "tail_query_from_proto",
     "timestamp",
+    "verification_to_proto",
 ]
 
 
@@ -95,4 +100,34 @@ def event_to_proto(event: AuditEvent) -> pb.AuditEvent:
         source=event.source,
         sequence=event.sequence,
         ingest_time=timestamp(event.ingest_time),
+        hash=event.hash,
+    )
+
+
+def expected_head_from_proto(request: pb.VerifyChainRequest) -> Head | None:
+    """The head the caller asked to verify against, validated; None when unset."""
+    if not request.HasField("expected_head"):
+        return None
+    return parse_head(request.expected_head.sequence, request.expected_head.hash)
+
+
+def _head(head: Head | None) -> pb.ChainHead | None:
+    return None if head is None else pb.ChainHead(sequence=head.sequence, hash=head.hash)
+
+
+def verification_to_proto(result: Verification) -> pb.ChainVerification:
+    return pb.ChainVerification(
+        intact=result.intact,
+        checked_events=result.checked_events,
+        first_bad_sequence=result.first_bad_sequence,
+        problem=result.problem,
+        head=_head(result.head),
+        expected_head=_head(result.expected_head),
+    )
+
+
+def tail_query_from_proto(request: pb.TailAuditEventsRequest) -> TailQuery:
+    after = request.after_sequence if request.HasField("after_sequence") else None
+    return TailQuery(
+        action=request.action, organization_id=request.organization_id, after_sequence=after
     )

@@ -13,6 +13,7 @@ from services.shared.columns import UTCDateTime
 
 __all__ = [
     "EVENT_ID_LENGTH",
+    "HASH_LENGTH",
     "TEXT_LENGTH",
     "AuditEvent",
     "AuditEventOrganization",
@@ -23,8 +24,10 @@ EVENT_ID_LENGTH: Final = 36  # a UUID in canonical form
 # Capacity of every other short text column; validation refuses longer values,
 # since PostgreSQL would reject them and SQLite would keep them silently.
 TEXT_LENGTH: Final = 200
+HASH_LENGTH: Final = 64  # SHA-256 in lowercase hex
 
-# SQLite autoincrements only a column declared exactly INTEGER PRIMARY KEY.
+# INTEGER on SQLite, as the first revision declared it (then for autoincrement;
+# sequences are now assigned by ingest, see use_cases.ingest_events).
 _SEQUENCE = BigInteger().with_variant(Integer, "sqlite")
 
 
@@ -33,7 +36,7 @@ class Base(DeclarativeBase):
 
 
 class AuditEvent(Base):
-    """One event of the log; ``sequence`` is its position, assigned on ingest."""
+    """One event of the log: its gapless position from 1, and its link in the hash chain."""
 
     __tablename__ = "audit_events"
     __table_args__ = (
@@ -41,7 +44,7 @@ class AuditEvent(Base):
         Index("ix_audit_events_actor", "actor_user_id", "sequence"),
     )
 
-    sequence: Mapped[int] = mapped_column(_SEQUENCE, primary_key=True, autoincrement=True)
+    sequence: Mapped[int] = mapped_column(_SEQUENCE, primary_key=True, autoincrement=False)
     event_id: Mapped[str] = mapped_column(String(EVENT_ID_LENGTH), unique=True)
     action: Mapped[str] = mapped_column(String(TEXT_LENGTH))
     resource_type: Mapped[str] = mapped_column(String(TEXT_LENGTH))
@@ -55,6 +58,8 @@ class AuditEvent(Base):
     ingest_time: Mapped[datetime] = mapped_column(UTCDateTime)
     # JSON list of [field, old JSON value, new JSON value].
     changes: Mapped[str] = mapped_column(Text)
+    # See services/audit/chain.py for what it covers and how to recompute it.
+    hash: Mapped[str] = mapped_column(String(HASH_LENGTH))
 
     organizations: Mapped[list[AuditEventOrganization]] = relationship(
         lazy="selectin", order_by="AuditEventOrganization.organization_id", viewonly=True

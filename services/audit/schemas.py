@@ -14,6 +14,7 @@ import pydantic
 from pydantic import BaseModel, ConfigDict, PlainValidator, field_validator
 from pydantic_core import ErrorDetails, PydanticCustomError
 
+from services.audit.chain import Head
 from services.audit.models import TEXT_LENGTH
 from services.shared.errors import ValidationError
 from services.shared.outbox import AuditRecord
@@ -25,6 +26,7 @@ __all__ = [
     "NewAuditEvent",
     "parse_events",
     "parse_filter",
+    "parse_head",
 ]
 
 # One batch is one transaction; the relays send 200 at a time.
@@ -246,3 +248,17 @@ def parse_filter(**fields: str) -> EventFilter:
         return EventFilter.model_validate(fields)
     except pydantic.ValidationError as exc:
         raise ValidationError(_violations(exc, "filter")) from None
+
+
+def parse_head(sequence: int, hash_: str, *, prefix: str = "expected_head") -> Head:
+    """A head to verify against: a positive sequence and a lowercase hex SHA-256."""
+    violations: list[tuple[str, str, str]] = []
+    if sequence < 1:
+        violations.append((f"{prefix}.sequence", "HEAD_SEQUENCE_INVALID", "must be at least 1"))
+    if not Head.is_valid_hash(hash_):
+        violations.append(
+            (f"{prefix}.hash", "HEAD_HASH_INVALID", "must be 64 lowercase hexadecimal digits")
+        )
+    if violations:
+        raise ValidationError(violations)
+    return Head(sequence, hash_)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import grpc
@@ -11,10 +12,12 @@ from loansuite.audit.v1 import audit_service_pb2 as pb
 from loansuite.audit.v1 import audit_service_pb2_grpc as pb_grpc
 
 from services.audit import conversions, use_cases
-from services.audit.schemas import NewAuditEvent, parse_events
-from services.audit.streaming import bidi_stream
+from services.audit.chain import Head
+from services.audit.heads import HeadsFile
+from services.audit.schemas import parse_events
+from services.audit.tail import Tails
 from services.shared.db import Database
-from services.shared.envelope import unary
+from services.shared.envelope import streaming, unary
 from services.shared.identity import Authenticator
 from services.shared.paging import PageTokens, page_size
 
@@ -22,43 +25,46 @@ __all__ = ["AuditServicer"]
 
 log = logging.getLogger("loansuite.audit")
 
-# A conflict means a concurrent stream committed some of the batch's events (or
-# deadlocked with it); the retry sees them and skips them, so a second conflict
-# needs yet another stream.
-_INGEST_ATTEMPTS = 3
-
 
 class AuditServicer(pb_grpc.AuditServiceServicer):
-    """Ingest from service outboxes, and listing for users within their scope."""
+    """Ingest from service outboxes, verification of the chain, and reads within scope."""
 
-    def __init__(self, db: Database, authenticator: Authenticator, page_tokens: PageTokens) -> None:
+    def __init__(
+        self,
+        db: Database,
+        authenticator: Authenticator,
+        page_tokens: PageTokens,
+        *,
+        heads: HeadsFile,
+        tails: Tails,
+    ) -> None:
         self._db = db
         self._auth = authenticator
         self._pages = page_tokens
+        self._heads = heads
+        self._tails = tails
 
-    @bidi_stream(pb.IngestEventsResponse)
+    @streaming(pb.IngestEventsResponse)
     def IngestEvents(
         self, request_iterator: Iterator[pb.IngestEventsRequest], context: grpc.ServicerContext
     ) -> Iterator[pb.IngestEventsResponse]:
-        """Store each batch in one transaction and ack all its event ids after the commit."""
+        """Store each batch in one transaction, publish the new head, then ack all its ids."""
         use_cases.authorize_ingest(self._auth.authenticate(context.invocation_metadata()))
         for request in request_iterator:
             events = parse_events(conversions.records_from_proto(request.events))
-            acked = self._store(events)
-            yield pb.IngestEventsResponse(ack=pb.IngestAck(event_ids=acked))
+            with self._db.write() as session:
+                ingested = use_cases.ingest_events(session, events, now=datetime.now(UTC))
+            if ingested.head is not None:
+                self._publish(ingested.head)
+            yield pb.IngestEventsResponse(ack=pb.IngestAck(event_ids=ingested.event_ids))
 
-    def _store(self, events: Sequence[NewAuditEvent]) -> list[str]:
-        """One write transaction per attempt; returns once the batch is committed."""
-        attempt = 1
-        while True:
-            try:
-                with self._db.write() as session:
-                    return use_cases.ingest_events(session, events, now=datetime.now(UTC))
-            except use_cases.IngestConflictError:
-                if attempt == _INGEST_ATTEMPTS:
-                    raise
-                log.info("ingest conflict; retrying the batch", extra={"attempt": attempt})
-                attempt += 1
+    def _publish(self, head: Head) -> None:
+        try:
+            self._heads.publish(head)
+        except OSError:
+            # The batch is committed and must be acked, or its relay would resend
+            # it forever; the next published head attests this batch as well.
+            log.exception("could not publish the audit head", extra={"path": str(self._heads.path)})
 
     @unary(pb.ListAuditEventsResponse)
     def ListAuditEvents(
@@ -81,3 +87,33 @@ class AuditServicer(pb_grpc.AuditServiceServicer):
         return pb.ListAuditEventsResponse(
             page=pb.AuditEventPage(events=events, next_page_token=page.next_page_token)
         )
+
+    @unary(pb.VerifyChainResponse)
+    def VerifyChain(
+        self, request: pb.VerifyChainRequest, context: grpc.ServicerContext
+    ) -> pb.VerifyChainResponse:
+        """Recompute the whole chain and check it against the given or last published head."""
+        self._auth.authenticate(context.invocation_metadata())
+        expected = conversions.expected_head_from_proto(request) or self._heads.last()
+        with self._db.read() as session:
+            result = use_cases.verify_chain(session, expected_head=expected)
+        return pb.VerifyChainResponse(verification=conversions.verification_to_proto(result))
+
+    @streaming(pb.TailAuditEventsResponse)
+    def TailAuditEvents(
+        self, request: pb.TailAuditEventsRequest, context: grpc.ServicerContext
+    ) -> Iterator[pb.TailAuditEventsResponse]:
+        """Stream matching events as they commit, in log order, until the call ends."""
+        use_cases.authorize_tail(self._auth.authenticate(context.invocation_metadata()))
+        query = conversions.tail_query_from_proto(request)
+        stopped = threading.Event()
+        # grpcio's thread-pool server calls it on cancellation, deadline and shutdown,
+        # which wakes the poll at once (see tail.py for grpc.aio).
+        context.add_callback(stopped.set)
+        with self._tails.slot():
+            cursor = self._tails.start(query)
+            # Headers now tell the client the tail is live: whatever commits after
+            # they arrive will be delivered.
+            context.send_initial_metadata(())
+            for event in self._tails.follow(query, cursor, stopped):
+                yield pb.TailAuditEventsResponse(event=conversions.event_to_proto(event))

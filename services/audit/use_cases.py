@@ -1,4 +1,4 @@
-"""The rules of the audit log: store each event once, list within the caller's scope."""
+"""The rules of the audit log: append each event once, in a chain; read within scope."""
 
 from __future__ import annotations
 
@@ -6,43 +6,49 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
-from sqlalchemy import ColumnElement, Select, insert, select
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy import ColumnElement, Select, insert, select, text
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
+from services.audit import queries
+from services.audit.chain import GENESIS, ChainedEvent, Head, Verification, link_hash, verify
+from services.audit.chain import canonical_encoding as encode
 from services.audit.models import AuditEvent, AuditEventOrganization
 from services.audit.schemas import EventFilter, NewAuditEvent
-from services.shared.errors import AbortedError, PermissionDeniedError
+from services.shared.errors import PermissionDeniedError
 from services.shared.identity import Caller, Role
 from services.shared.paging import PageTokens
 
 __all__ = [
+    "INGEST_LOCK_KEY",
     "EventPage",
-    "IngestConflictError",
+    "Ingested",
     "authorize_ingest",
+    "authorize_tail",
     "ingest_events",
     "list_audit_events",
+    "verify_chain",
 ]
 
-
-# PostgreSQL's deadlock_detected and serialization_failure: two streams whose
-# batches share ids in different orders can each wait for the other.
-_RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
-
-
-class IngestConflictError(AbortedError):
-    """A concurrent stream stored (or holds) some of the batch's event ids; retry the batch."""
-
-    reason = "INGEST_CONFLICT"
-    message = "another stream stored some of these events concurrently; retry"
+# The pg_advisory_xact_lock key that serializes ingest across replicas: the
+# first 8 bytes of SHA-256("loansuite.audit.ingest") as a signed integer, so no
+# other lock in the database is likely to share it.
+INGEST_LOCK_KEY: Final = -346224079990654176
 
 
 @dataclass(frozen=True)
 class EventPage:
     events: list[AuditEvent]
     next_page_token: str  # "" on the last page
+
+
+@dataclass(frozen=True)
+class Ingested:
+    """Every event id of the batch (duplicates included), and the head if it grew the log."""
+
+    event_ids: list[str]
+    head: Head | None
 
 
 def authorize_ingest(caller: Caller) -> None:
@@ -53,34 +59,42 @@ def authorize_ingest(caller: Caller) -> None:
         )
 
 
-def ingest_events(session: Session, events: Sequence[NewAuditEvent], *, now: datetime) -> list[str]:
-    """Append the batch's not yet stored events to the log; return every event id of the batch."""
+def authorize_tail(caller: Caller) -> None:
+    """Tailing the whole log, across organizations, is for platform admins."""
+    if caller.role is not Role.ADMIN:
+        raise PermissionDeniedError("only admins may tail the audit log", reason="ADMIN_REQUIRED")
+
+
+def ingest_events(session: Session, events: Sequence[NewAuditEvent], *, now: datetime) -> Ingested:
+    """Append the batch's not yet stored events to the chain; return every id and the new head."""
+    _serialize_ingest(session)
     fresh = _unstored(session, events)
-    if fresh:
-        try:
-            sequences = session.scalars(
-                insert(AuditEvent).returning(AuditEvent.sequence, sort_by_parameter_order=True),
-                [_row(event, now) for event in fresh],
-            ).all()
-            links = [
-                {"sequence": sequence, "organization_id": organization_id}
-                for sequence, event in zip(sequences, fresh, strict=True)
-                for organization_id in event.organization_ids
-            ]
-            if links:
-                session.execute(insert(AuditEventOrganization), links)
-        except DBAPIError as exc:
-            if not _is_conflict(exc):
-                raise
-            raise IngestConflictError() from exc
-    return [event.event_id for event in events]
+    ids = [event.event_id for event in events]
+    if not fresh:
+        return Ingested(ids, None)
+    head = queries.log_head(session)
+    rows = _chained_rows(fresh, head, now)
+    session.execute(insert(AuditEvent), rows)
+    links = [
+        {"sequence": row["sequence"], "organization_id": organization_id}
+        for row, event in zip(rows, fresh, strict=True)
+        for organization_id in event.organization_ids
+    ]
+    if links:
+        session.execute(insert(AuditEventOrganization), links)
+    return Ingested(ids, Head(rows[-1]["sequence"], rows[-1]["hash"]))
 
 
-def _is_conflict(exc: DBAPIError) -> bool:
-    """A concurrent stream stored one of our ids first, or crossed our order: a retry heals it."""
-    if isinstance(exc, IntegrityError):  # only the unique event_id can clash
-        return True
-    return getattr(exc.orig, "sqlstate", None) in _RETRYABLE_SQLSTATES
+def _serialize_ingest(session: Session) -> None:
+    """Hold the log's write lock until commit, so sequences are gapless and in commit order.
+
+    On SQLite the write transaction (BEGIN IMMEDIATE) already holds the only
+    write lock. On PostgreSQL, concurrent transactions would each read the same
+    last sequence; the advisory lock makes them take turns, across replicas too,
+    and a rolled-back batch leaves no gap since nothing was drawn from a sequence.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": INGEST_LOCK_KEY})
 
 
 def _unstored(session: Session, events: Sequence[NewAuditEvent]) -> list[NewAuditEvent]:
@@ -94,14 +108,35 @@ def _unstored(session: Session, events: Sequence[NewAuditEvent]) -> list[NewAudi
     return [event for event_id, event in first.items() if event_id not in stored]
 
 
-def _row(event: NewAuditEvent, now: datetime) -> dict[str, Any]:
-    return {
-        **event.model_dump(exclude={"organization_ids", "changes"}),
-        "ingest_time": now,
-        "changes": json.dumps(
-            [[c.field, c.old_value, c.new_value] for c in event.changes], separators=(",", ":")
-        ),
-    }
+def _chained_rows(
+    events: Sequence[NewAuditEvent], head: Head | None, now: datetime
+) -> list[dict[str, Any]]:
+    """The rows to insert: each numbered after the head and linked to the one before."""
+    sequence, previous = (head.sequence, bytes.fromhex(head.hash)) if head else (0, GENESIS)
+    rows: list[dict[str, Any]] = []
+    for event in events:
+        sequence += 1
+        changes = [[c.field, c.old_value, c.new_value] for c in event.changes]
+        fields = {
+            **event.model_dump(exclude={"organization_ids", "changes"}),
+            "sequence": sequence,
+            "ingest_time": now,
+        }
+        chained = ChainedEvent(**fields, organization_ids=event.organization_ids, changes=changes)
+        previous = link_hash(previous, encode(chained))
+        rows.append(
+            {
+                **fields,
+                "changes": json.dumps(changes, separators=(",", ":")),
+                "hash": previous.hex(),
+            }
+        )
+    return rows
+
+
+def verify_chain(session: Session, *, expected_head: Head | None) -> Verification:
+    """Recompute the chain over the whole log, oldest first, and check it reaches the head."""
+    return verify(queries.chained_events(session), expected_head=expected_head)
 
 
 def list_audit_events(

@@ -1,12 +1,16 @@
-"""Builds the audit service: database, auth client, gRPC server."""
+"""Builds the audit service: database, heads file, auth client, gRPC server."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import grpc
 from loansuite.audit.v1 import audit_service_pb2, audit_service_pb2_grpc
 from loansuite.auth.v1.auth_service_pb2_grpc import AuthServiceStub
 
+from services.audit.heads import HEADS_FILE_NAME, HeadsFile
 from services.audit.servicer import AuditServicer
+from services.audit.tail import Tails
 from services.shared.auth_client import RemoteKeyRing, RemoteUserDirectory, ServiceCredentials
 from services.shared.db import Database
 from services.shared.identity import Authenticator, TokenVerifier
@@ -20,21 +24,23 @@ __all__ = ["start"]
 SERVICE_NAME = audit_service_pb2.DESCRIPTOR.services_by_name["AuditService"].full_name
 
 
-def start(settings: Settings, *, port: int | None = None) -> Server:
-    """Migrate the audit database, build the service and start serving; port 0 picks a free one."""
+def start(settings: Settings, *, port: int | None = None, heads_path: Path | None = None) -> Server:
+    """Migrate the audit database, build the service and start serving; port 0 picks a free one.
+
+    Heads are published to heads_path, by default the data directory's audit-heads.jsonl.
+    """
     db = Database(settings.database_url("audit"))
     upgrade(db, "services.audit:migrations")
     secret = settings.resolved_service_secret()
     channel = grpc.insecure_channel(settings.target("auth"))
-    stub = AuthServiceStub(channel)
-    credentials = ServiceCredentials(stub, service_name="audit", secret=secret)
-    authenticator = Authenticator(
-        TokenVerifier(
-            RemoteKeyRing(stub), issuer=settings.token_issuer, audience=settings.token_audience
-        ),
-        RemoteUserDirectory(stub, credentials, ttl=settings.user_cache_ttl_seconds),
+    tails = Tails(db)
+    servicer = AuditServicer(
+        db,
+        _authenticator(settings, AuthServiceStub(channel), secret),
+        PageTokens(secret, purpose="audit-events"),
+        heads=HeadsFile(heads_path or settings.data_dir / HEADS_FILE_NAME),
+        tails=tails,
     )
-    servicer = AuditServicer(db, authenticator, PageTokens(secret, purpose="audit-events"))
     server = create_server(
         [
             Registration(
@@ -46,6 +52,17 @@ def start(settings: Settings, *, port: int | None = None) -> Server:
         max_workers=settings.max_workers,
         model=settings.server_model,
     )
+    server.on_stopping(tails.close)  # open tails end at once instead of holding the grace
     for release in (db.dispose, channel.close):
         server.on_stop(release)
     return server
+
+
+def _authenticator(settings: Settings, stub: AuthServiceStub, secret: str) -> Authenticator:
+    credentials = ServiceCredentials(stub, service_name="audit", secret=secret)
+    return Authenticator(
+        TokenVerifier(
+            RemoteKeyRing(stub), issuer=settings.token_issuer, audience=settings.token_audience
+        ),
+        RemoteUserDirectory(stub, credentials, ttl=settings.user_cache_ttl_seconds),
+    )

@@ -107,6 +107,17 @@ class AuthServicer(pb_grpc.AuthServiceServicer):
             user = use_cases.get_user(session, claims=claims, user_id=request.user_id)
             return pb.GetUserResponse(user=conversions.user_to_proto(user))
 
+    @unary(pb.FindUserByEmailResponse)
+    def FindUserByEmail(
+        self, request: pb.FindUserByEmailRequest, ctx: grpc.ServicerContext
+    ) -> pb.FindUserByEmailResponse:
+        """The active user with an email, for service identities."""
+        claims = self._claims(ctx)
+        email = schemas.normalize_email(request.email)
+        with self._db.read() as session:
+            user = use_cases.find_user_by_email(session, claims=claims, email=email)
+            return pb.FindUserByEmailResponse(user=conversions.user_to_proto(user))
+
     @unary(pb.WhoAmIResponse)
     def WhoAmI(self, request: pb.WhoAmIRequest, ctx: grpc.ServicerContext) -> pb.WhoAmIResponse:
         """The user the bearer token identifies."""

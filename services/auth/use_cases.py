@@ -38,6 +38,7 @@ __all__ = [
     "check_password",
     "create_admin",
     "find_account",
+    "find_user_by_email",
     "get_current_user",
     "get_user",
     "invalid_credentials",
@@ -190,6 +191,18 @@ def get_user(session: Session, *, claims: Claims, user_id: str) -> User:
     user = session.get(User, user_id)
     if user is None:
         raise NotFoundError("no user has this id", reason="USER_NOT_FOUND")
+    return user
+
+
+def find_user_by_email(session: Session, *, claims: Claims, email: str) -> User:
+    """The active user with this email; for service identities only (loans invites lenders)."""
+    if claims.role is not Role.SERVICE:
+        raise PermissionDeniedError(
+            "only services look users up by email", reason="SERVICE_IDENTITY_REQUIRED"
+        )
+    user = session.scalar(select(User).where(User.email == email, User.active.is_(True)))
+    if user is None:
+        raise NotFoundError("no active user has this email", reason="USER_NOT_FOUND")
     return user
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import grpc
 from loansuite.audit.v1.audit_service_pb2_grpc import AuditServiceStub
 from loansuite.auth.v1 import auth_service_pb2, auth_service_pb2_grpc
 
@@ -12,7 +11,7 @@ from services.auth import passwords, schemas, use_cases
 from services.auth.models import OutboxEvent
 from services.auth.servicer import AuthServicer
 from services.auth.tokens import LocalKeyRing, LocalServiceTokens, TokenMinter, ensure_signing_key
-from services.shared.audit_client import AuditSink
+from services.shared.audit_client import AuditSink, relay_channel
 from services.shared.db import Database
 from services.shared.identity import Role, TokenVerifier
 from services.shared.migrations import upgrade
@@ -41,10 +40,10 @@ def start(settings: Settings, *, port: int | None = None) -> Server:
     except BaseException:
         db.dispose()
         raise
-    channel = grpc.insecure_channel(settings.target("audit"))
+    channel = relay_channel(settings.target("audit"))
     sink = AuditSink(AuditServiceStub(channel), _own_tokens(minter))
-    relay = OutboxRelay(db, OutboxEvent, sink)
-    relay.start()
+    relay = OutboxRelay(db, OutboxEvent, sink, source="auth")
+    relay.start(health=server.set_health)
     # Run in reverse: the relay stops, then its channel closes, then the engine goes.
     server.on_stop(db.dispose)
     server.on_stop(channel.close)

@@ -1,4 +1,9 @@
-"""The loans database: loans, their outbox and idempotency keys."""
+"""The loans database: loans with their KPIs, ratchets, results, history and outbox.
+
+Everything that belongs to a loan goes with it (ON DELETE CASCADE). A change to
+any part of the loan bumps the loan's version, so the loan's etag names the
+state of the whole aggregate.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +11,28 @@ import datetime
 import hashlib
 from decimal import Decimal
 
-from sqlalchemy import Date, Index, Integer, String
+from sqlalchemy import Date, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from services.shared.columns import ExactDecimal, UTCDateTime
 from services.shared.idempotency import IdempotencyMixin
 from services.shared.outbox import OutboxMixin
 
-__all__ = ["Base", "IdempotencyRecord", "Loan", "OutboxEvent"]
+__all__ = [
+    "Base",
+    "IdempotencyRecord",
+    "Kpi",
+    "KpiResult",
+    "Loan",
+    "LoanStateChange",
+    "MarginAdjustment",
+    "MarginRatchet",
+    "OutboxEvent",
+]
+
+
+def _loan_fk() -> ForeignKey:
+    return ForeignKey("loans.id", ondelete="CASCADE")
 
 
 class Base(DeclarativeBase):
@@ -51,7 +70,129 @@ class Loan(Base):
 
     @property
     def etag(self) -> str:
-        return hashlib.blake2b(f"{self.id}:{self.version}".encode(), digest_size=8).hexdigest()
+        return _etag("loan", self.id, self.version)
+
+
+def _etag(kind: str, entity_id: str, version: int) -> str:
+    return hashlib.blake2b(f"{kind}:{entity_id}:{version}".encode(), digest_size=8).hexdigest()
+
+
+class LoanStateChange(Base):
+    """One transition of a loan's state: who, when, and why (for rejections)."""
+
+    __tablename__ = "loan_state_changes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    loan_id: Mapped[str] = mapped_column(String(36), _loan_fk(), index=True)
+    from_state: Mapped[str] = mapped_column(String(32))
+    to_state: Mapped[str] = mapped_column(String(32))
+    actor_user_id: Mapped[str] = mapped_column(String(36))
+    actor_organization_id: Mapped[str] = mapped_column(String(36))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    change_time: Mapped[datetime.datetime] = mapped_column(UTCDateTime)
+
+
+class Kpi(Base):
+    """A sustainability KPI the borrower proposes and the lender accepts or rejects."""
+
+    __tablename__ = "kpis"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    loan_id: Mapped[str] = mapped_column(String(36), _loan_fk(), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    kpi_type: Mapped[str] = mapped_column(String(40))
+    unit: Mapped[str] = mapped_column(String(40))
+    direction: Mapped[str] = mapped_column(String(24))
+    baseline_value: Mapped[Decimal] = mapped_column(ExactDecimal)
+    target_value: Mapped[Decimal] = mapped_column(ExactDecimal)
+    threshold_value: Mapped[Decimal | None] = mapped_column(ExactDecimal, default=None)
+    observation_frequency: Mapped[str] = mapped_column(String(24))
+    effective_from: Mapped[datetime.date] = mapped_column(Date)
+    effective_to: Mapped[datetime.date] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(String(16))
+    rejection_reason: Mapped[str] = mapped_column(Text, default="")
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    create_time: Mapped[datetime.datetime] = mapped_column(UTCDateTime)
+    update_time: Mapped[datetime.datetime] = mapped_column(UTCDateTime)
+
+    __mapper_args__ = {"version_id_col": version}  # noqa: RUF012 - SQLAlchemy's convention
+
+    @property
+    def etag(self) -> str:
+        return _etag("kpi", self.id, self.version)
+
+
+class MarginRatchet(Base):
+    """How a KPI's verified results move the loan's margin, in basis points."""
+
+    __tablename__ = "margin_ratchets"
+    __table_args__ = (UniqueConstraint("kpi_id", name="uq_margin_ratchets_kpi_id"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    loan_id: Mapped[str] = mapped_column(String(36), _loan_fk(), index=True)
+    kpi_id: Mapped[str] = mapped_column(String(36), ForeignKey("kpis.id", ondelete="CASCADE"))
+    step_up_bps: Mapped[int] = mapped_column(Integer)
+    step_down_bps: Mapped[int] = mapped_column(Integer)
+    cap_bps: Mapped[int] = mapped_column(Integer)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    create_time: Mapped[datetime.datetime] = mapped_column(UTCDateTime)
+    update_time: Mapped[datetime.datetime] = mapped_column(UTCDateTime)
+
+    __mapper_args__ = {"version_id_col": version}  # noqa: RUF012
+
+    @property
+    def etag(self) -> str:
+        return _etag("ratchet", self.id, self.version)
+
+
+class KpiResult(Base):
+    """A reported value of a KPI for a period; restated results are superseded, never deleted."""
+
+    __tablename__ = "kpi_results"
+    __table_args__ = (Index("ix_kpi_results_kpi_period", "kpi_id", "period_start"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    loan_id: Mapped[str] = mapped_column(String(36), _loan_fk(), index=True)
+    kpi_id: Mapped[str] = mapped_column(String(36), ForeignKey("kpis.id", ondelete="CASCADE"))
+    period_start: Mapped[datetime.date] = mapped_column(Date)
+    period_end: Mapped[datetime.date] = mapped_column(Date)
+    value: Mapped[Decimal] = mapped_column(ExactDecimal)
+    note: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(String(16))
+    outcome: Mapped[str | None] = mapped_column(String(8), default=None)
+    restates_result_id: Mapped[str | None] = mapped_column(String(36), default=None)
+    superseded_by_result_id: Mapped[str | None] = mapped_column(String(36), default=None)
+    reporter_user_id: Mapped[str] = mapped_column(String(36))
+    verifier_user_id: Mapped[str | None] = mapped_column(String(36), default=None)
+    report_time: Mapped[datetime.datetime] = mapped_column(UTCDateTime)
+    verify_time: Mapped[datetime.datetime | None] = mapped_column(UTCDateTime, default=None)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+    __mapper_args__ = {"version_id_col": version}  # noqa: RUF012
+
+    @property
+    def etag(self) -> str:
+        return _etag("result", self.id, self.version)
+
+
+class MarginAdjustment(Base):
+    """The margin change a verified result produced, clamped to its ratchet's cap."""
+
+    __tablename__ = "margin_adjustments"
+    __table_args__ = (Index("ix_margin_adjustments_loan_created", "loan_id", "create_time", "id"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    loan_id: Mapped[str] = mapped_column(String(36), _loan_fk())
+    kpi_id: Mapped[str] = mapped_column(String(36))
+    kpi_result_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("kpi_results.id", ondelete="CASCADE"), unique=True
+    )
+    ratchet_id: Mapped[str] = mapped_column(String(36))
+    outcome: Mapped[str] = mapped_column(String(8))
+    requested_bps: Mapped[int] = mapped_column(Integer)
+    applied_bps: Mapped[int] = mapped_column(Integer)
+    cumulative_bps: Mapped[int] = mapped_column(Integer)
+    create_time: Mapped[datetime.datetime] = mapped_column(UTCDateTime)
 
 
 class OutboxEvent(OutboxMixin, Base):

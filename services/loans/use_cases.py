@@ -14,12 +14,14 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import cast
 
-from sqlalchemy import Table, insert, or_, select, tuple_
+from sqlalchemy import ColumnElement, Table, and_, insert, or_, select, tuple_
 from sqlalchemy.orm import Session
 
+from services.loans.access import Party, load_loan, require_party
+from services.loans.changes import ChangeKind, record_change
 from services.loans.models import Loan, OutboxEvent
 from services.loans.schemas import NewLoan, format_amount
-from services.shared.errors import NotFoundError, PermissionDeniedError, ValidationError
+from services.shared.errors import PermissionDeniedError
 from services.shared.identity import Caller, Role
 from services.shared.outbox import record_event
 
@@ -39,6 +41,12 @@ class LoanState:
     """Loan states as stored; the proto enum is ``LOAN_STATE_`` + the name."""
 
     DRAFT = "DRAFT"
+    PENDING_APPROVAL = "PENDING_APPROVAL"
+    APPROVED = "APPROVED"
+    ACTIVE = "ACTIVE"
+    CLOSED = "CLOSED"
+    REJECTED = "REJECTED"
+    WITHDRAWN = "WITHDRAWN"
 
 
 @dataclass(frozen=True)
@@ -92,32 +100,31 @@ def create_loan(session: Session, *, caller: Caller, new_loan: NewLoan) -> Loan:
         changes=[(field, "", json.dumps(value)) for field, value in _described(loan)],
         now=now,
     )
+    record_change(session, loan, ChangeKind.CREATED, now)
     return loan
 
 
 def get_loan(session: Session, *, caller: Caller, loan_id: str) -> Loan:
     """A loan the caller's organization borrows or lends; any other is NOT_FOUND."""
-    _require_party(caller)
-    if not loan_id:
-        raise ValidationError([("loan_id", "LOAN_ID_REQUIRED", "is required")])
-    loan = session.get(Loan, loan_id) if _is_uuid(loan_id) else None
-    if loan is None or caller.organization_id not in (
-        loan.borrower_organization_id,
-        loan.lender_organization_id,
-    ):
-        raise NotFoundError("no such loan", reason="LOAN_NOT_FOUND")
-    return loan
+    return load_loan(session, caller=caller, loan_id=loan_id, party=Party.EITHER)
 
 
 def list_loans(
-    session: Session, *, caller: Caller, states: Sequence[str], limit: int, after: LoanCursor | None
+    session: Session,
+    *,
+    caller: Caller,
+    states: Sequence[str],
+    limit: int,
+    after: LoanCursor | None,
+    counterparty: str = "",
 ) -> list[Loan]:
-    """Up to limit loans of the caller's organization, newest first, after the cursor."""
-    _require_party(caller)
+    """Up to limit loans of the caller's organization, newest first, after the cursor.
+
+    With a counterparty, only loans with that organization on the other side.
+    """
+    require_party(caller)
     org = caller.organization_id
-    query = select(Loan).where(
-        or_(Loan.borrower_organization_id == org, Loan.lender_organization_id == org)
-    )
+    query = select(Loan).where(_party_to(org, caller.role, counterparty))
     if states:
         query = query.where(Loan.state.in_(states))
     if after is not None:
@@ -126,19 +133,15 @@ def list_loans(
     return list(session.scalars(query))
 
 
-def _require_party(caller: Caller) -> None:
-    # Admins run the platform and read audit logs; they hold no loan rights.
-    if caller.role not in (Role.BORROWER, Role.LENDER):
-        raise PermissionDeniedError(
-            "only borrowers and lenders see loans", reason="ROLE_NOT_ALLOWED"
+def _party_to(org: str, role: Role, counterparty: str) -> ColumnElement[bool]:
+    if not counterparty:
+        return or_(Loan.borrower_organization_id == org, Loan.lender_organization_id == org)
+    # Organizations take one side by their role: borrowers borrow, lenders lend.
+    if role is Role.BORROWER:
+        return and_(
+            Loan.borrower_organization_id == org, Loan.lender_organization_id == counterparty
         )
-
-
-def _is_uuid(value: str) -> bool:
-    try:
-        return str(uuid.UUID(value)) == value
-    except ValueError:
-        return False
+    return and_(Loan.lender_organization_id == org, Loan.borrower_organization_id == counterparty)
 
 
 def _described(loan: Loan) -> list[tuple[str, str]]:

@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
+
 import grpc
 from loansuite.audit.v1 import audit_service_pb2_grpc
 from loansuite.auth.v1 import auth_service_pb2_grpc
 from loansuite.loans.v1 import loan_service_pb2, loan_service_pb2_grpc
 
+from services.loans.bus import DEFAULT_QUEUE_SIZE, ChangeBus
+from services.loans.changes import pending_changes
 from services.loans.models import OutboxEvent
+from services.loans.pg_listener import PgChangeListener
 from services.loans.servicer import LoanServicer
-from services.shared.audit_client import AuditSink
-from services.shared.auth_client import RemoteKeyRing, RemoteUserDirectory, ServiceCredentials
+from services.shared.audit_client import AuditSink, relay_channel
+from services.shared.auth_client import (
+    RemoteKeyRing,
+    RemoteUserDirectory,
+    RemoteUserFinder,
+    ServiceCredentials,
+)
 from services.shared.db import Database
 from services.shared.identity import Authenticator, TokenVerifier
 from services.shared.migrations import upgrade
@@ -21,13 +32,18 @@ from services.shared.settings import Settings
 
 __all__ = ["start"]
 
+log = logging.getLogger("loansuite.loans")
+
 SERVICE_NAME = loan_service_pb2.DESCRIPTOR.services_by_name["LoanService"].full_name
 
 
-def start(settings: Settings, *, port: int | None = None) -> Server:
+def start(
+    settings: Settings, *, port: int | None = None, watch_queue_size: int = DEFAULT_QUEUE_SIZE
+) -> Server:
     """Migrate the loans database, build the service and start serving; port 0 picks a free one."""
     db = Database(settings.database_url("loans"))
     upgrade(db, "services.loans:migrations")
+    bus, stop_feed = _change_feed(db, settings, watch_queue_size)
     secret = settings.resolved_service_secret()
     auth_channel = grpc.insecure_channel(settings.target("auth"))
     auth = auth_service_pb2_grpc.AuthServiceStub(auth_channel)
@@ -38,13 +54,20 @@ def start(settings: Settings, *, port: int | None = None) -> Server:
         ),
         RemoteUserDirectory(auth, credentials, ttl=settings.user_cache_ttl_seconds),
     )
-    audit_channel = grpc.insecure_channel(settings.target("audit"))
+    audit_channel = relay_channel(settings.target("audit"))
     relay = OutboxRelay(
         db,
         OutboxEvent,
         AuditSink(audit_service_pb2_grpc.AuditServiceStub(audit_channel), credentials),
+        source="loans",
     )
-    servicer = LoanServicer(db, authenticator, PageTokens(secret, purpose="loans"))
+    servicer = LoanServicer(
+        db,
+        authenticator,
+        PageTokens(secret, purpose="loans"),
+        users=RemoteUserFinder(auth, credentials),
+        bus=bus,
+    )
     server = create_server(
         [
             Registration(
@@ -56,7 +79,28 @@ def start(settings: Settings, *, port: int | None = None) -> Server:
         max_workers=settings.max_workers,
         model=settings.server_model,
     )
-    relay.start()
-    for release in (db.dispose, auth_channel.close, audit_channel.close, relay.stop):
+    relay.start(health=server.set_health)
+    server.on_stopping(bus.close)
+    for release in (db.dispose, auth_channel.close, audit_channel.close, relay.stop, stop_feed):
         server.on_stop(release)
     return server
+
+
+def _change_feed(
+    db: Database, settings: Settings, queue_size: int
+) -> tuple[ChangeBus, Callable[[], None]]:
+    """The WatchLoans bus and what feeds it; returns the bus and how to stop the feed.
+
+    Streams may take at most half the worker threads, so unary calls keep the rest.
+    """
+    max_subscribers = max(1, settings.max_workers // 2)
+    if db.is_sqlite:  # one process per database: its own commits are all there is
+        bus = ChangeBus(max_subscribers=max_subscribers, queue_size=queue_size)
+        db.on_commit(lambda session: bus.publish(pending_changes(session)))
+        return bus, lambda: None
+    # Every replica hears every commit through PostgreSQL; not live until LISTEN is in place.
+    bus = ChangeBus(max_subscribers=max_subscribers, queue_size=queue_size, live=False)
+    listener = PgChangeListener(db.url, bus)
+    if not listener.start():
+        log.warning("change listener not connected yet; WatchLoans answers UNAVAILABLE until it is")
+    return bus, listener.stop

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
+import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 from loansuite.audit.v1 import audit_service_pb2 as pb
 from loansuite.audit.v1 import audit_service_pb2_grpc as pb_grpc
@@ -13,7 +14,17 @@ from services.shared.context import outgoing_metadata
 from services.shared.identity import TokenSource
 from services.shared.outbox import AuditRecord
 
-__all__ = ["AuditSink", "to_proto"]
+__all__ = ["AuditSink", "relay_channel", "to_proto"]
+
+# grpc's reconnect backoff grows to 120 s by default, so after a long audit outage the
+# relay's retries would fail fast for up to two minutes after audit is back. Cap it near
+# the relay's own backoff.
+_CHANNEL_OPTIONS = (("grpc.max_reconnect_backoff_ms", 5_000),)
+
+
+def relay_channel(target: str) -> grpc.Channel:
+    """A channel to the audit service for a relay: reconnects within seconds of its return."""
+    return grpc.insecure_channel(target, options=_CHANNEL_OPTIONS)
 
 
 def to_proto(record: AuditRecord) -> pb.AuditEvent:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import grpc
 from cachetools import TTLCache
@@ -16,7 +17,15 @@ from services.shared.context import outgoing_metadata
 from services.shared.errors import AppError, Code, UnauthenticatedError, UnavailableError
 from services.shared.identity import Caller, Role
 
-__all__ = ["RemoteKeyRing", "RemoteUserDirectory", "ServiceCredentials", "role_from_proto"]
+__all__ = [
+    "DirectoryUser",
+    "RemoteKeyRing",
+    "RemoteUserDirectory",
+    "RemoteUserFinder",
+    "ServiceCredentials",
+    "UserFinder",
+    "role_from_proto",
+]
 
 CALL_TIMEOUT = 5.0
 _ROLES = {
@@ -142,3 +151,42 @@ class RemoteUserDirectory:
         with self._lock:
             self._cache[user_id] = caller
         return caller
+
+
+@dataclass(frozen=True)
+class DirectoryUser:
+    """An active user as another service may know them: who, which role, which organization."""
+
+    user_id: str
+    role: Role
+    organization_id: str
+
+
+class UserFinder(Protocol):
+    """Finds the active user with an email; None when there is none."""
+
+    def find_by_email(self, email: str) -> DirectoryUser | None: ...
+
+
+class RemoteUserFinder:
+    """FindUserByEmail with a service token; never cached, so an invitation sees the present."""
+
+    def __init__(self, stub: pb_grpc.AuthServiceStub, credentials: ServiceCredentials) -> None:
+        self._stub = stub
+        self._credentials = credentials
+
+    def find_by_email(self, email: str) -> DirectoryUser | None:
+        try:
+            response = _call(
+                self._stub.FindUserByEmail,
+                pb.FindUserByEmailRequest(email=email),
+                metadata=outgoing_metadata(bearer=self._credentials.token()),
+            )
+        except AppError as exc:
+            if exc.code == Code.NOT_FOUND:
+                return None  # an outcome the caller decides on, not a failure of this call
+            raise
+        user = response.user
+        if not user.active or user.role not in _ROLES:
+            return None
+        return DirectoryUser(user.id, role_from_proto(user.role), user.organization.id)

@@ -5,6 +5,11 @@ binds the request id, runs the method, and turns an ``AppError`` into the
 response's ``error`` field by looking up its code; any other exception becomes
 ERROR_CODE_INTERNAL with a generic message, its text and stack kept in the log.
 The status of the call stays OK: gRPC status codes belong to the transport.
+
+Server-streaming and bidirectional methods are generators decorated with
+``@streaming(ResponseType)``: the same discipline, applied to each step of the
+generator. An error becomes one last response whose ``error`` is set, then the
+stream ends; a client going away counts as CANCELLED, not as a failure.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol, TypeVar
 
 import grpc
@@ -22,7 +27,7 @@ from services.shared import context
 from services.shared.errors import AppError, Code
 from services.shared.metrics import calls
 
-__all__ = ["error_message", "internal_error", "unary"]
+__all__ = ["error_message", "internal_error", "streaming", "unary"]
 
 log = logging.getLogger("loansuite.rpc")
 
@@ -38,6 +43,8 @@ Req = TypeVar("Req")
 Resp = TypeVar("Resp", bound=_Envelope)
 Self_ = TypeVar("Self_")
 Handler = Callable[[Self_, Req, grpc.ServicerContext], Resp]
+# Req is one message (server streaming) or an iterator of them (bidirectional).
+StreamHandler = Callable[[Self_, Req, grpc.ServicerContext], Iterator[Resp]]
 
 
 def error_message(exc: AppError, request_id: str) -> error_pb2.Error:
@@ -70,8 +77,6 @@ def unary(
     """Wrap a unary servicer method with the envelope discipline."""
 
     def decorate(method: Handler[Self_, Req, Resp]) -> Handler[Self_, Req, Resp]:
-        name = method.__qualname__
-
         @functools.wraps(method)
         def handler(self: Self_, request: Req, ctx: grpc.ServicerContext) -> Resp:
             request_id = context.request_id_from(ctx.invocation_metadata())
@@ -80,7 +85,7 @@ def unary(
             try:
                 response = _call(method, self, request, ctx, response_type, request_id)
                 ctx.set_trailing_metadata(((context.REQUEST_ID_HEADER, request_id),))
-                _record(name, response, started)
+                _record(_rpc_name(self, method), response, started)
                 return response
             finally:
                 context.reset_request_id(token)
@@ -107,10 +112,104 @@ def _call(
         return response_type(error=internal_error(request_id))
 
 
+def _rpc_name(servicer: object, method: Callable[..., object]) -> str:
+    """The servicer's name, not the mixin's that defines the method: LoanServicer.CreateLoan."""
+    return f"{type(servicer).__name__}.{method.__name__}"
+
+
 def _record(name: str, response: _Envelope, started: float) -> None:
     """Classify the call by its envelope code, so an error never counts as a success."""
     outcome = Code(response.error.code).name if response.HasField("error") else "OK"
+    _log_call(name, outcome, started)
+
+
+def _log_call(name: str, outcome: str, started: float) -> None:
     calls.record(name, outcome)
     elapsed_ms = round((time.perf_counter() - started) * 1000, 3)
     level = logging.ERROR if outcome == "INTERNAL" else logging.INFO
     log.log(level, "call", extra={"rpc": name, "outcome": outcome, "elapsed_ms": elapsed_ms})
+
+
+def streaming(
+    response_type: Callable[..., Resp],
+) -> Callable[[StreamHandler[Self_, Req, Resp]], StreamHandler[Self_, Req, Resp]]:
+    """Wrap a server-streaming or bidirectional servicer method with the envelope discipline."""
+
+    def decorate(method: StreamHandler[Self_, Req, Resp]) -> StreamHandler[Self_, Req, Resp]:
+        @functools.wraps(method)
+        def handler(self: Self_, request: Req, ctx: grpc.ServicerContext) -> Iterator[Resp]:
+            call = _StreamCall(
+                _rpc_name(self, method), context.request_id_from(ctx.invocation_metadata()), ctx
+            )
+            ctx.set_trailing_metadata(((context.REQUEST_ID_HEADER, call.request_id),))
+            responses = method(self, request, ctx)
+            try:
+                while (response := call.step(responses, response_type)) is not None:
+                    yield response
+            except GeneratorExit:
+                call.outcome = "CANCELLED"  # the client went away between responses
+                raise
+            finally:
+                call.finish(responses)
+
+        return handler
+
+    return decorate
+
+
+def _cancelled(ctx: grpc.ServicerContext) -> bool:
+    # grpc.aio's context for synchronous handlers has no is_active(); there a
+    # cancelled read is logged like any other failure.
+    is_active = getattr(ctx, "is_active", None)
+    return is_active is not None and not is_active()
+
+
+class _StreamCall:
+    """One streaming call: its request id, and its outcome so far (the first error wins)."""
+
+    def __init__(self, name: str, request_id: str, ctx: grpc.ServicerContext) -> None:
+        self.name = name
+        self.request_id = request_id
+        self.outcome = "OK"
+        self._ctx = ctx
+        self._finished = False
+        self._started = time.perf_counter()
+
+    def step(self, responses: Iterator[Resp], response_type: Callable[..., Resp]) -> Resp | None:
+        """Run the method to its next response, with the request id bound; None when it ends."""
+        if self._finished:
+            return None
+        token = context.set_request_id(self.request_id)
+        try:
+            return next(responses)
+        except StopIteration:
+            self._finished = True
+            if _cancelled(self._ctx):  # the method ended because the client went away
+                self.outcome = "CANCELLED"
+            return None
+        except AppError as exc:
+            return self._fail(response_type(error=error_message(exc, self.request_id)), exc.code)
+        except Exception:
+            if _cancelled(self._ctx):
+                # Reading a request of a cancelled call raises; that is no failure of ours.
+                self.outcome, self._finished = "CANCELLED", True
+                return None
+            log.exception("unexpected failure")
+            return self._fail(response_type(error=internal_error(self.request_id)), Code.INTERNAL)
+        finally:
+            context.reset_request_id(token)
+
+    def _fail(self, response: Resp, code: Code) -> Resp:
+        self.outcome, self._finished = code.name, True
+        return response
+
+    def finish(self, responses: Iterator[Resp]) -> None:
+        """Close the method's generator (running its cleanup), then log and count the call."""
+        token = context.set_request_id(self.request_id)
+        try:
+            close = getattr(responses, "close", None)
+            if close is not None:
+                close()
+            _log_call(self.name, self.outcome, self._started)
+        finally:
+            context.reset_request_id(token)

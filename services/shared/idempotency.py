@@ -4,6 +4,8 @@ The response is stored as bytes in the same transaction as the write it
 describes, keyed by (caller, rpc, request_id). Two racing calls with one key
 both try to insert it; the unique key lets exactly one commit, and the loser
 rolls back everything it wrote and answers with the winner's stored response.
+On PostgreSQL the second also queues on an advisory lock of the key first, so
+it never fails on the first one's effect (a new etag, a moved state) instead.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import LargeBinary, String, insert, select
+from sqlalchemy import LargeBinary, String, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
@@ -66,6 +68,7 @@ def run_idempotent(
     for _ in range(2):
         try:
             with db.write() as session:
+                _queue_behind_same_key(session, key)
                 stored = _stored(session, model, key)
                 if stored is not None:
                     return stored
@@ -76,6 +79,20 @@ def run_idempotent(
         except IntegrityError:
             continue  # a racing call with the same key committed first: read its answer
     raise RuntimeError("idempotency key neither inserted nor found")
+
+
+def _queue_behind_same_key(session: Session, key: IdempotencyKey) -> None:
+    """PostgreSQL: a call waits here for a racing call with the same key to finish.
+
+    Without it, a retry racing its original could fail on the original's own
+    effect (an etag mismatch, a state already moved) instead of replaying its
+    answer. On SQLite, writers are serialized anyway.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    name = "\0".join((key.scope, key.rpc, key.request_id)).encode()
+    lock_id = int.from_bytes(hashlib.blake2b(name, digest_size=8).digest(), "big", signed=True)
+    session.execute(select(func.pg_advisory_xact_lock(lock_id)))
 
 
 def _stored(session: Session, model: Any, key: IdempotencyKey) -> bytes | None:

@@ -5,15 +5,20 @@ event commits or rolls back with the change it describes. ``OutboxRelay``
 streams pending rows to the audit service and marks them delivered only when
 the audit service has acknowledged them, which it does after its own commit.
 A crash between ack and mark means redelivery, which the audit service drops
-by event_id: the effect is exactly once.
+by event_id: the effect is exactly once. ``RelayLock`` keeps a SQLite outbox to
+one relay, since SQLite cannot lock the rows a relay claims.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import os
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Index, Integer, String, Text, insert
@@ -21,9 +26,10 @@ from sqlalchemy.orm import Mapped, Session, declared_attr, mapped_column
 
 from services.shared.columns import UTCDateTime
 from services.shared.context import current_request_id
+from services.shared.db import Database
 from services.shared.identity import Caller
 
-__all__ = ["AuditRecord", "OutboxMixin", "record_event"]
+__all__ = ["AuditRecord", "OutboxMixin", "RelayLock", "record_event"]
 
 
 @dataclass(frozen=True)
@@ -105,3 +111,51 @@ def record_event(
     )
     session.info["outbox_written"] = True
     return record
+
+
+class RelayLock:
+    """An exclusive, non-blocking flock on ``<database>.relay.lock``: its holder delivers.
+
+    A kernel lock rather than a row or a marker file: the kernel drops it when the holder
+    exits, even by SIGKILL, so a standby relay takes over with nothing stale to clean up.
+    """
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    @classmethod
+    def beside(cls, db: Database) -> RelayLock:
+        """The lock of a SQLite file; none for PostgreSQL or an in-memory database."""
+        name = db.url.database
+        if not db.is_sqlite or not name or name == ":memory:":
+            return cls(None)
+        return cls(Path(f"{name}.relay.lock"))
+
+    def acquire(self) -> bool:
+        """Take the lock if free; True when this relay holds it (or needs none)."""
+        if self.path is None or self._fd is not None:
+            return True
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())  # for an operator: who delivers
+        self._fd = fd
+        return True
+
+    def holder(self) -> str:
+        """The process id written by the holder, as far as it can be read."""
+        if self.path is None:
+            return ""
+        with contextlib.suppress(OSError):
+            return self.path.read_text().strip()
+        return ""
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the last descriptor drops the flock
+            self._fd = None

@@ -1,29 +1,124 @@
-"""The outbox relay: pending outbox rows to the audit service, marked delivered on ack."""
+"""The outbox relay: pending outbox rows to the audit service, marked delivered on ack.
+
+Each round claims the oldest undelivered rows (``delivered_time IS NULL ORDER BY
+id``), never "ids above the last one seen": ids are taken at insert and commit
+out of order, so a row that commits late would be skipped for ever. Delivery
+is at least once (audit acks after its commit, the row is marked after the
+ack) and audit drops duplicates by event_id.
+
+Several relays may share a PostgreSQL database: rows are claimed ``FOR UPDATE
+SKIP LOCKED`` in the transaction that marks them. SQLite has no row locks, so
+one relay per SQLite file is enforced with an exclusive ``flock`` beside it.
+"""
 
 from __future__ import annotations
 
 import logging
 import random
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from services.shared.db import Database
-from services.shared.outbox import AuditRecord, OutboxMixin
+from services.shared.metrics import OutboxSnapshot, OutboxStats, RelayState, outboxes
+from services.shared.outbox import AuditRecord, OutboxMixin, RelayLock
 
-__all__ = ["EventSink", "OutboxRelay"]
+__all__ = ["HEALTH_PREFIX", "EventSink", "HealthReport", "OutboxRelay"]
 
 log = logging.getLogger("loansuite.relay")
+
+HEALTH_PREFIX = "loansuite.outbox."
+# Events sent but not yet marked, remembered to count re-sends; bounded so that rows
+# another replica delivered (and this relay will never mark) cannot grow it for ever.
+_UNMARKED_CAP = 100_000
 
 
 class EventSink(Protocol):
     """Where events go; returns the event ids that are durably stored there."""
 
     def send(self, records: Sequence[AuditRecord]) -> set[str]: ...
+
+
+# Sets a health service name: True is SERVING, False NOT_SERVING, None UNKNOWN.
+HealthReport = Callable[[str, bool | None], None]
+
+
+class _Watch:
+    """Turns delivery outcomes into backoff delays, health, log lines and metrics."""
+
+    _SERVING: ClassVar[dict[RelayState, bool | None]] = {
+        "delivering": True,
+        "stalled": False,
+        "standby": None,  # this process cannot tell whether the lock holder delivers
+    }
+
+    def __init__(self, stats: OutboxStats, stall_seconds: float, max_backoff: float) -> None:
+        self._stats = stats
+        self._stall = stall_seconds
+        self._max_backoff = max_backoff
+        self._report: HealthReport | None = None
+        self._state: RelayState | None = None
+        self._failures = 0
+        self._failing_since = 0.0
+
+    def attach(self, report: HealthReport | None) -> None:
+        self._report = report
+
+    def set_state(self, state: RelayState) -> None:
+        if state == self._state:
+            return
+        self._state = state
+        self._stats.set_state(state)
+        if self._report is not None:
+            self._report(HEALTH_PREFIX + self._stats.source, self._SERVING[state])
+
+    def failed(self, exc: Exception) -> float:
+        """Count a failed round; returns how long to wait before the next one."""
+        now = time.monotonic()
+        if self._failures == 0:
+            self._failing_since = now
+        self._failures += 1
+        self._stats.add_failed_attempt()
+        delay = min(self._max_backoff, 0.2 * 2.0 ** min(self._failures, 10))
+        delay *= random.uniform(0.5, 1)  # jitter: replicas must not retry in lockstep
+        outage = now - self._failing_since
+        if outage < self._stall:
+            delay = min(delay, self._stall - outage)  # retry at the threshold, so health is on time
+        elif self._state != "stalled":
+            log.error("audit delivery stalled", extra={"outage_seconds": round(outage, 1)})
+            self.set_state("stalled")
+        log.warning(
+            "audit delivery failed; retrying",
+            extra={**_describe(exc), "attempt": self._failures, "retry_in": round(delay, 2)},
+        )
+        return delay
+
+    def succeeded(self) -> None:
+        if self._failures:
+            outage = time.monotonic() - self._failing_since
+            # A warning like the failures it ends, so a filter that shows one shows both.
+            log.warning(
+                "audit delivery recovered",
+                extra={"failed_attempts": self._failures, "outage_seconds": round(outage, 1)},
+            )
+            self._failures = 0
+        self.set_state("delivering")
+
+
+def _describe(exc: Exception) -> dict[str, str]:
+    # The first public class: grpc raises private subclasses of RpcError.
+    public = next(c for c in type(exc).__mro__ if not c.__name__.startswith("_"))
+    described = {"error": public.__name__}
+    code = getattr(exc, "code", None)  # a grpc.RpcError names its status
+    if callable(code):
+        status = code()
+        described["status"] = str(getattr(status, "name", status))
+    return described
 
 
 class OutboxRelay:
@@ -35,22 +130,37 @@ class OutboxRelay:
         model: Any,
         sink: EventSink,
         *,
+        source: str,
         batch_size: int = 200,
         poll_seconds: float = 1.0,
-        max_backoff_seconds: float = 30.0,
+        # A returning audit service is noticed within this; a retry costs one failed connect.
+        max_backoff_seconds: float = 10.0,
+        stall_seconds: float = 10.0,
+        report_seconds: float = 5.0,
     ) -> None:
         self._db = db
         self._model: type[OutboxMixin] = model
         self._sink = sink
         self._batch_size = batch_size
         self._poll = poll_seconds
-        self._max_backoff = max_backoff_seconds
+        self._report_every = report_seconds
+        self.stats = OutboxStats(source)
+        self._watch = _Watch(self.stats, stall_seconds, max_backoff_seconds)
+        self._lock = RelayLock.beside(db)
+        self._active: bool | None = None
+        self._unmarked: dict[str, None] = {}  # insertion-ordered set
+        self._last_report = OutboxSnapshot(source)
+        self._next_report = 0.0
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         db.on_commit(self._on_commit)
 
-    def start(self) -> None:
+    def start(self, *, health: HealthReport | None = None) -> None:
+        """Claim the SQLite lock (or stand by), report health, and start delivering."""
+        self._watch.attach(health)
+        self._claim()
+        outboxes.add(self.stats)
         self._thread = threading.Thread(target=self._run, name="outbox-relay", daemon=True)
         self._thread.start()
 
@@ -59,15 +169,13 @@ class OutboxRelay:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
-
-    def wake(self) -> None:
-        self._wake.set()
+        else:
+            self._lock.release()
+        outboxes.remove(self.stats)
 
     def backlog(self) -> int:
         """How many events wait for delivery."""
-        with self._db.read() as session:
-            query = select(func.count()).where(self._model.delivered_time.is_(None))
-            return int(session.scalar(query) or 0)
+        return self._backlog()[0]
 
     def deliver_batch(self) -> int:
         """Deliver up to one batch; returns how many events were acknowledged."""
@@ -76,17 +184,18 @@ class OutboxRelay:
             # network: read, send, then mark.
             with self._db.read() as session:
                 records = self._pending(session, lock=False)
-            acked = self._sink.send(records) if records else set()
+            acked = self._send(records)
             if acked:
                 with self._db.write() as session:
                     self._mark(session, acked)
-            return len(acked)
-        # PostgreSQL: rows stay locked until marked, so other replicas skip them.
-        with self._db.write() as session:
-            records = self._pending(session, lock=True)
-            acked = self._sink.send(records) if records else set()
-            self._mark(session, acked)
-            return len(acked)
+        else:
+            # PostgreSQL: rows stay locked until marked, so other replicas skip them.
+            with self._db.write() as session:
+                records = self._pending(session, lock=True)
+                acked = self._send(records)
+                self._mark(session, acked)
+        self._settle(acked)
+        return len(acked)
 
     def _pending(self, session: Session, *, lock: bool) -> list[AuditRecord]:
         query = (
@@ -99,6 +208,18 @@ class OutboxRelay:
             query = query.with_for_update(skip_locked=True)
         return [AuditRecord.from_json(payload) for payload in session.scalars(query)]
 
+    def _send(self, records: list[AuditRecord]) -> set[str]:
+        if not records:
+            return set()
+        ids = [record.event_id for record in records]
+        resent = sum(1 for event_id in ids if event_id in self._unmarked)
+        if resent:
+            self.stats.add_resent(resent)
+        self._unmarked.update(dict.fromkeys(ids))
+        while len(self._unmarked) > _UNMARKED_CAP:
+            del self._unmarked[next(iter(self._unmarked))]
+        return self._sink.send(records)
+
     def _mark(self, session: Session, acked: set[str]) -> None:
         if acked:
             session.execute(
@@ -107,26 +228,82 @@ class OutboxRelay:
                 .values(delivered_time=datetime.now(UTC))
             )
 
+    def _settle(self, acked: set[str]) -> None:
+        """After the mark committed: these events are done."""
+        for event_id in acked:
+            self._unmarked.pop(event_id, None)
+        if acked:
+            self.stats.add_delivered(len(acked))
+
     def _run(self) -> None:
-        failures = 0
-        while not self._stopping.is_set():
-            try:
-                delivered = self.deliver_batch()
-                failures = 0
-            except Exception as exc:
-                failures += 1
-                delay = min(self._max_backoff, 0.2 * 2 ** min(failures, 10)) * random.uniform(
-                    0.5, 1
-                )
+        try:
+            while not self._stopping.is_set():
+                self._report_if_due()
+                if self._claim():
+                    self._round()
+                else:
+                    self._stopping.wait(self._poll)
+        finally:
+            self._lock.release()
+
+    def _round(self) -> None:
+        self._wake.clear()  # a commit during this round wakes the next one at once
+        try:
+            delivered = self.deliver_batch()
+        except Exception as exc:
+            self._stopping.wait(self._watch.failed(exc))
+            return
+        self._watch.succeeded()
+        if delivered < self._batch_size:  # caught up: sleep until woken or the next poll
+            self._wake.wait(self._poll)
+
+    def _claim(self) -> bool:
+        """Hold the SQLite relay lock, or stand by; logs and reports each change.
+
+        A second relay stands by rather than stopping its process: that process still
+        serves correctly (its events land in the shared file, which the holder drains),
+        and it takes over within a poll once the holder exits, where refusing to start
+        would turn a restart that overlaps the old process's exit into an outage.
+        """
+        held = self._lock.acquire()
+        if held != self._active:
+            if not held:
                 log.warning(
-                    "audit delivery failed; retrying",
-                    extra={"error": type(exc).__name__, "retry_in_seconds": round(delay, 2)},
+                    "another relay delivers this SQLite database's outbox; standing by",
+                    extra={"lock": str(self._lock.path), "holder_pid": self._lock.holder()},
                 )
-                self._stopping.wait(delay)
-                continue
-            if delivered < self._batch_size:  # caught up: sleep until woken or the next poll
-                self._wake.wait(self._poll)
-                self._wake.clear()
+            elif self._active is False:
+                log.warning("outbox relay took over", extra={"lock": str(self._lock.path)})
+            self._active = held
+            self._watch.set_state("delivering" if held else "standby")
+        return held
+
+    def _report_if_due(self) -> None:
+        """Refresh the backlog gauges; log them while non-zero or when anything changed."""
+        now = time.monotonic()
+        if now < self._next_report:
+            return
+        self._next_report = now + self._report_every
+        try:
+            pending, oldest = self._backlog()
+        except Exception:  # the database is away: the failed rounds already say so
+            return
+        self.stats.set_backlog(pending, oldest)
+        snapshot = self.stats.snapshot()
+        # With nothing pending the age is 0 too, so an idle relay compares equal and is quiet.
+        if pending or snapshot != self._last_report:
+            log.info("outbox relay report", extra=vars(snapshot))
+            self._last_report = snapshot
+
+    def _backlog(self) -> tuple[int, float]:
+        """Pending events and the age in seconds of the oldest."""
+        query = select(func.count(), func.min(self._model.create_time)).where(
+            self._model.delivered_time.is_(None)
+        )
+        with self._db.read() as session:
+            count, oldest = session.execute(query).one()
+        age = (datetime.now(UTC) - oldest).total_seconds() if oldest is not None else 0.0
+        return int(count), round(max(age, 0.0), 3)
 
     def _on_commit(self, session: Session) -> None:
         if session.info.pop("outbox_written", False):

@@ -27,6 +27,11 @@ log = logging.getLogger("loansuite.server")
 
 # A taken port must fail loudly, not be silently shared (grpc's default is on).
 SERVER_OPTIONS = (("grpc.so_reuseport", 0),)
+_STATUSES = {
+    True: health_pb2.HealthCheckResponse.SERVING,
+    False: health_pb2.HealthCheckResponse.NOT_SERVING,
+    None: health_pb2.HealthCheckResponse.UNKNOWN,
+}
 
 
 @dataclass(frozen=True)
@@ -45,14 +50,30 @@ class Server:
         self.port = port
         self.health = health_servicer
         self._on_stop: list[Callable[[], None]] = []
+        self._on_stopping: list[Callable[[], None]] = []
+
+    def set_health(self, name: str, serving: bool | None) -> None:
+        """Report an extra health service name (a relay's, say): None is UNKNOWN.
+
+        Ignored once stopping: the whole server then answers NOT_SERVING.
+        """
+        status = _STATUSES[serving]
+        self.health.set(name, status)
 
     def on_stop(self, callback: Callable[[], None]) -> None:
         """Run callback once the server has stopped (release relays, engines)."""
         self._on_stop.append(callback)
 
+    def on_stopping(self, callback: Callable[[], None]) -> None:
+        """Run callback when a stop begins, before the grace period: end long-lived streams,
+        which would otherwise hold the whole grace and then be cancelled."""
+        self._on_stopping.append(callback)
+
     def stop(self, grace: float) -> None:
         """Report NOT_SERVING, let in-flight calls finish within grace, then release."""
         self.health.enter_graceful_shutdown()
+        for callback in self._on_stopping:
+            callback()
         self._engine.stop(grace)
         for callback in reversed(self._on_stop):
             callback()

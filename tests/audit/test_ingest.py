@@ -15,6 +15,7 @@ from loansuite.common.v1 import error_pb2
 from sqlalchemy import text
 
 from services.audit import use_cases
+from services.audit.chain import Head
 from services.audit.conversions import records_from_proto
 from services.audit.schemas import parse_events
 from services.shared.audit_client import AuditSink
@@ -42,13 +43,14 @@ def test_batches_are_acked_then_listed_with_sequence_and_fields(stack: Stack) ->
     assert acked_ids(responses) == [[e.event_id for e in first], [e.event_id for e in second]]
     listed = stack.all_events(reader)
     assert [e.event_id for e in listed] == [e.event_id for e in first + second]
-    sequences = [e.sequence for e in listed]
-    assert sequences == sorted(set(sequences))
-    assert sequences[0] > 0
+    assert [e.sequence for e in listed] == [1, 2, 3, 4]  # gapless from 1, in batch order
+    assert len({e.hash for e in listed}) == 4
     for sent, stored in zip(first + second, listed, strict=True):
         assert stored.ingest_time.seconds > 0
+        assert Head.is_valid_hash(stored.hash)
         stored.ClearField("sequence")
         stored.ClearField("ingest_time")
+        stored.ClearField("hash")
         expected = audit_pb.AuditEvent()
         expected.CopyFrom(sent)
         expected.organization_ids[:] = sorted(sent.organization_ids)
@@ -94,25 +96,29 @@ def test_concurrent_streams_store_each_event_once(stack: Stack) -> None:
     assert sorted(listed) == sorted(i for batch in expected for i in batch)
 
 
-def _wait_for_lock_waiter(db: Database) -> None:
-    """Block until another PostgreSQL session waits on a lock held by ours."""
+def _wait_for_ingest_lock_waiter(db: Database) -> None:
+    """Block until another PostgreSQL session waits for the ingest lock our transaction holds."""
     deadline = time.monotonic() + 10
+    # pg_locks shows a bigint advisory key as its high and low 32 bits.
+    key = use_cases.INGEST_LOCK_KEY & 0xFFFF_FFFF_FFFF_FFFF
     query = text(
-        "SELECT count(*) FROM pg_stat_activity"
-        " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        "SELECT count(*) FROM pg_locks"
+        " WHERE locktype = 'advisory' AND NOT granted AND objsubid = 1"
+        " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        " AND classid::bigint = :high AND objid::bigint = :low"
     )
     while time.monotonic() < deadline:
         with db.engine.connect() as connection:
-            if connection.scalar(query):
+            if connection.scalar(query, {"high": key >> 32, "low": key & 0xFFFF_FFFF}):
                 return
         time.sleep(0.02)
-    raise AssertionError("the ingest never waited on our uncommitted event")
+    raise AssertionError("the ingest never waited for the ingest lock")
 
 
-def test_batch_racing_an_uncommitted_duplicate_retries_and_stores_once(
+def test_a_batch_racing_an_uncommitted_duplicate_waits_for_it_and_stores_once(
     stack: Stack, audit_url: str, backend: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="loansuite.audit")
+    caplog.set_level(logging.INFO, logger="loansuite")
     reader = stack.user()
     raced, fresh = make_event(reader.organization_id), make_event(reader.organization_id)
     metadata = stack.service_metadata()
@@ -127,26 +133,26 @@ def test_batch_racing_an_uncommitted_duplicate_retries_and_stores_once(
             use_cases.ingest_events(session, events, now=datetime.now(UTC))
             sender.start()
             if backend == "postgresql":
-                _wait_for_lock_waiter(other_replica)  # its INSERT hit our unique key
+                _wait_for_ingest_lock_waiter(other_replica)
             else:
                 time.sleep(0.2)  # it waits for SQLite's write lock
         sender.join(30)
     finally:
         other_replica.dispose()
 
+    # Inside the lock the sender re-checked, found `raced` stored, and appended `fresh` only.
     assert outcome == [[[raced.event_id, fresh.event_id]]]
-    listed = [e.event_id for e in stack.all_events(reader)]
-    assert listed == [raced.event_id, fresh.event_id]
-    if backend == "postgresql":
-        assert "ingest conflict; retrying the batch" in caplog.messages
+    listed = stack.all_events(reader)
+    assert [(e.event_id, e.sequence) for e in listed] == [(raced.event_id, 1), (fresh.event_id, 2)]
+    assert "unexpected failure" not in caplog.messages
 
 
-def test_a_deadlock_with_another_writer_is_retried(
+def test_interleaved_writers_take_turns_instead_of_deadlocking(
     stack: Stack, audit_url: str, backend: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     if backend != "postgresql":
-        pytest.skip("SQLite has one writer at a time, so writers cannot deadlock")
-    caplog.set_level(logging.INFO, logger="loansuite.audit")
+        pytest.skip("SQLite has one writer at a time, so writers cannot interleave")
+    caplog.set_level(logging.INFO, logger="loansuite")
     reader = stack.user()
     first, second = make_event(reader.organization_id), make_event(reader.organization_id)
     metadata = stack.service_metadata()
@@ -158,19 +164,20 @@ def test_a_deadlock_with_another_writer_is_retried(
     now = datetime.now(UTC)
     try:
         with other_writer.write() as session:
-            # The server, waiting since before us, detects the deadlock and yields.
-            session.execute(text("SET LOCAL deadlock_timeout = '20s'"))
             use_cases.ingest_events(session, parse_events(records_from_proto([second])), now=now)
             sender.start()
-            _wait_for_lock_waiter(other_writer)  # it holds `first`, wants `second`
+            # Without the lock the sender would hold `first` and wait for `second`
+            # while we wait for `first`: a deadlock. With it, it holds nothing yet.
+            _wait_for_ingest_lock_waiter(other_writer)
             use_cases.ingest_events(session, parse_events(records_from_proto([first])), now=now)
         sender.join(30)
     finally:
         other_writer.dispose()
 
     assert outcome == [[[first.event_id, second.event_id]]]
-    assert [e.event_id for e in stack.all_events(reader)] == [second.event_id, first.event_id]
-    assert "ingest conflict; retrying the batch" in caplog.messages
+    listed = stack.all_events(reader)
+    assert [(e.event_id, e.sequence) for e in listed] == [(second.event_id, 1), (first.event_id, 2)]
+    assert "unexpected failure" not in caplog.messages
 
 
 @pytest.mark.parametrize(

@@ -51,12 +51,16 @@ class Processes:
     ports: dict[str, int]
     running: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
-    def start(self, service: str) -> None:
-        with (self.directory / f"{service}.log").open("ab") as log:  # the child keeps its own
-            self.running[service] = subprocess.Popen(
-                [LOANSUITE, "serve", service], env=self.env, stdout=log, stderr=log
-            )
-        wait_serving(self.ports[service])
+    def start(self, service: str, *, instance: str = "") -> None:
+        """Start service; a named instance is one more replica on a port of its own."""
+        name = instance or service
+        command = [LOANSUITE, "serve", service]
+        if instance:
+            self.ports.setdefault(instance, free_port())
+            command += ["--port", str(self.ports[instance])]
+        with (self.directory / f"{name}.log").open("ab") as log:  # the child keeps its own
+            self.running[name] = subprocess.Popen(command, env=self.env, stdout=log, stderr=log)
+        wait_serving(self.ports[name])
 
     def stop(self, service: str, sig: int = signal.SIGTERM) -> int:
         process = self.running.pop(service)

@@ -46,8 +46,40 @@ def test_the_readme_walkthrough_runs_as_written(processes: Processes) -> None:
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "loansuite.loans.v1.LoanService" in out
-    assert '"state": "LOAN_STATE_DRAFT"' in out
     assert '"reason": "MATURITY_NOT_AFTER_START"' in out
     assert '"field": "maturity_date"' in out
+    # The loan goes from draft to active, in order, and its KPI is accepted first.
+    states = re.findall(r'"state": "LOAN_STATE_(\w+)"', out)
+    assert states[:5] == ["DRAFT", "DRAFT", "PENDING_APPROVAL", "APPROVED", "ACTIVE"]
+    assert '"status": "KPI_STATUS_ACCEPTED"' in out
+    # The verified result passes and steps the margin down by the ratchet's 5 bps, once.
+    assert '"status": "KPI_RESULT_STATUS_VERIFIED"' in out
+    assert out.count('"applied_bps": -5') == 2  # in the verification and in the listing
+    assert out.count('"cumulative_bps": -5') == 2
+    # The audit log holds one event per change, in order, the first with the request id given.
     assert '"action": "LOAN_CREATED"' in out
     assert '"request_id": "walkthrough-1"' in out
+    summary = audit_summary(out)
+    # auth and loans relay independently: only each service's own events keep their order.
+    assert sorted(e for e in summary if e[1] == "user") == [
+        ("USER_LOGGED_IN", "user"),
+        ("USER_REGISTERED", "user"),
+    ]
+    assert [e for e in summary if e[1] != "user"] == [
+        ("LOAN_CREATED", "loan"),
+        ("LENDER_INVITED", "loan"),
+        ("KPI_CREATED", "kpi"),
+        ("MARGIN_RATCHET_CREATED", "margin_ratchet"),
+        ("KPI_ACCEPTED", "kpi"),
+        ("LOAN_SUBMITTED", "loan"),
+        ("LOAN_APPROVED", "loan"),
+        ("LOAN_ACTIVATED", "loan"),
+        ("KPI_RESULT_REPORTED", "kpi_result"),
+        ("KPI_RESULT_VERIFIED", "kpi_result"),
+        ("MARGIN_ADJUSTED", "margin_adjustment"),
+    ]
+
+
+def audit_summary(out: str) -> list[tuple[str, str]]:
+    """The (action, resource type) lines that the walk-through's last command prints."""
+    return re.findall(r"^([A-Z_]+) ([a-z_]+) \S+$", out, re.MULTILINE)

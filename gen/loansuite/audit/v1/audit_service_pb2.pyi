@@ -91,6 +91,7 @@ class AuditEvent(_message.Message):
     SOURCE_FIELD_NUMBER: _builtins.int
     SEQUENCE_FIELD_NUMBER: _builtins.int
     INGEST_TIME_FIELD_NUMBER: _builtins.int
+    HASH_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
     """Chosen by the producing service; the audit log stores each id once."""
     action: _builtins.str
@@ -102,6 +103,10 @@ class AuditEvent(_message.Message):
     """Service that produced the event, e.g. "loans"."""
     sequence: _builtins.int
     """Position in the log, assigned on ingest."""
+    hash: _builtins.str
+    """Lowercase hex SHA-256 of the previous event's hash (32 zero bytes for
+    sequence 1) followed by this event's canonical encoding, assigned on ingest.
+    """
     @_builtins.property
     def actor(self) -> Global___Actor: ...
     @_builtins.property
@@ -129,10 +134,11 @@ class AuditEvent(_message.Message):
         source: _builtins.str = ...,
         sequence: _builtins.int = ...,
         ingest_time: _timestamp_pb2.Timestamp | None = ...,
+        hash: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "ingest_time", b"ingest_time", "occur_time", b"occur_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "actor", b"actor", "changes", b"changes", "event_id", b"event_id", "ingest_time", b"ingest_time", "occur_time", b"occur_time", "organization_ids", b"organization_ids", "request_id", b"request_id", "resource_id", b"resource_id", "resource_type", b"resource_type", "sequence", b"sequence", "source", b"source"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "actor", b"actor", "changes", b"changes", "event_id", b"event_id", "hash", b"hash", "ingest_time", b"ingest_time", "occur_time", b"occur_time", "organization_ids", b"organization_ids", "request_id", b"request_id", "resource_id", b"resource_id", "resource_type", b"resource_type", "sequence", b"sequence", "source", b"source"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -324,3 +330,185 @@ class AuditEventPage(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___AuditEventPage: _TypeAlias = AuditEventPage  # noqa: Y015
+
+@_typing.final
+class ChainHead(_message.Message):
+    """ChainHead names an event of the log by its position and hash: a published
+    head attests every event up to and including it.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEQUENCE_FIELD_NUMBER: _builtins.int
+    HASH_FIELD_NUMBER: _builtins.int
+    sequence: _builtins.int
+    hash: _builtins.str
+    """Lowercase hex, 64 characters."""
+    def __init__(
+        self,
+        *,
+        sequence: _builtins.int = ...,
+        hash: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["hash", b"hash", "sequence", b"sequence"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ChainHead: _TypeAlias = ChainHead  # noqa: Y015
+
+@_typing.final
+class VerifyChainRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXPECTED_HEAD_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def expected_head(self) -> Global___ChainHead:
+        """The head to check the log against, e.g. one shipped from the service's
+        heads file; when unset, the last head this server published.
+        """
+
+    def __init__(
+        self,
+        *,
+        expected_head: Global___ChainHead | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expected_head", b"expected_head"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expected_head", b"expected_head"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VerifyChainRequest: _TypeAlias = VerifyChainRequest  # noqa: Y015
+
+@_typing.final
+class VerifyChainResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VERIFICATION_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def verification(self) -> Global___ChainVerification: ...
+    @_builtins.property
+    def error(self) -> _error_pb2.Error: ...
+    def __init__(
+        self,
+        *,
+        verification: Global___ChainVerification | None = ...,
+        error: _error_pb2.Error | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "result", b"result", "verification", b"verification"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "result", b"result", "verification", b"verification"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_result: _TypeAlias = _typing.Literal["verification", "error"]  # noqa: Y015
+    _WhichOneofArgType_result: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_result) -> _WhichOneofReturnType_result | None: ...
+
+Global___VerifyChainResponse: _TypeAlias = VerifyChainResponse  # noqa: Y015
+
+@_typing.final
+class ChainVerification(_message.Message):
+    """ChainVerification says whether the log is intact and, if not, where it breaks."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INTACT_FIELD_NUMBER: _builtins.int
+    CHECKED_EVENTS_FIELD_NUMBER: _builtins.int
+    FIRST_BAD_SEQUENCE_FIELD_NUMBER: _builtins.int
+    PROBLEM_FIELD_NUMBER: _builtins.int
+    HEAD_FIELD_NUMBER: _builtins.int
+    EXPECTED_HEAD_FIELD_NUMBER: _builtins.int
+    intact: _builtins.bool
+    checked_events: _builtins.int
+    """Events whose link verified: the intact prefix of the log."""
+    first_bad_sequence: _builtins.int
+    """The first position where the log disagrees with its chain; 0 when intact."""
+    problem: _builtins.str
+    """"" when intact, else HASH_MISMATCH, SEQUENCE_GAP, SEQUENCE_DUPLICATE,
+    TRUNCATED or HEAD_MISMATCH.
+    """
+    @_builtins.property
+    def head(self) -> Global___ChainHead:
+        """The last event whose link verified; unset when none did."""
+
+    @_builtins.property
+    def expected_head(self) -> Global___ChainHead:
+        """The head the log was checked against; unset when none was known."""
+
+    def __init__(
+        self,
+        *,
+        intact: _builtins.bool = ...,
+        checked_events: _builtins.int = ...,
+        first_bad_sequence: _builtins.int = ...,
+        problem: _builtins.str = ...,
+        head: Global___ChainHead | None = ...,
+        expected_head: Global___ChainHead | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expected_head", b"expected_head", "head", b"head"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checked_events", b"checked_events", "expected_head", b"expected_head", "first_bad_sequence", b"first_bad_sequence", "head", b"head", "intact", b"intact", "problem", b"problem"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ChainVerification: _TypeAlias = ChainVerification  # noqa: Y015
+
+@_typing.final
+class TailAuditEventsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACTION_FIELD_NUMBER: _builtins.int
+    ORGANIZATION_ID_FIELD_NUMBER: _builtins.int
+    AFTER_SEQUENCE_FIELD_NUMBER: _builtins.int
+    action: _builtins.str
+    """Only events with this action; empty matches every action."""
+    organization_id: _builtins.str
+    """Only events that concern this organization; empty matches every event."""
+    after_sequence: _builtins.int
+    """Start after this sequence (0: from the first event); when unset, start at
+    the end of the log as it stands when the call starts.
+    """
+    def __init__(
+        self,
+        *,
+        action: _builtins.str = ...,
+        organization_id: _builtins.str = ...,
+        after_sequence: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_after_sequence", b"_after_sequence", "after_sequence", b"after_sequence"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_after_sequence", b"_after_sequence", "action", b"action", "after_sequence", b"after_sequence", "organization_id", b"organization_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__after_sequence: _TypeAlias = _typing.Literal["after_sequence"]  # noqa: Y015
+    _WhichOneofArgType__after_sequence: _TypeAlias = _typing.Literal["_after_sequence", b"_after_sequence"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__after_sequence) -> _WhichOneofReturnType__after_sequence | None: ...
+
+Global___TailAuditEventsRequest: _TypeAlias = TailAuditEventsRequest  # noqa: Y015
+
+@_typing.final
+class TailAuditEventsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def event(self) -> Global___AuditEvent: ...
+    @_builtins.property
+    def error(self) -> _error_pb2.Error: ...
+    def __init__(
+        self,
+        *,
+        event: Global___AuditEvent | None = ...,
+        error: _error_pb2.Error | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "event", b"event", "result", b"result"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "event", b"event", "result", b"result"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_result: _TypeAlias = _typing.Literal["event", "error"]  # noqa: Y015
+    _WhichOneofArgType_result: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_result) -> _WhichOneofReturnType_result | None: ...
+
+Global___TailAuditEventsResponse: _TypeAlias = TailAuditEventsResponse  # noqa: Y015

@@ -45,6 +45,16 @@ class AuditServiceStub:
                 request_serializer=loansuite_dot_audit_dot_v1_dot_audit__service__pb2.ListAuditEventsRequest.SerializeToString,
                 response_deserializer=loansuite_dot_audit_dot_v1_dot_audit__service__pb2.ListAuditEventsResponse.FromString,
                 _registered_method=True)
+        self.VerifyChain = channel.unary_unary(
+                '/loansuite.audit.v1.AuditService/VerifyChain',
+                request_serializer=loansuite_dot_audit_dot_v1_dot_audit__service__pb2.VerifyChainRequest.SerializeToString,
+                response_deserializer=loansuite_dot_audit_dot_v1_dot_audit__service__pb2.VerifyChainResponse.FromString,
+                _registered_method=True)
+        self.TailAuditEvents = channel.unary_stream(
+                '/loansuite.audit.v1.AuditService/TailAuditEvents',
+                request_serializer=loansuite_dot_audit_dot_v1_dot_audit__service__pb2.TailAuditEventsRequest.SerializeToString,
+                response_deserializer=loansuite_dot_audit_dot_v1_dot_audit__service__pb2.TailAuditEventsResponse.FromString,
+                _registered_method=True)
 
 
 class AuditServiceServicer:
@@ -68,6 +78,23 @@ class AuditServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def VerifyChain(self, request, context):
+        """VerifyChain recomputes the hash chain over the whole log, oldest first, and
+        checks it against a published head. Any authenticated caller.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TailAuditEvents(self, request, context):
+        """TailAuditEvents streams the events committed after the call starts (or
+        after a given sequence), in log order. Admins only; at most a few streams
+        at once per server. The response headers arrive once the tail is live.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AuditServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -80,6 +107,16 @@ def add_AuditServiceServicer_to_server(servicer, server):
                     servicer.ListAuditEvents,
                     request_deserializer=loansuite_dot_audit_dot_v1_dot_audit__service__pb2.ListAuditEventsRequest.FromString,
                     response_serializer=loansuite_dot_audit_dot_v1_dot_audit__service__pb2.ListAuditEventsResponse.SerializeToString,
+            ),
+            'VerifyChain': grpc.unary_unary_rpc_method_handler(
+                    servicer.VerifyChain,
+                    request_deserializer=loansuite_dot_audit_dot_v1_dot_audit__service__pb2.VerifyChainRequest.FromString,
+                    response_serializer=loansuite_dot_audit_dot_v1_dot_audit__service__pb2.VerifyChainResponse.SerializeToString,
+            ),
+            'TailAuditEvents': grpc.unary_stream_rpc_method_handler(
+                    servicer.TailAuditEvents,
+                    request_deserializer=loansuite_dot_audit_dot_v1_dot_audit__service__pb2.TailAuditEventsRequest.FromString,
+                    response_serializer=loansuite_dot_audit_dot_v1_dot_audit__service__pb2.TailAuditEventsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -137,6 +174,60 @@ class AuditService:
             '/loansuite.audit.v1.AuditService/ListAuditEvents',
             loansuite_dot_audit_dot_v1_dot_audit__service__pb2.ListAuditEventsRequest.SerializeToString,
             loansuite_dot_audit_dot_v1_dot_audit__service__pb2.ListAuditEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VerifyChain(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loansuite.audit.v1.AuditService/VerifyChain',
+            loansuite_dot_audit_dot_v1_dot_audit__service__pb2.VerifyChainRequest.SerializeToString,
+            loansuite_dot_audit_dot_v1_dot_audit__service__pb2.VerifyChainResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TailAuditEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/loansuite.audit.v1.AuditService/TailAuditEvents',
+            loansuite_dot_audit_dot_v1_dot_audit__service__pb2.TailAuditEventsRequest.SerializeToString,
+            loansuite_dot_audit_dot_v1_dot_audit__service__pb2.TailAuditEventsResponse.FromString,
             options,
             channel_credentials,
             insecure,

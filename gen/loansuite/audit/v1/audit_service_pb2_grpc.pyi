@@ -42,6 +42,15 @@ class AuditServiceStub:
     """ListAuditEvents pages through events, oldest first: a user sees the
     events that concern their organization, an admin sees all.
     """
+    VerifyChain: _grpc.UnaryUnaryMultiCallable[_audit_service_pb2.VerifyChainRequest, _audit_service_pb2.VerifyChainResponse]
+    """VerifyChain recomputes the hash chain over the whole log, oldest first, and
+    checks it against a published head. Any authenticated caller.
+    """
+    TailAuditEvents: _grpc.UnaryStreamMultiCallable[_audit_service_pb2.TailAuditEventsRequest, _audit_service_pb2.TailAuditEventsResponse]
+    """TailAuditEvents streams the events committed after the call starts (or
+    after a given sequence), in log order. Admins only; at most a few streams
+    at once per server. The response headers arrive once the tail is live.
+    """
 
 @_typing.type_check_only
 class AuditServiceAsyncStub(AuditServiceStub):
@@ -56,6 +65,15 @@ class AuditServiceAsyncStub(AuditServiceStub):
     ListAuditEvents: _aio.UnaryUnaryMultiCallable[_audit_service_pb2.ListAuditEventsRequest, _audit_service_pb2.ListAuditEventsResponse]  # type: ignore[assignment]
     """ListAuditEvents pages through events, oldest first: a user sees the
     events that concern their organization, an admin sees all.
+    """
+    VerifyChain: _aio.UnaryUnaryMultiCallable[_audit_service_pb2.VerifyChainRequest, _audit_service_pb2.VerifyChainResponse]  # type: ignore[assignment]
+    """VerifyChain recomputes the hash chain over the whole log, oldest first, and
+    checks it against a published head. Any authenticated caller.
+    """
+    TailAuditEvents: _aio.UnaryStreamMultiCallable[_audit_service_pb2.TailAuditEventsRequest, _audit_service_pb2.TailAuditEventsResponse]  # type: ignore[assignment]
+    """TailAuditEvents streams the events committed after the call starts (or
+    after a given sequence), in log order. Admins only; at most a few streams
+    at once per server. The response headers arrive once the tail is live.
     """
 
 class AuditServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -80,6 +98,27 @@ class AuditServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_audit_service_pb2.ListAuditEventsResponse, _abc.Awaitable[_audit_service_pb2.ListAuditEventsResponse]]:
         """ListAuditEvents pages through events, oldest first: a user sees the
         events that concern their organization, an admin sees all.
+        """
+
+    @_abc_1.abstractmethod
+    def VerifyChain(
+        self,
+        request: _audit_service_pb2.VerifyChainRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_audit_service_pb2.VerifyChainResponse, _abc.Awaitable[_audit_service_pb2.VerifyChainResponse]]:
+        """VerifyChain recomputes the hash chain over the whole log, oldest first, and
+        checks it against a published head. Any authenticated caller.
+        """
+
+    @_abc_1.abstractmethod
+    def TailAuditEvents(
+        self,
+        request: _audit_service_pb2.TailAuditEventsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_audit_service_pb2.TailAuditEventsResponse], _abc.AsyncIterator[_audit_service_pb2.TailAuditEventsResponse]]:
+        """TailAuditEvents streams the events committed after the call starts (or
+        after a given sequence), in log order. Admins only; at most a few streams
+        at once per server. The response headers arrive once the tail is live.
         """
 
 def add_AuditServiceServicer_to_server(servicer: AuditServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

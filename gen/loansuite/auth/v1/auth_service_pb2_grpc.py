@@ -62,6 +62,11 @@ class AuthServiceStub:
                 request_serializer=loansuite_dot_auth_dot_v1_dot_auth__service__pb2.GetUserRequest.SerializeToString,
                 response_deserializer=loansuite_dot_auth_dot_v1_dot_auth__service__pb2.GetUserResponse.FromString,
                 _registered_method=True)
+        self.FindUserByEmail = channel.unary_unary(
+                '/loansuite.auth.v1.AuthService/FindUserByEmail',
+                request_serializer=loansuite_dot_auth_dot_v1_dot_auth__service__pb2.FindUserByEmailRequest.SerializeToString,
+                response_deserializer=loansuite_dot_auth_dot_v1_dot_auth__service__pb2.FindUserByEmailResponse.FromString,
+                _registered_method=True)
         self.WhoAmI = channel.unary_unary(
                 '/loansuite.auth.v1.AuthService/WhoAmI',
                 request_serializer=loansuite_dot_auth_dot_v1_dot_auth__service__pb2.WhoAmIRequest.SerializeToString,
@@ -122,6 +127,14 @@ class AuthServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def FindUserByEmail(self, request, context):
+        """FindUserByEmail returns the active user with that email (service identities
+        only; loans uses it to invite a lender).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def WhoAmI(self, request, context):
         """WhoAmI returns the caller as the bearer token identifies them.
         """
@@ -171,6 +184,11 @@ def add_AuthServiceServicer_to_server(servicer, server):
                     servicer.GetUser,
                     request_deserializer=loansuite_dot_auth_dot_v1_dot_auth__service__pb2.GetUserRequest.FromString,
                     response_serializer=loansuite_dot_auth_dot_v1_dot_auth__service__pb2.GetUserResponse.SerializeToString,
+            ),
+            'FindUserByEmail': grpc.unary_unary_rpc_method_handler(
+                    servicer.FindUserByEmail,
+                    request_deserializer=loansuite_dot_auth_dot_v1_dot_auth__service__pb2.FindUserByEmailRequest.FromString,
+                    response_serializer=loansuite_dot_auth_dot_v1_dot_auth__service__pb2.FindUserByEmailResponse.SerializeToString,
             ),
             'WhoAmI': grpc.unary_unary_rpc_method_handler(
                     servicer.WhoAmI,
@@ -326,6 +344,33 @@ class AuthService:
             '/loansuite.auth.v1.AuthService/GetUser',
             loansuite_dot_auth_dot_v1_dot_auth__service__pb2.GetUserRequest.SerializeToString,
             loansuite_dot_auth_dot_v1_dot_auth__service__pb2.GetUserResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FindUserByEmail(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loansuite.auth.v1.AuthService/FindUserByEmail',
+            loansuite_dot_auth_dot_v1_dot_auth__service__pb2.FindUserByEmailRequest.SerializeToString,
+            loansuite_dot_auth_dot_v1_dot_auth__service__pb2.FindUserByEmailResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -50,6 +50,10 @@ class AuthServiceStub:
     """GetUser returns a user with their organization (the user themself, an
     admin, or a service identity).
     """
+    FindUserByEmail: _grpc.UnaryUnaryMultiCallable[_auth_service_pb2.FindUserByEmailRequest, _auth_service_pb2.FindUserByEmailResponse]
+    """FindUserByEmail returns the active user with that email (service identities
+    only; loans uses it to invite a lender).
+    """
     WhoAmI: _grpc.UnaryUnaryMultiCallable[_auth_service_pb2.WhoAmIRequest, _auth_service_pb2.WhoAmIResponse]
     """WhoAmI returns the caller as the bearer token identifies them."""
     ListPublicKeys: _grpc.UnaryUnaryMultiCallable[_auth_service_pb2.ListPublicKeysRequest, _auth_service_pb2.ListPublicKeysResponse]
@@ -80,6 +84,10 @@ class AuthServiceAsyncStub(AuthServiceStub):
     GetUser: _aio.UnaryUnaryMultiCallable[_auth_service_pb2.GetUserRequest, _auth_service_pb2.GetUserResponse]  # type: ignore[assignment]
     """GetUser returns a user with their organization (the user themself, an
     admin, or a service identity).
+    """
+    FindUserByEmail: _aio.UnaryUnaryMultiCallable[_auth_service_pb2.FindUserByEmailRequest, _auth_service_pb2.FindUserByEmailResponse]  # type: ignore[assignment]
+    """FindUserByEmail returns the active user with that email (service identities
+    only; loans uses it to invite a lender).
     """
     WhoAmI: _aio.UnaryUnaryMultiCallable[_auth_service_pb2.WhoAmIRequest, _auth_service_pb2.WhoAmIResponse]  # type: ignore[assignment]
     """WhoAmI returns the caller as the bearer token identifies them."""
@@ -138,6 +146,16 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_auth_service_pb2.GetUserResponse, _abc.Awaitable[_auth_service_pb2.GetUserResponse]]:
         """GetUser returns a user with their organization (the user themself, an
         admin, or a service identity).
+        """
+
+    @_abc_1.abstractmethod
+    def FindUserByEmail(
+        self,
+        request: _auth_service_pb2.FindUserByEmailRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_service_pb2.FindUserByEmailResponse, _abc.Awaitable[_auth_service_pb2.FindUserByEmailResponse]]:
+        """FindUserByEmail returns the active user with that email (service identities
+        only; loans uses it to invite a lender).
         """
 
     @_abc_1.abstractmethod

@@ -5,6 +5,7 @@ isort:skip_file
 
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
@@ -76,6 +77,167 @@ LOAN_STATE_CLOSED: LoanState.ValueType  # 5
 LOAN_STATE_REJECTED: LoanState.ValueType  # 6
 LOAN_STATE_WITHDRAWN: LoanState.ValueType  # 7
 Global___LoanState: _TypeAlias = LoanState  # noqa: Y015
+
+class _KpiType:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _KpiTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_KpiType.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    KPI_TYPE_UNSPECIFIED: _KpiType.ValueType  # 0
+    KPI_TYPE_GHG_EMISSIONS: _KpiType.ValueType  # 1
+    """Absolute quantities: any non-negative decimal."""
+    KPI_TYPE_EMISSIONS_INTENSITY: _KpiType.ValueType  # 2
+    KPI_TYPE_ENERGY_CONSUMPTION: _KpiType.ValueType  # 3
+    KPI_TYPE_WATER_CONSUMPTION: _KpiType.ValueType  # 4
+    KPI_TYPE_RENEWABLE_ENERGY_SHARE: _KpiType.ValueType  # 5
+    """Shares: a percentage from 0 to 100, unit "%"."""
+    KPI_TYPE_WASTE_RECYCLED_SHARE: _KpiType.ValueType  # 6
+    KPI_TYPE_GENDER_DIVERSITY_SHARE: _KpiType.ValueType  # 7
+    KPI_TYPE_SAFETY_INCIDENT_RATE: _KpiType.ValueType  # 8
+    """Rates and free-form measures: any non-negative decimal."""
+    KPI_TYPE_CUSTOM: _KpiType.ValueType  # 9
+
+class KpiType(_KpiType, metaclass=_KpiTypeEnumTypeWrapper): ...
+
+KPI_TYPE_UNSPECIFIED: KpiType.ValueType  # 0
+KPI_TYPE_GHG_EMISSIONS: KpiType.ValueType  # 1
+"""Absolute quantities: any non-negative decimal."""
+KPI_TYPE_EMISSIONS_INTENSITY: KpiType.ValueType  # 2
+KPI_TYPE_ENERGY_CONSUMPTION: KpiType.ValueType  # 3
+KPI_TYPE_WATER_CONSUMPTION: KpiType.ValueType  # 4
+KPI_TYPE_RENEWABLE_ENERGY_SHARE: KpiType.ValueType  # 5
+"""Shares: a percentage from 0 to 100, unit "%"."""
+KPI_TYPE_WASTE_RECYCLED_SHARE: KpiType.ValueType  # 6
+KPI_TYPE_GENDER_DIVERSITY_SHARE: KpiType.ValueType  # 7
+KPI_TYPE_SAFETY_INCIDENT_RATE: KpiType.ValueType  # 8
+"""Rates and free-form measures: any non-negative decimal."""
+KPI_TYPE_CUSTOM: KpiType.ValueType  # 9
+Global___KpiType: _TypeAlias = KpiType  # noqa: Y015
+
+class _KpiDirection:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _KpiDirectionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_KpiDirection.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    KPI_DIRECTION_UNSPECIFIED: _KpiDirection.ValueType  # 0
+    KPI_DIRECTION_LOWER_IS_BETTER: _KpiDirection.ValueType  # 1
+    KPI_DIRECTION_HIGHER_IS_BETTER: _KpiDirection.ValueType  # 2
+
+class KpiDirection(_KpiDirection, metaclass=_KpiDirectionEnumTypeWrapper): ...
+
+KPI_DIRECTION_UNSPECIFIED: KpiDirection.ValueType  # 0
+KPI_DIRECTION_LOWER_IS_BETTER: KpiDirection.ValueType  # 1
+KPI_DIRECTION_HIGHER_IS_BETTER: KpiDirection.ValueType  # 2
+Global___KpiDirection: _TypeAlias = KpiDirection  # noqa: Y015
+
+class _ObservationFrequency:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ObservationFrequencyEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ObservationFrequency.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    OBSERVATION_FREQUENCY_UNSPECIFIED: _ObservationFrequency.ValueType  # 0
+    OBSERVATION_FREQUENCY_MONTHLY: _ObservationFrequency.ValueType  # 1
+    OBSERVATION_FREQUENCY_QUARTERLY: _ObservationFrequency.ValueType  # 2
+    OBSERVATION_FREQUENCY_SEMI_ANNUAL: _ObservationFrequency.ValueType  # 3
+    OBSERVATION_FREQUENCY_ANNUAL: _ObservationFrequency.ValueType  # 4
+
+class ObservationFrequency(_ObservationFrequency, metaclass=_ObservationFrequencyEnumTypeWrapper): ...
+
+OBSERVATION_FREQUENCY_UNSPECIFIED: ObservationFrequency.ValueType  # 0
+OBSERVATION_FREQUENCY_MONTHLY: ObservationFrequency.ValueType  # 1
+OBSERVATION_FREQUENCY_QUARTERLY: ObservationFrequency.ValueType  # 2
+OBSERVATION_FREQUENCY_SEMI_ANNUAL: ObservationFrequency.ValueType  # 3
+OBSERVATION_FREQUENCY_ANNUAL: ObservationFrequency.ValueType  # 4
+Global___ObservationFrequency: _TypeAlias = ObservationFrequency  # noqa: Y015
+
+class _KpiStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _KpiStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_KpiStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    KPI_STATUS_UNSPECIFIED: _KpiStatus.ValueType  # 0
+    KPI_STATUS_PROPOSED: _KpiStatus.ValueType  # 1
+    KPI_STATUS_ACCEPTED: _KpiStatus.ValueType  # 2
+    KPI_STATUS_REJECTED: _KpiStatus.ValueType  # 3
+
+class KpiStatus(_KpiStatus, metaclass=_KpiStatusEnumTypeWrapper): ...
+
+KPI_STATUS_UNSPECIFIED: KpiStatus.ValueType  # 0
+KPI_STATUS_PROPOSED: KpiStatus.ValueType  # 1
+KPI_STATUS_ACCEPTED: KpiStatus.ValueType  # 2
+KPI_STATUS_REJECTED: KpiStatus.ValueType  # 3
+Global___KpiStatus: _TypeAlias = KpiStatus  # noqa: Y015
+
+class _KpiResultStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _KpiResultStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_KpiResultStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    KPI_RESULT_STATUS_UNSPECIFIED: _KpiResultStatus.ValueType  # 0
+    KPI_RESULT_STATUS_REPORTED: _KpiResultStatus.ValueType  # 1
+    KPI_RESULT_STATUS_VERIFIED: _KpiResultStatus.ValueType  # 2
+    KPI_RESULT_STATUS_SUPERSEDED: _KpiResultStatus.ValueType  # 3
+    """Replaced by a restatement; kept, never deleted."""
+
+class KpiResultStatus(_KpiResultStatus, metaclass=_KpiResultStatusEnumTypeWrapper): ...
+
+KPI_RESULT_STATUS_UNSPECIFIED: KpiResultStatus.ValueType  # 0
+KPI_RESULT_STATUS_REPORTED: KpiResultStatus.ValueType  # 1
+KPI_RESULT_STATUS_VERIFIED: KpiResultStatus.ValueType  # 2
+KPI_RESULT_STATUS_SUPERSEDED: KpiResultStatus.ValueType  # 3
+"""Replaced by a restatement; kept, never deleted."""
+Global___KpiResultStatus: _TypeAlias = KpiResultStatus  # noqa: Y015
+
+class _KpiOutcome:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _KpiOutcomeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_KpiOutcome.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    KPI_OUTCOME_UNSPECIFIED: _KpiOutcome.ValueType  # 0
+    KPI_OUTCOME_PASSED: _KpiOutcome.ValueType  # 1
+    KPI_OUTCOME_FAILED: _KpiOutcome.ValueType  # 2
+
+class KpiOutcome(_KpiOutcome, metaclass=_KpiOutcomeEnumTypeWrapper): ...
+
+KPI_OUTCOME_UNSPECIFIED: KpiOutcome.ValueType  # 0
+KPI_OUTCOME_PASSED: KpiOutcome.ValueType  # 1
+KPI_OUTCOME_FAILED: KpiOutcome.ValueType  # 2
+Global___KpiOutcome: _TypeAlias = KpiOutcome  # noqa: Y015
+
+class _ChangeKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ChangeKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ChangeKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    CHANGE_KIND_UNSPECIFIED: _ChangeKind.ValueType  # 0
+    CHANGE_KIND_CREATED: _ChangeKind.ValueType  # 1
+    CHANGE_KIND_UPDATED: _ChangeKind.ValueType  # 2
+    CHANGE_KIND_DELETED: _ChangeKind.ValueType  # 3
+    CHANGE_KIND_STATE_CHANGED: _ChangeKind.ValueType  # 4
+    CHANGE_KIND_LENDER_INVITED: _ChangeKind.ValueType  # 5
+    CHANGE_KIND_KPI_CHANGED: _ChangeKind.ValueType  # 6
+    CHANGE_KIND_RATCHET_CHANGED: _ChangeKind.ValueType  # 7
+    CHANGE_KIND_RESULT_CHANGED: _ChangeKind.ValueType  # 8
+
+class ChangeKind(_ChangeKind, metaclass=_ChangeKindEnumTypeWrapper): ...
+
+CHANGE_KIND_UNSPECIFIED: ChangeKind.ValueType  # 0
+CHANGE_KIND_CREATED: ChangeKind.ValueType  # 1
+CHANGE_KIND_UPDATED: ChangeKind.ValueType  # 2
+CHANGE_KIND_DELETED: ChangeKind.ValueType  # 3
+CHANGE_KIND_STATE_CHANGED: ChangeKind.ValueType  # 4
+CHANGE_KIND_LENDER_INVITED: ChangeKind.ValueType  # 5
+CHANGE_KIND_KPI_CHANGED: ChangeKind.ValueType  # 6
+CHANGE_KIND_RATCHET_CHANGED: ChangeKind.ValueType  # 7
+CHANGE_KIND_RESULT_CHANGED: ChangeKind.ValueType  # 8
+Global___ChangeKind: _TypeAlias = ChangeKind  # noqa: Y015
 
 @_typing.final
 class Loan(_message.Message):
@@ -272,16 +434,20 @@ class LoanFilter(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     STATES_FIELD_NUMBER: _builtins.int
+    COUNTERPARTY_ORGANIZATION_ID_FIELD_NUMBER: _builtins.int
+    counterparty_organization_id: _builtins.str
+    """The other party's organization: the lender for a borrower, the borrower for a lender."""
     @_builtins.property
     def states(self) -> _containers.RepeatedScalarFieldContainer[Global___LoanState.ValueType]: ...
     def __init__(
         self,
         *,
         states: _abc.Iterable[Global___LoanState.ValueType] | None = ...,
+        counterparty_organization_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["states", b"states"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["counterparty_organization_id", b"counterparty_organization_id", "states", b"states"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -364,3 +530,1847 @@ class LoanPage(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___LoanPage: _TypeAlias = LoanPage  # noqa: Y015
+
+@_typing.final
+class UpdateLoanRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LOAN_ID_FIELD_NUMBER: _builtins.int
+    ETAG_FIELD_NUMBER: _builtins.int
+    UPDATE_MASK_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    LOAN_TYPE_FIELD_NUMBER: _builtins.int
+    CURRENCY_CODE_FIELD_NUMBER: _builtins.int
+    PRINCIPAL_AMOUNT_FIELD_NUMBER: _builtins.int
+    COMMITTED_AMOUNT_FIELD_NUMBER: _builtins.int
+    DRAWN_AMOUNT_FIELD_NUMBER: _builtins.int
+    START_DATE_FIELD_NUMBER: _builtins.int
+    MATURITY_DATE_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    loan_id: _builtins.str
+    etag: _builtins.str
+    """The etag the client last saw; a mismatch is ERROR_CODE_ABORTED."""
+    name: _builtins.str
+    loan_type: Global___LoanType.ValueType
+    currency_code: _builtins.str
+    principal_amount: _builtins.str
+    committed_amount: _builtins.str
+    drawn_amount: _builtins.str
+    start_date: _builtins.str
+    maturity_date: _builtins.str
+    request_id: _builtins.str
+    @_builtins.property
+    def update_mask(self) -> _field_mask_pb2.FieldMask:
+        """Paths among: name, loan_type, currency_code, principal_amount, committed_amount,
+        drawn_amount, start_date, maturity_date. State is never writable.
+        """
+
+    def __init__(
+        self,
+        *,
+        loan_id: _builtins.str = ...,
+        etag: _builtins.str = ...,
+        update_mask: _field_mask_pb2.FieldMask | None = ...,
+        name: _builtins.str = ...,
+        loan_type: Global___LoanType.ValueType = ...,
+        currency_code: _builtins.str = ...,
+        principal_amount: _builtins.str = ...,
+        committed_amount: _builtins.str = ...,
+        drawn_amount: _builtins.str = ...,
+        start_date: _builtins.str = ...,
+        maturity_date: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["update_mask", b"update_mask"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["committed_amount", b"committed_amount", "currency_code", b"currency_code", "drawn_amount", b"drawn_amount", "etag", b"etag", "loan_id", b"loan_id", "loan_type", b"loan_type", "maturity_date", b"maturity_date", "name", b"name", "principal_amount", b"principal_amount", "request_id", b"request_id", "start_date", b"start_date", "update_mask", b"update_mask"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateLoanRequest: _TypeAlias = UpdateLoanRequest  # noqa: Y015
+
+@_typing.final
+class UpdateLoanResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LOAN_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def loan(self) -> Global___Loan: ...
+    @_builtins.property
+    def error(self) -> _error_pb2.Error: ...
+    def __init__(
+        self,
+        *,
+        loan: Global___Loan | None = ...,
+        error: _error_pb2.Error | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "loan", b"loan", "result", b"result"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "loan", b"loan", "result", b"result"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_result: _TypeAlias = _typing.Literal["loan", "error"]  # noqa: Y015
+    _WhichOneofArgType_result: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_result) -> _WhichOneofReturnType_result | None: ...
+
+Global___UpdateLoanResponse: _TypeAlias = UpdateLoanResponse  # noqa: Y015
+
+@_typing.final
+class DeleteLoanRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LOAN_ID_FIELD_NUMBER: _builtins.int
+    ETAG_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    loan_id: _builtins.str
+    etag: _builtins.str
+    """Optional; when set it must match."""
+    request_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        loan_id: _builtins.str = ...,
+        etag: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["etag", b"etag", "loan_id", b"loan_id", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteLoanRequest: _TypeAlias = DeleteLoanRequest  # noqa: Y015
+
+@_typing.final
+class DeleteLoanResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DELETION_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def deletion(self) -> Global___LoanDeletion: ...
+    @_builtins.property
+    def error(self) -> _error_pb2.Error: ...
+    def __init__(
+        self,
+        *,
+        deletion: Global___LoanDeletion | None = ...,
+        error: _error_pb2.Error | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["deletion", b"deletion", "error", b"error", "result", b"result"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deletion", b"deletion", "error", b"error", "result", b"result"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_result: _TypeAlias = _typing.Literal["deletion", "error"]  # noqa: Y015
+    _WhichOneofArgType_result: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_result) -> _WhichOneofReturnType_result | None: ...
+
+Global___DeleteLoanResponse: _TypeAlias = DeleteLoanResponse  # noqa: Y015
+
+@_typing.final
+class LoanDeletion(_message.Message):
+    """LoanDeletion confirms a deleted loan."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LOAN_ID_FIELD_NUMBER: _builtins.int
+    DELETE_TIME_FIELD_NUMBER: _builtins.int
+    loan_id: _builtins.str
+    @_builtins.property
+    def delete_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        loan_id: _builtins.str = ...,
+        delete_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["delete_time", b"delete_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["delete_time", b"delete_time", "loan_id", b"loan_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LoanDeletion: _TypeAlias = LoanDeletion  # noqa: Y015
+
+@_typing.final
+class InviteLenderRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LOAN_ID_FIELD_NUMBER: _builtins.int
+    LENDER_EMAIL_FIELD_NUMBER: _builtins.int
+    ETAG_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    loan_id: _builtins.str
+    lender_email: _builtins.str
+    etag: _builtins.str
+    request_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        loan_id: _builtins.str = ...,
+        lender_email: _builtins.str = ...,
+        etag: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["etag", b"etag", "lender_email", b"lender_email", "loan_id", b"loan_id", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___InviteLenderRequest: _TypeAlias = InviteLenderRequest  # noqa: Y015
+
+@_typing.final
+class InviteLenderResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LOAN_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def loan(self) -> Global___Loan: ...
+    @_builtins.property
+    def error(self) -> _error_pb2.Error: ...
+    def __init__(
+        self,
+        *,
+        loan: Global___Loan | None = ...,
+        error: _error_pb2.Error | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "loan", b"loan", "result", b"result"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "loan", b"loan", "result", b"result"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_result: _TypeAlias = _typing.Literal["loan", "error"]  # noqa: Y015
+    _WhichOneofArgType_result: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_result) -> _WhichOneofReturnType_result | None: ...
+
+Global___InviteLenderResponse: _TypeAlias = InviteLenderResponse  # noqa: Y015
+
+@_typing.final
+class SubmitLoanRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LOAN_ID_FIELD_NUMBER: _builtins.int
+    ETAG_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    loan_id: _builtins.str
+    etag: _builtins.str
+    """Optional; when set it must match."""
+    request_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        loan_id: _builtins.str = ...,
+        etag: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["etag", b"etag", "loan_id", b"loan_id", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SubmitLoanRequest: _TypeAlias = SubmitLoanRequest  # noqa: Y015
+
+@_typing.final
+class SubmitLoanResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LOAN_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def loan(self) -> Global___Loan: ...
+    @_builtins.property
+    def error(self) -> _error_pb2.Error: ...
+    def __init__(
+        self,
+        *,
+        loan: Global___Loan | None = ...,
+        error: _error_pb2.Error | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "loan", b"loan", "result", b"result"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "loan", b"loan", "result", b"result"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_result: _TypeAlias = _typing.Literal["loan", "error"]  # noqa: Y015
+    _WhichOneofArgType_result: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_result) -> _WhichOneofReturnType_result | None: ...
+
+Global___SubmitLoanResponse: _TypeAlias = SubmitLoanResponse  # noqa: Y015
+
+@_typing.final
+class ApproveLoanRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LOAN_ID_FIELD_NUMBER: _builtins.int
+    ETAG_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    loan_id: _builtins.str
+    etag: _builtins.str
+    request_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        loan_id: _builtins.str = ...,
+        etag: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["etag", b"etag", "loan_id", b"loan_id", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ApproveLoanRequest: _TypeAlias = ApproveLoanRequest  # noqa: Y015
+
+@_typing.final
+class ApproveLoanResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LOAN_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def loan(self) -> Global___Loan: ...
+    @_builtins.property
+    def error(self) -> _error_pb2.Error: ...
+    def __init__(
+        self,
+        *,
+        loan: Global___Loan | None = ...,
+        error: _error_pb2.Error | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "loan", b"loan", "result", b"result"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "loan", b"loan", "result", b"result"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_result: _TypeAlias = _typing.Literal["loan", "error"]  # noqa: Y015
+    _WhichOneofArgType_result: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_result) -> _WhichOneofReturnType_result | None: ...
+
+Global___ApproveLoanResponse: _TypeAlias = ApproveLoanResponse  # noqa: Y015
+
+@_typing.final
+class RejectLoanRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LOAN_ID_FIELD_NUMBER: _builtins.int
+    ETAG_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    loan_id: _builtins.str
+    etag: _builtins.str
+    reason: _builtins.str
+    """Required."""
+    request_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        loan_id: _builtins.str = ...,
+        etag: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["etag", b"etag", "loan_id", b"loan_id", "reason", b"reason", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RejectLoanRequest: _TypeAlias = RejectLoanRequest  # noqa: Y015
+
+@_typing.final
+class RejectLoanResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LOAN_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def loan(self) -> Global___Loan: ...
+    @_builtins.property
+    def error(self) -> _error_pb2.Error: ...
+    def __init__(
+        self,
+        *,
+        loan: Global___Loan | None = ...,
+        error: _error_pb2.Error | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "loan", b"loan", "result", b"result"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "loan", b"loan", "result", b"result"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_result: _TypeAlias = _typing.Literal["loan", "error"]  # noqa: Y015
+    _WhichOneofArgType_result: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_result) -> _WhichOneofReturnType_result | None: ...
+
+Global___RejectLoanResponse: _TypeAlias = RejectLoanResponse  # noqa: Y015
+
+@_typing.final
+class WithdrawLoanRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LOAN_ID_FIELD_NUMBER: _builtins.int
+    ETAG_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    loan_id: _builtins.str
+    etag: _builtins.str
+    request_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        loan_id: _builtins.str = ...,
+        etag: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["etag", b"etag", "loan_id", b"loan_id", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WithdrawLoanRequest: _TypeAlias = WithdrawLoanRequest  # noqa: Y015
+
+@_typing.final
+class WithdrawLoanResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LOAN_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def loan(self) -> Global___Loan: ...
+    @_builtins.property
+    def error(self) -> _error_pb2.Error: ...
+    def __init__(
+        self,
+        *,
+        loan: Global___Loan | None = ...,
+        error: _error_pb2.Error | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "loan", b"loan", "result", b"result"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "loan", b"loan", "result", b"result"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_result: _TypeAlias = _typing.Literal["loan", "error"]  # noqa: Y015
+    _WhichOneofArgType_result: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_result) -> _WhichOneofReturnType_result | None: ...
+
+Global___WithdrawLoanResponse: _TypeAlias = WithdrawLoanResponse  # noqa: Y015
+
+@_typing.final
+class ActivateLoanRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LOAN_ID_FIELD_NUMBER: _builtins.int
+    ETAG_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    loan_id: _builtins.str
+    etag: _builtins.str
+    request_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        loan_id: _builtins.str = ...,
+        etag: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["etag", b"etag", "loan_id", b"loan_id", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ActivateLoanRequest: _TypeAlias = ActivateLoanRequest  # noqa: Y015
+
+@_typing.final
+class ActivateLoanResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LOAN_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def loan(self) -> Global___Loan: ...
+    @_builtins.property
+    def error(self) -> _error_pb2.Error: ...
+    def __init__(
+        self,
+        *,
+        loan: Global___Loan | None = ...,
+        error: _error_pb2.Error | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "loan", b"loan", "result", b"result"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "loan", b"loan", "result", b"result"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_result: _TypeAlias = _typing.Literal["loan", "error"]  # noqa: Y015
+    _WhichOneofArgType_result: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_result) -> _WhichOneofReturnType_result | None: ...
+
+Global___ActivateLoanResponse: _TypeAlias = ActivateLoanResponse  # noqa: Y015
+
+@_typing.final
+class CloseLoanRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LOAN_ID_FIELD_NUMBER: _builtins.int
+    ETAG_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    loan_id: _builtins.str
+    etag: _builtins.str
+    request_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        loan_id: _builtins.str = ...,
+        etag: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["etag", b"etag", "loan_id", b"loan_id", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CloseLoanRequest: _TypeAlias = CloseLoanRequest  # noqa: Y015
+
+@_typing.final
+class CloseLoanResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LOAN_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def loan(self) -> Global___Loan: ...
+    @_builtins.property
+    def error(self) -> _error_pb2.Error: ...
+    def __init__(
+        self,
+        *,
+        loan: Global___Loan | None = ...,
+        error: _error_pb2.Error | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "loan", b"loan", "result", b"result"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "loan", b"loan", "result", b"result"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_result: _TypeAlias = _typing.Literal["loan", "error"]  # noqa: Y015
+    _WhichOneofArgType_result: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_result) -> _WhichOneofReturnType_result | None: ...
+
+Global___CloseLoanResponse: _TypeAlias = CloseLoanResponse  # noqa: Y015
+
+@_typing.final
+class StateChange(_message.Message):
+    """StateChange is one transition of a loan's state."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FROM_STATE_FIELD_NUMBER: _builtins.int
+    TO_STATE_FIELD_NUMBER: _builtins.int
+    ACTOR_USER_ID_FIELD_NUMBER: _builtins.int
+    ACTOR_ORGANIZATION_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    CHANGE_TIME_FIELD_NUMBER: _builtins.int
+    from_state: Global___LoanState.ValueType
+    to_state: Global___LoanState.ValueType
+    actor_user_id: _builtins.str
+    actor_organization_id: _builtins.str
+    reason: _builtins.str
+    """The reason given, for rejections."""
+    @_builtins.property
+    def change_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        from_state: Global___LoanState.ValueType = ...,
+        to_state: Global___LoanState.ValueType = ...,
+        actor_user_id: _builtins.str = ...,
+        actor_organization_id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        change_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["change_time", b"change_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor_organization_id", b"actor_organization_id", "actor_user_id", b"actor_user_id", "change_time", b"change_time", "from_state", b"from_state", "reason", b"reason", "to_state", b"to_state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StateChange: _TypeAlias = StateChange  # noqa: Y015
+
+@_typing.final
+class ListLoanHistoryRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LOAN_ID_FIELD_NUMBER: _builtins.int
+    loan_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        loan_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["loan_id", b"loan_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListLoanHistoryRequest: _TypeAlias = ListLoanHistoryRequest  # noqa: Y015
+
+@_typing.final
+class ListLoanHistoryResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HISTORY_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def history(self) -> Global___LoanHistory: ...
+    @_builtins.property
+    def error(self) -> _error_pb2.Error: ...
+    def __init__(
+        self,
+        *,
+        history: Global___LoanHistory | None = ...,
+        error: _error_pb2.Error | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "history", b"history", "result", b"result"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "history", b"history", "result", b"result"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_result: _TypeAlias = _typing.Literal["history", "error"]  # noqa: Y015
+    _WhichOneofArgType_result: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_result) -> _WhichOneofReturnType_result | None: ...
+
+Global___ListLoanHistoryResponse: _TypeAlias = ListLoanHistoryResponse  # noqa: Y015
+
+@_typing.final
+class LoanHistory(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHANGES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def changes(self) -> _containers.RepeatedCompositeFieldContainer[Global___StateChange]: ...
+    def __init__(
+        self,
+        *,
+        changes: _abc.Iterable[Global___StateChange] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["changes", b"changes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LoanHistory: _TypeAlias = LoanHistory  # noqa: Y015
+
+@_typing.final
+class Kpi(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    LOAN_ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    KPI_TYPE_FIELD_NUMBER: _builtins.int
+    UNIT_FIELD_NUMBER: _builtins.int
+    DIRECTION_FIELD_NUMBER: _builtins.int
+    BASELINE_VALUE_FIELD_NUMBER: _builtins.int
+    TARGET_VALUE_FIELD_NUMBER: _builtins.int
+    THRESHOLD_VALUE_FIELD_NUMBER: _builtins.int
+    OBSERVATION_FREQUENCY_FIELD_NUMBER: _builtins.int
+    EFFECTIVE_FROM_FIELD_NUMBER: _builtins.int
+    EFFECTIVE_TO_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    REJECTION_REASON_FIELD_NUMBER: _builtins.int
+    ETAG_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    loan_id: _builtins.str
+    name: _builtins.str
+    kpi_type: Global___KpiType.ValueType
+    unit: _builtins.str
+    direction: Global___KpiDirection.ValueType
+    baseline_value: _builtins.str
+    """Decimal strings, e.g. "1200.5"."""
+    target_value: _builtins.str
+    threshold_value: _builtins.str
+    """Optional; empty when unset. A result worse than this is flagged as a breach."""
+    observation_frequency: Global___ObservationFrequency.ValueType
+    effective_from: _builtins.str
+    effective_to: _builtins.str
+    status: Global___KpiStatus.ValueType
+    rejection_reason: _builtins.str
+    """Set when rejected."""
+    etag: _builtins.str
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def update_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        loan_id: _builtins.str = ...,
+        name: _builtins.str = ...,
+        kpi_type: Global___KpiType.ValueType = ...,
+        unit: _builtins.str = ...,
+        direction: Global___KpiDirection.ValueType = ...,
+        baseline_value: _builtins.str = ...,
+        target_value: _builtins.str = ...,
+        threshold_value: _builtins.str = ...,
+        observation_frequency: Global___ObservationFrequency.ValueType = ...,
+        effective_from: _builtins.str = ...,
+        effective_to: _builtins.str = ...,
+        status: Global___KpiStatus.ValueType = ...,
+        rejection_reason: _builtins.str = ...,
+        etag: _builtins.str = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+        update_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "update_time", b"update_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["baseline_value", b"baseline_value", "create_time", b"create_time", "direction", b"direction", "effective_from", b"effective_from", "effective_to", b"effective_to", "etag", b"etag", "id", b"id", "kpi_type", b"kpi_type", "loan_id", b"loan_id", "name", b"name", "observation_frequency", b"observation_frequency", "rejection_reason", b"rejection_reason", "status", b"status", "target_value", b"target_value", "threshold_value", b"threshold_value", "unit", b"unit", "update_time", b"update_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Kpi: _TypeAlias = Kpi  # noqa: Y015
+
+@_typing.final
+class CreateKpiRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LOAN_ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    KPI_TYPE_FIELD_NUMBER: _builtins.int
+    UNIT_FIELD_NUMBER: _builtins.int
+    DIRECTION_FIELD_NUMBER: _builtins.int
+    BASELINE_VALUE_FIELD_NUMBER: _builtins.int
+    TARGET_VALUE_FIELD_NUMBER: _builtins.int
+    THRESHOLD_VALUE_FIELD_NUMBER: _builtins.int
+    OBSERVATION_FREQUENCY_FIELD_NUMBER: _builtins.int
+    EFFECTIVE_FROM_FIELD_NUMBER: _builtins.int
+    EFFECTIVE_TO_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    loan_id: _builtins.str
+    name: _builtins.str
+    kpi_type: Global___KpiType.ValueType
+    unit: _builtins.str
+    direction: Global___KpiDirection.ValueType
+    baseline_value: _builtins.str
+    target_value: _builtins.str
+    threshold_value: _builtins.str
+    observation_frequency: Global___ObservationFrequency.ValueType
+    effective_from: _builtins.str
+    effective_to: _builtins.str
+    request_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        loan_id: _builtins.str = ...,
+        name: _builtins.str = ...,
+        kpi_type: Global___KpiType.ValueType = ...,
+        unit: _builtins.str = ...,
+        direction: Global___KpiDirection.ValueType = ...,
+        baseline_value: _builtins.str = ...,
+        target_value: _builtins.str = ...,
+        threshold_value: _builtins.str = ...,
+        observation_frequency: Global___ObservationFrequency.ValueType = ...,
+        effective_from: _builtins.str = ...,
+        effective_to: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["baseline_value", b"baseline_value", "direction", b"direction", "effective_from", b"effective_from", "effective_to", b"effective_to", "kpi_type", b"kpi_type", "loan_id", b"loan_id", "name", b"name", "observation_frequency", b"observation_frequency", "request_id", b"request_id", "target_value", b"target_value", "threshold_value", b"threshold_value", "unit", b"unit"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateKpiRequest: _TypeAlias = CreateKpiRequest  # noqa: Y015
+
+@_typing.final
+class CreateKpiResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KPI_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def kpi(self) -> Global___Kpi: ...
+    @_builtins.property
+    def error(self) -> _error_pb2.Error: ...
+    def __init__(
+        self,
+        *,
+        kpi: Global___Kpi | None = ...,
+        error: _error_pb2.Error | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "kpi", b"kpi", "result", b"result"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "kpi", b"kpi", "result", b"result"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_result: _TypeAlias = _typing.Literal["kpi", "error"]  # noqa: Y015
+    _WhichOneofArgType_result: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_result) -> _WhichOneofReturnType_result | None: ...
+
+Global___CreateKpiResponse: _TypeAlias = CreateKpiResponse  # noqa: Y015
+
+@_typing.final
+class UpdateKpiRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KPI_ID_FIELD_NUMBER: _builtins.int
+    ETAG_FIELD_NUMBER: _builtins.int
+    UPDATE_MASK_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    KPI_TYPE_FIELD_NUMBER: _builtins.int
+    UNIT_FIELD_NUMBER: _builtins.int
+    DIRECTION_FIELD_NUMBER: _builtins.int
+    BASELINE_VALUE_FIELD_NUMBER: _builtins.int
+    TARGET_VALUE_FIELD_NUMBER: _builtins.int
+    THRESHOLD_VALUE_FIELD_NUMBER: _builtins.int
+    OBSERVATION_FREQUENCY_FIELD_NUMBER: _builtins.int
+    EFFECTIVE_FROM_FIELD_NUMBER: _builtins.int
+    EFFECTIVE_TO_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    kpi_id: _builtins.str
+    etag: _builtins.str
+    name: _builtins.str
+    kpi_type: Global___KpiType.ValueType
+    unit: _builtins.str
+    direction: Global___KpiDirection.ValueType
+    baseline_value: _builtins.str
+    target_value: _builtins.str
+    threshold_value: _builtins.str
+    observation_frequency: Global___ObservationFrequency.ValueType
+    effective_from: _builtins.str
+    effective_to: _builtins.str
+    request_id: _builtins.str
+    @_builtins.property
+    def update_mask(self) -> _field_mask_pb2.FieldMask:
+        """Paths among: name, kpi_type, unit, direction, baseline_value, target_value,
+        threshold_value, observation_frequency, effective_from, effective_to.
+        """
+
+    def __init__(
+        self,
+        *,
+        kpi_id: _builtins.str = ...,
+        etag: _builtins.str = ...,
+        update_mask: _field_mask_pb2.FieldMask | None = ...,
+        name: _builtins.str = ...,
+        kpi_type: Global___KpiType.ValueType = ...,
+        unit: _builtins.str = ...,
+        direction: Global___KpiDirection.ValueType = ...,
+        baseline_value: _builtins.str = ...,
+        target_value: _builtins.str = ...,
+        threshold_value: _builtins.str = ...,
+        observation_frequency: Global___ObservationFrequency.ValueType = ...,
+        effective_from: _builtins.str = ...,
+        effective_to: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["update_mask", b"update_mask"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["baseline_value", b"baseline_value", "direction", b"direction", "effective_from", b"effective_from", "effective_to", b"effective_to", "etag", b"etag", "kpi_id", b"kpi_id", "kpi_type", b"kpi_type", "name", b"name", "observation_frequency", b"observation_frequency", "request_id", b"request_id", "target_value", b"target_value", "threshold_value", b"threshold_value", "unit", b"unit", "update_mask", b"update_mask"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateKpiRequest: _TypeAlias = UpdateKpiRequest  # noqa: Y015
+
+@_typing.final
+class UpdateKpiResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KPI_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def kpi(self) -> Global___Kpi: ...
+    @_builtins.property
+    def error(self) -> _error_pb2.Error: ...
+    def __init__(
+        self,
+        *,
+        kpi: Global___Kpi | None = ...,
+        error: _error_pb2.Error | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "kpi", b"kpi", "result", b"result"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "kpi", b"kpi", "result", b"result"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_result: _TypeAlias = _typing.Literal["kpi", "error"]  # noqa: Y015
+    _WhichOneofArgType_result: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_result) -> _WhichOneofReturnType_result | None: ...
+
+Global___UpdateKpiResponse: _TypeAlias = UpdateKpiResponse  # noqa: Y015
+
+@_typing.final
+class DeleteKpiRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KPI_ID_FIELD_NUMBER: _builtins.int
+    ETAG_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    kpi_id: _builtins.str
+    etag: _builtins.str
+    request_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        kpi_id: _builtins.str = ...,
+        etag: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["etag", b"etag", "kpi_id", b"kpi_id", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteKpiRequest: _TypeAlias = DeleteKpiRequest  # noqa: Y015
+
+@_typing.final
+class DeleteKpiResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DELETION_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def deletion(self) -> Global___KpiDeletion: ...
+    @_builtins.property
+    def error(self) -> _error_pb2.Error: ...
+    def __init__(
+        self,
+        *,
+        deletion: Global___KpiDeletion | None = ...,
+        error: _error_pb2.Error | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["deletion", b"deletion", "error", b"error", "result", b"result"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deletion", b"deletion", "error", b"error", "result", b"result"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_result: _TypeAlias = _typing.Literal["deletion", "error"]  # noqa: Y015
+    _WhichOneofArgType_result: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_result) -> _WhichOneofReturnType_result | None: ...
+
+Global___DeleteKpiResponse: _TypeAlias = DeleteKpiResponse  # noqa: Y015
+
+@_typing.final
+class KpiDeletion(_message.Message):
+    """KpiDeletion confirms a deleted KPI."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KPI_ID_FIELD_NUMBER: _builtins.int
+    DELETE_TIME_FIELD_NUMBER: _builtins.int
+    kpi_id: _builtins.str
+    @_builtins.property
+    def delete_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        kpi_id: _builtins.str = ...,
+        delete_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["delete_time", b"delete_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["delete_time", b"delete_time", "kpi_id", b"kpi_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___KpiDeletion: _TypeAlias = KpiDeletion  # noqa: Y015
+
+@_typing.final
+class AcceptKpiRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KPI_ID_FIELD_NUMBER: _builtins.int
+    ETAG_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    kpi_id: _builtins.str
+    etag: _builtins.str
+    request_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        kpi_id: _builtins.str = ...,
+        etag: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["etag", b"etag", "kpi_id", b"kpi_id", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AcceptKpiRequest: _TypeAlias = AcceptKpiRequest  # noqa: Y015
+
+@_typing.final
+class AcceptKpiResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KPI_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def kpi(self) -> Global___Kpi: ...
+    @_builtins.property
+    def error(self) -> _error_pb2.Error: ...
+    def __init__(
+        self,
+        *,
+        kpi: Global___Kpi | None = ...,
+        error: _error_pb2.Error | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "kpi", b"kpi", "result", b"result"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "kpi", b"kpi", "result", b"result"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_result: _TypeAlias = _typing.Literal["kpi", "error"]  # noqa: Y015
+    _WhichOneofArgType_result: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_result) -> _WhichOneofReturnType_result | None: ...
+
+Global___AcceptKpiResponse: _TypeAlias = AcceptKpiResponse  # noqa: Y015
+
+@_typing.final
+class RejectKpiRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KPI_ID_FIELD_NUMBER: _builtins.int
+    ETAG_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    kpi_id: _builtins.str
+    etag: _builtins.str
+    reason: _builtins.str
+    """Required."""
+    request_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        kpi_id: _builtins.str = ...,
+        etag: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["etag", b"etag", "kpi_id", b"kpi_id", "reason", b"reason", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RejectKpiRequest: _TypeAlias = RejectKpiRequest  # noqa: Y015
+
+@_typing.final
+class RejectKpiResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KPI_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def kpi(self) -> Global___Kpi: ...
+    @_builtins.property
+    def error(self) -> _error_pb2.Error: ...
+    def __init__(
+        self,
+        *,
+        kpi: Global___Kpi | None = ...,
+        error: _error_pb2.Error | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "kpi", b"kpi", "result", b"result"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "kpi", b"kpi", "result", b"result"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_result: _TypeAlias = _typing.Literal["kpi", "error"]  # noqa: Y015
+    _WhichOneofArgType_result: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_result) -> _WhichOneofReturnType_result | None: ...
+
+Global___RejectKpiResponse: _TypeAlias = RejectKpiResponse  # noqa: Y015
+
+@_typing.final
+class ListKpisRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LOAN_ID_FIELD_NUMBER: _builtins.int
+    loan_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        loan_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["loan_id", b"loan_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListKpisRequest: _TypeAlias = ListKpisRequest  # noqa: Y015
+
+@_typing.final
+class ListKpisResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KPIS_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def kpis(self) -> Global___KpiList: ...
+    @_builtins.property
+    def error(self) -> _error_pb2.Error: ...
+    def __init__(
+        self,
+        *,
+        kpis: Global___KpiList | None = ...,
+        error: _error_pb2.Error | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "kpis", b"kpis", "result", b"result"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "kpis", b"kpis", "result", b"result"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_result: _TypeAlias = _typing.Literal["kpis", "error"]  # noqa: Y015
+    _WhichOneofArgType_result: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_result) -> _WhichOneofReturnType_result | None: ...
+
+Global___ListKpisResponse: _TypeAlias = ListKpisResponse  # noqa: Y015
+
+@_typing.final
+class KpiList(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KPIS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def kpis(self) -> _containers.RepeatedCompositeFieldContainer[Global___Kpi]: ...
+    def __init__(
+        self,
+        *,
+        kpis: _abc.Iterable[Global___Kpi] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["kpis", b"kpis"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___KpiList: _TypeAlias = KpiList  # noqa: Y015
+
+@_typing.final
+class MarginRatchet(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    LOAN_ID_FIELD_NUMBER: _builtins.int
+    KPI_ID_FIELD_NUMBER: _builtins.int
+    STEP_UP_BPS_FIELD_NUMBER: _builtins.int
+    STEP_DOWN_BPS_FIELD_NUMBER: _builtins.int
+    CAP_BPS_FIELD_NUMBER: _builtins.int
+    ETAG_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    loan_id: _builtins.str
+    kpi_id: _builtins.str
+    step_up_bps: _builtins.int
+    """Basis points, 0 to 500: added when the KPI misses its target."""
+    step_down_bps: _builtins.int
+    """Basis points, 0 to 500: taken off when the KPI meets its target."""
+    cap_bps: _builtins.int
+    """Basis points, 0 to 500: the most the cumulative adjustment may move either way."""
+    etag: _builtins.str
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def update_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        loan_id: _builtins.str = ...,
+        kpi_id: _builtins.str = ...,
+        step_up_bps: _builtins.int = ...,
+        step_down_bps: _builtins.int = ...,
+        cap_bps: _builtins.int = ...,
+        etag: _builtins.str = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+        update_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "update_time", b"update_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cap_bps", b"cap_bps", "create_time", b"create_time", "etag", b"etag", "id", b"id", "kpi_id", b"kpi_id", "loan_id", b"loan_id", "step_down_bps", b"step_down_bps", "step_up_bps", b"step_up_bps", "update_time", b"update_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MarginRatchet: _TypeAlias = MarginRatchet  # noqa: Y015
+
+@_typing.final
+class CreateMarginRatchetRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LOAN_ID_FIELD_NUMBER: _builtins.int
+    KPI_ID_FIELD_NUMBER: _builtins.int
+    STEP_UP_BPS_FIELD_NUMBER: _builtins.int
+    STEP_DOWN_BPS_FIELD_NUMBER: _builtins.int
+    CAP_BPS_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    loan_id: _builtins.str
+    kpi_id: _builtins.str
+    step_up_bps: _builtins.int
+    step_down_bps: _builtins.int
+    cap_bps: _builtins.int
+    request_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        loan_id: _builtins.str = ...,
+        kpi_id: _builtins.str = ...,
+        step_up_bps: _builtins.int = ...,
+        step_down_bps: _builtins.int = ...,
+        cap_bps: _builtins.int = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cap_bps", b"cap_bps", "kpi_id", b"kpi_id", "loan_id", b"loan_id", "request_id", b"request_id", "step_down_bps", b"step_down_bps", "step_up_bps", b"step_up_bps"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateMarginRatchetRequest: _TypeAlias = CreateMarginRatchetRequest  # noqa: Y015
+
+@_typing.final
+class CreateMarginRatchetResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RATCHET_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def ratchet(self) -> Global___MarginRatchet: ...
+    @_builtins.property
+    def error(self) -> _error_pb2.Error: ...
+    def __init__(
+        self,
+        *,
+        ratchet: Global___MarginRatchet | None = ...,
+        error: _error_pb2.Error | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "ratchet", b"ratchet", "result", b"result"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "ratchet", b"ratchet", "result", b"result"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_result: _TypeAlias = _typing.Literal["ratchet", "error"]  # noqa: Y015
+    _WhichOneofArgType_result: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_result) -> _WhichOneofReturnType_result | None: ...
+
+Global___CreateMarginRatchetResponse: _TypeAlias = CreateMarginRatchetResponse  # noqa: Y015
+
+@_typing.final
+class UpdateMarginRatchetRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RATCHET_ID_FIELD_NUMBER: _builtins.int
+    ETAG_FIELD_NUMBER: _builtins.int
+    UPDATE_MASK_FIELD_NUMBER: _builtins.int
+    STEP_UP_BPS_FIELD_NUMBER: _builtins.int
+    STEP_DOWN_BPS_FIELD_NUMBER: _builtins.int
+    CAP_BPS_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    ratchet_id: _builtins.str
+    etag: _builtins.str
+    step_up_bps: _builtins.int
+    step_down_bps: _builtins.int
+    cap_bps: _builtins.int
+    request_id: _builtins.str
+    @_builtins.property
+    def update_mask(self) -> _field_mask_pb2.FieldMask:
+        """Paths among: step_up_bps, step_down_bps, cap_bps."""
+
+    def __init__(
+        self,
+        *,
+        ratchet_id: _builtins.str = ...,
+        etag: _builtins.str = ...,
+        update_mask: _field_mask_pb2.FieldMask | None = ...,
+        step_up_bps: _builtins.int = ...,
+        step_down_bps: _builtins.int = ...,
+        cap_bps: _builtins.int = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["update_mask", b"update_mask"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cap_bps", b"cap_bps", "etag", b"etag", "ratchet_id", b"ratchet_id", "request_id", b"request_id", "step_down_bps", b"step_down_bps", "step_up_bps", b"step_up_bps", "update_mask", b"update_mask"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateMarginRatchetRequest: _TypeAlias = UpdateMarginRatchetRequest  # noqa: Y015
+
+@_typing.final
+class UpdateMarginRatchetResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RATCHET_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def ratchet(self) -> Global___MarginRatchet: ...
+    @_builtins.property
+    def error(self) -> _error_pb2.Error: ...
+    def __init__(
+        self,
+        *,
+        ratchet: Global___MarginRatchet | None = ...,
+        error: _error_pb2.Error | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "ratchet", b"ratchet", "result", b"result"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "ratchet", b"ratchet", "result", b"result"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_result: _TypeAlias = _typing.Literal["ratchet", "error"]  # noqa: Y015
+    _WhichOneofArgType_result: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_result) -> _WhichOneofReturnType_result | None: ...
+
+Global___UpdateMarginRatchetResponse: _TypeAlias = UpdateMarginRatchetResponse  # noqa: Y015
+
+@_typing.final
+class DeleteMarginRatchetRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RATCHET_ID_FIELD_NUMBER: _builtins.int
+    ETAG_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    ratchet_id: _builtins.str
+    etag: _builtins.str
+    request_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        ratchet_id: _builtins.str = ...,
+        etag: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["etag", b"etag", "ratchet_id", b"ratchet_id", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteMarginRatchetRequest: _TypeAlias = DeleteMarginRatchetRequest  # noqa: Y015
+
+@_typing.final
+class DeleteMarginRatchetResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DELETION_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def deletion(self) -> Global___MarginRatchetDeletion: ...
+    @_builtins.property
+    def error(self) -> _error_pb2.Error: ...
+    def __init__(
+        self,
+        *,
+        deletion: Global___MarginRatchetDeletion | None = ...,
+        error: _error_pb2.Error | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["deletion", b"deletion", "error", b"error", "result", b"result"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deletion", b"deletion", "error", b"error", "result", b"result"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_result: _TypeAlias = _typing.Literal["deletion", "error"]  # noqa: Y015
+    _WhichOneofArgType_result: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_result) -> _WhichOneofReturnType_result | None: ...
+
+Global___DeleteMarginRatchetResponse: _TypeAlias = DeleteMarginRatchetResponse  # noqa: Y015
+
+@_typing.final
+class MarginRatchetDeletion(_message.Message):
+    """MarginRatchetDeletion confirms a deleted ratchet."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RATCHET_ID_FIELD_NUMBER: _builtins.int
+    DELETE_TIME_FIELD_NUMBER: _builtins.int
+    ratchet_id: _builtins.str
+    @_builtins.property
+    def delete_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        ratchet_id: _builtins.str = ...,
+        delete_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["delete_time", b"delete_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["delete_time", b"delete_time", "ratchet_id", b"ratchet_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MarginRatchetDeletion: _TypeAlias = MarginRatchetDeletion  # noqa: Y015
+
+@_typing.final
+class KpiResult(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    LOAN_ID_FIELD_NUMBER: _builtins.int
+    KPI_ID_FIELD_NUMBER: _builtins.int
+    PERIOD_START_FIELD_NUMBER: _builtins.int
+    PERIOD_END_FIELD_NUMBER: _builtins.int
+    VALUE_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    OUTCOME_FIELD_NUMBER: _builtins.int
+    RESTATES_RESULT_ID_FIELD_NUMBER: _builtins.int
+    SUPERSEDED_BY_RESULT_ID_FIELD_NUMBER: _builtins.int
+    REPORTER_USER_ID_FIELD_NUMBER: _builtins.int
+    VERIFIER_USER_ID_FIELD_NUMBER: _builtins.int
+    REPORT_TIME_FIELD_NUMBER: _builtins.int
+    VERIFY_TIME_FIELD_NUMBER: _builtins.int
+    ETAG_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    loan_id: _builtins.str
+    kpi_id: _builtins.str
+    period_start: _builtins.str
+    period_end: _builtins.str
+    value: _builtins.str
+    """Decimal string."""
+    note: _builtins.str
+    status: Global___KpiResultStatus.ValueType
+    outcome: Global___KpiOutcome.ValueType
+    """Set once verified."""
+    restates_result_id: _builtins.str
+    """The result this one restates, if any."""
+    superseded_by_result_id: _builtins.str
+    """The restatement that replaced this one, if any."""
+    reporter_user_id: _builtins.str
+    verifier_user_id: _builtins.str
+    etag: _builtins.str
+    @_builtins.property
+    def report_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def verify_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        loan_id: _builtins.str = ...,
+        kpi_id: _builtins.str = ...,
+        period_start: _builtins.str = ...,
+        period_end: _builtins.str = ...,
+        value: _builtins.str = ...,
+        note: _builtins.str = ...,
+        status: Global___KpiResultStatus.ValueType = ...,
+        outcome: Global___KpiOutcome.ValueType = ...,
+        restates_result_id: _builtins.str = ...,
+        superseded_by_result_id: _builtins.str = ...,
+        reporter_user_id: _builtins.str = ...,
+        verifier_user_id: _builtins.str = ...,
+        report_time: _timestamp_pb2.Timestamp | None = ...,
+        verify_time: _timestamp_pb2.Timestamp | None = ...,
+        etag: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["report_time", b"report_time", "verify_time", b"verify_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["etag", b"etag", "id", b"id", "kpi_id", b"kpi_id", "loan_id", b"loan_id", "note", b"note", "outcome", b"outcome", "period_end", b"period_end", "period_start", b"period_start", "report_time", b"report_time", "reporter_user_id", b"reporter_user_id", "restates_result_id", b"restates_result_id", "status", b"status", "superseded_by_result_id", b"superseded_by_result_id", "value", b"value", "verifier_user_id", b"verifier_user_id", "verify_time", b"verify_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___KpiResult: _TypeAlias = KpiResult  # noqa: Y015
+
+@_typing.final
+class ReportKpiResultRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KPI_ID_FIELD_NUMBER: _builtins.int
+    PERIOD_START_FIELD_NUMBER: _builtins.int
+    PERIOD_END_FIELD_NUMBER: _builtins.int
+    VALUE_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
+    RESTATES_RESULT_ID_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    kpi_id: _builtins.str
+    period_start: _builtins.str
+    period_end: _builtins.str
+    value: _builtins.str
+    note: _builtins.str
+    restates_result_id: _builtins.str
+    """Set to restate an earlier result of the same KPI; that one becomes SUPERSEDED."""
+    request_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        kpi_id: _builtins.str = ...,
+        period_start: _builtins.str = ...,
+        period_end: _builtins.str = ...,
+        value: _builtins.str = ...,
+        note: _builtins.str = ...,
+        restates_result_id: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["kpi_id", b"kpi_id", "note", b"note", "period_end", b"period_end", "period_start", b"period_start", "request_id", b"request_id", "restates_result_id", b"restates_result_id", "value", b"value"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReportKpiResultRequest: _TypeAlias = ReportKpiResultRequest  # noqa: Y015
+
+@_typing.final
+class ReportKpiResultResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KPI_RESULT_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def kpi_result(self) -> Global___KpiResult: ...
+    @_builtins.property
+    def error(self) -> _error_pb2.Error: ...
+    def __init__(
+        self,
+        *,
+        kpi_result: Global___KpiResult | None = ...,
+        error: _error_pb2.Error | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "kpi_result", b"kpi_result", "result", b"result"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "kpi_result", b"kpi_result", "result", b"result"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_result: _TypeAlias = _typing.Literal["kpi_result", "error"]  # noqa: Y015
+    _WhichOneofArgType_result: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_result) -> _WhichOneofReturnType_result | None: ...
+
+Global___ReportKpiResultResponse: _TypeAlias = ReportKpiResultResponse  # noqa: Y015
+
+@_typing.final
+class VerifyKpiResultRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KPI_RESULT_ID_FIELD_NUMBER: _builtins.int
+    ETAG_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    kpi_result_id: _builtins.str
+    etag: _builtins.str
+    request_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        kpi_result_id: _builtins.str = ...,
+        etag: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["etag", b"etag", "kpi_result_id", b"kpi_result_id", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VerifyKpiResultRequest: _TypeAlias = VerifyKpiResultRequest  # noqa: Y015
+
+@_typing.final
+class VerifyKpiResultResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VERIFICATION_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def verification(self) -> Global___KpiVerification: ...
+    @_builtins.property
+    def error(self) -> _error_pb2.Error: ...
+    def __init__(
+        self,
+        *,
+        verification: Global___KpiVerification | None = ...,
+        error: _error_pb2.Error | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "result", b"result", "verification", b"verification"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "result", b"result", "verification", b"verification"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_result: _TypeAlias = _typing.Literal["verification", "error"]  # noqa: Y015
+    _WhichOneofArgType_result: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_result) -> _WhichOneofReturnType_result | None: ...
+
+Global___VerifyKpiResultResponse: _TypeAlias = VerifyKpiResultResponse  # noqa: Y015
+
+@_typing.final
+class KpiVerification(_message.Message):
+    """KpiVerification is a verified result and the margin adjustment it produced
+    (absent when the KPI has no ratchet).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KPI_RESULT_FIELD_NUMBER: _builtins.int
+    ADJUSTMENT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def kpi_result(self) -> Global___KpiResult: ...
+    @_builtins.property
+    def adjustment(self) -> Global___MarginAdjustment: ...
+    def __init__(
+        self,
+        *,
+        kpi_result: Global___KpiResult | None = ...,
+        adjustment: Global___MarginAdjustment | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["adjustment", b"adjustment", "kpi_result", b"kpi_result"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["adjustment", b"adjustment", "kpi_result", b"kpi_result"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___KpiVerification: _TypeAlias = KpiVerification  # noqa: Y015
+
+@_typing.final
+class ListKpiResultsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LOAN_ID_FIELD_NUMBER: _builtins.int
+    KPI_ID_FIELD_NUMBER: _builtins.int
+    loan_id: _builtins.str
+    kpi_id: _builtins.str
+    """Optional: only this KPI's results."""
+    def __init__(
+        self,
+        *,
+        loan_id: _builtins.str = ...,
+        kpi_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["kpi_id", b"kpi_id", "loan_id", b"loan_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListKpiResultsRequest: _TypeAlias = ListKpiResultsRequest  # noqa: Y015
+
+@_typing.final
+class ListKpiResultsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KPI_RESULTS_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def kpi_results(self) -> Global___KpiResultList: ...
+    @_builtins.property
+    def error(self) -> _error_pb2.Error: ...
+    def __init__(
+        self,
+        *,
+        kpi_results: Global___KpiResultList | None = ...,
+        error: _error_pb2.Error | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "kpi_results", b"kpi_results", "result", b"result"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "kpi_results", b"kpi_results", "result", b"result"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_result: _TypeAlias = _typing.Literal["kpi_results", "error"]  # noqa: Y015
+    _WhichOneofArgType_result: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_result) -> _WhichOneofReturnType_result | None: ...
+
+Global___ListKpiResultsResponse: _TypeAlias = ListKpiResultsResponse  # noqa: Y015
+
+@_typing.final
+class KpiResultList(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KPI_RESULTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def kpi_results(self) -> _containers.RepeatedCompositeFieldContainer[Global___KpiResult]: ...
+    def __init__(
+        self,
+        *,
+        kpi_results: _abc.Iterable[Global___KpiResult] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["kpi_results", b"kpi_results"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___KpiResultList: _TypeAlias = KpiResultList  # noqa: Y015
+
+@_typing.final
+class MarginAdjustment(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    LOAN_ID_FIELD_NUMBER: _builtins.int
+    KPI_ID_FIELD_NUMBER: _builtins.int
+    KPI_RESULT_ID_FIELD_NUMBER: _builtins.int
+    RATCHET_ID_FIELD_NUMBER: _builtins.int
+    OUTCOME_FIELD_NUMBER: _builtins.int
+    REQUESTED_BPS_FIELD_NUMBER: _builtins.int
+    APPLIED_BPS_FIELD_NUMBER: _builtins.int
+    CUMULATIVE_BPS_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    loan_id: _builtins.str
+    kpi_id: _builtins.str
+    kpi_result_id: _builtins.str
+    ratchet_id: _builtins.str
+    outcome: Global___KpiOutcome.ValueType
+    requested_bps: _builtins.int
+    """What the ratchet asked for: +step_up_bps on a miss, -step_down_bps on a pass."""
+    applied_bps: _builtins.int
+    """What was applied after clamping the running total to +/- cap_bps."""
+    cumulative_bps: _builtins.int
+    """The KPI's running total after this adjustment."""
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        loan_id: _builtins.str = ...,
+        kpi_id: _builtins.str = ...,
+        kpi_result_id: _builtins.str = ...,
+        ratchet_id: _builtins.str = ...,
+        outcome: Global___KpiOutcome.ValueType = ...,
+        requested_bps: _builtins.int = ...,
+        applied_bps: _builtins.int = ...,
+        cumulative_bps: _builtins.int = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["applied_bps", b"applied_bps", "create_time", b"create_time", "cumulative_bps", b"cumulative_bps", "id", b"id", "kpi_id", b"kpi_id", "kpi_result_id", b"kpi_result_id", "loan_id", b"loan_id", "outcome", b"outcome", "ratchet_id", b"ratchet_id", "requested_bps", b"requested_bps"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MarginAdjustment: _TypeAlias = MarginAdjustment  # noqa: Y015
+
+@_typing.final
+class ListMarginAdjustmentsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LOAN_ID_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    loan_id: _builtins.str
+    page_size: _builtins.int
+    page_token: _builtins.str
+    def __init__(
+        self,
+        *,
+        loan_id: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["loan_id", b"loan_id", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListMarginAdjustmentsRequest: _TypeAlias = ListMarginAdjustmentsRequest  # noqa: Y015
+
+@_typing.final
+class ListMarginAdjustmentsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAGE_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def page(self) -> Global___MarginAdjustmentPage: ...
+    @_builtins.property
+    def error(self) -> _error_pb2.Error: ...
+    def __init__(
+        self,
+        *,
+        page: Global___MarginAdjustmentPage | None = ...,
+        error: _error_pb2.Error | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "page", b"page", "result", b"result"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "page", b"page", "result", b"result"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_result: _TypeAlias = _typing.Literal["page", "error"]  # noqa: Y015
+    _WhichOneofArgType_result: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_result) -> _WhichOneofReturnType_result | None: ...
+
+Global___ListMarginAdjustmentsResponse: _TypeAlias = ListMarginAdjustmentsResponse  # noqa: Y015
+
+@_typing.final
+class MarginAdjustmentPage(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ADJUSTMENTS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    @_builtins.property
+    def adjustments(self) -> _containers.RepeatedCompositeFieldContainer[Global___MarginAdjustment]: ...
+    def __init__(
+        self,
+        *,
+        adjustments: _abc.Iterable[Global___MarginAdjustment] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["adjustments", b"adjustments", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MarginAdjustmentPage: _TypeAlias = MarginAdjustmentPage  # noqa: Y015
+
+@_typing.final
+class WatchLoansRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchLoansRequest: _TypeAlias = WatchLoansRequest  # noqa: Y015
+
+@_typing.final
+class WatchLoansResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHANGE_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def change(self) -> Global___LoanChange: ...
+    @_builtins.property
+    def error(self) -> _error_pb2.Error: ...
+    def __init__(
+        self,
+        *,
+        change: Global___LoanChange | None = ...,
+        error: _error_pb2.Error | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["change", b"change", "error", b"error", "result", b"result"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["change", b"change", "error", b"error", "result", b"result"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_result: _TypeAlias = _typing.Literal["change", "error"]  # noqa: Y015
+    _WhichOneofArgType_result: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_result) -> _WhichOneofReturnType_result | None: ...
+
+Global___WatchLoansResponse: _TypeAlias = WatchLoansResponse  # noqa: Y015
+
+@_typing.final
+class LoanChange(_message.Message):
+    """LoanChange tells a subscriber that a loan changed; fetch it to see how."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LOAN_ID_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    ETAG_FIELD_NUMBER: _builtins.int
+    CHANGE_TIME_FIELD_NUMBER: _builtins.int
+    loan_id: _builtins.str
+    kind: Global___ChangeKind.ValueType
+    etag: _builtins.str
+    """The loan's etag after the change; empty once deleted."""
+    @_builtins.property
+    def change_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        loan_id: _builtins.str = ...,
+        kind: Global___ChangeKind.ValueType = ...,
+        etag: _builtins.str = ...,
+        change_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["change_time", b"change_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["change_time", b"change_time", "etag", b"etag", "kind", b"kind", "loan_id", b"loan_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LoanChange: _TypeAlias = LoanChange  # noqa: Y015

@@ -51,6 +51,126 @@ class LoanServiceStub:
                 request_serializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.ListLoansRequest.SerializeToString,
                 response_deserializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.ListLoansResponse.FromString,
                 _registered_method=True)
+        self.UpdateLoan = channel.unary_unary(
+                '/loansuite.loans.v1.LoanService/UpdateLoan',
+                request_serializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.UpdateLoanRequest.SerializeToString,
+                response_deserializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.UpdateLoanResponse.FromString,
+                _registered_method=True)
+        self.DeleteLoan = channel.unary_unary(
+                '/loansuite.loans.v1.LoanService/DeleteLoan',
+                request_serializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.DeleteLoanRequest.SerializeToString,
+                response_deserializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.DeleteLoanResponse.FromString,
+                _registered_method=True)
+        self.InviteLender = channel.unary_unary(
+                '/loansuite.loans.v1.LoanService/InviteLender',
+                request_serializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.InviteLenderRequest.SerializeToString,
+                response_deserializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.InviteLenderResponse.FromString,
+                _registered_method=True)
+        self.SubmitLoan = channel.unary_unary(
+                '/loansuite.loans.v1.LoanService/SubmitLoan',
+                request_serializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.SubmitLoanRequest.SerializeToString,
+                response_deserializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.SubmitLoanResponse.FromString,
+                _registered_method=True)
+        self.ApproveLoan = channel.unary_unary(
+                '/loansuite.loans.v1.LoanService/ApproveLoan',
+                request_serializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.ApproveLoanRequest.SerializeToString,
+                response_deserializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.ApproveLoanResponse.FromString,
+                _registered_method=True)
+        self.RejectLoan = channel.unary_unary(
+                '/loansuite.loans.v1.LoanService/RejectLoan',
+                request_serializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.RejectLoanRequest.SerializeToString,
+                response_deserializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.RejectLoanResponse.FromString,
+                _registered_method=True)
+        self.WithdrawLoan = channel.unary_unary(
+                '/loansuite.loans.v1.LoanService/WithdrawLoan',
+                request_serializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.WithdrawLoanRequest.SerializeToString,
+                response_deserializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.WithdrawLoanResponse.FromString,
+                _registered_method=True)
+        self.ActivateLoan = channel.unary_unary(
+                '/loansuite.loans.v1.LoanService/ActivateLoan',
+                request_serializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.ActivateLoanRequest.SerializeToString,
+                response_deserializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.ActivateLoanResponse.FromString,
+                _registered_method=True)
+        self.CloseLoan = channel.unary_unary(
+                '/loansuite.loans.v1.LoanService/CloseLoan',
+                request_serializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.CloseLoanRequest.SerializeToString,
+                response_deserializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.CloseLoanResponse.FromString,
+                _registered_method=True)
+        self.ListLoanHistory = channel.unary_unary(
+                '/loansuite.loans.v1.LoanService/ListLoanHistory',
+                request_serializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.ListLoanHistoryRequest.SerializeToString,
+                response_deserializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.ListLoanHistoryResponse.FromString,
+                _registered_method=True)
+        self.CreateKpi = channel.unary_unary(
+                '/loansuite.loans.v1.LoanService/CreateKpi',
+                request_serializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.CreateKpiRequest.SerializeToString,
+                response_deserializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.CreateKpiResponse.FromString,
+                _registered_method=True)
+        self.UpdateKpi = channel.unary_unary(
+                '/loansuite.loans.v1.LoanService/UpdateKpi',
+                request_serializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.UpdateKpiRequest.SerializeToString,
+                response_deserializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.UpdateKpiResponse.FromString,
+                _registered_method=True)
+        self.DeleteKpi = channel.unary_unary(
+                '/loansuite.loans.v1.LoanService/DeleteKpi',
+                request_serializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.DeleteKpiRequest.SerializeToString,
+                response_deserializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.DeleteKpiResponse.FromString,
+                _registered_method=True)
+        self.AcceptKpi = channel.unary_unary(
+                '/loansuite.loans.v1.LoanService/AcceptKpi',
+                request_serializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.AcceptKpiRequest.SerializeToString,
+                response_deserializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.AcceptKpiResponse.FromString,
+                _registered_method=True)
+        self.RejectKpi = channel.unary_unary(
+                '/loansuite.loans.v1.LoanService/RejectKpi',
+                request_serializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.RejectKpiRequest.SerializeToString,
+                response_deserializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.RejectKpiResponse.FromString,
+                _registered_method=True)
+        self.ListKpis = channel.unary_unary(
+                '/loansuite.loans.v1.LoanService/ListKpis',
+                request_serializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.ListKpisRequest.SerializeToString,
+                response_deserializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.ListKpisResponse.FromString,
+                _registered_method=True)
+        self.CreateMarginRatchet = channel.unary_unary(
+                '/loansuite.loans.v1.LoanService/CreateMarginRatchet',
+                request_serializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.CreateMarginRatchetRequest.SerializeToString,
+                response_deserializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.CreateMarginRatchetResponse.FromString,
+                _registered_method=True)
+        self.UpdateMarginRatchet = channel.unary_unary(
+                '/loansuite.loans.v1.LoanService/UpdateMarginRatchet',
+                request_serializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.UpdateMarginRatchetRequest.SerializeToString,
+                response_deserializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.UpdateMarginRatchetResponse.FromString,
+                _registered_method=True)
+        self.DeleteMarginRatchet = channel.unary_unary(
+                '/loansuite.loans.v1.LoanService/DeleteMarginRatchet',
+                request_serializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.DeleteMarginRatchetRequest.SerializeToString,
+                response_deserializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.DeleteMarginRatchetResponse.FromString,
+                _registered_method=True)
+        self.ReportKpiResult = channel.unary_unary(
+                '/loansuite.loans.v1.LoanService/ReportKpiResult',
+                request_serializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.ReportKpiResultRequest.SerializeToString,
+                response_deserializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.ReportKpiResultResponse.FromString,
+                _registered_method=True)
+        self.VerifyKpiResult = channel.unary_unary(
+                '/loansuite.loans.v1.LoanService/VerifyKpiResult',
+                request_serializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.VerifyKpiResultRequest.SerializeToString,
+                response_deserializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.VerifyKpiResultResponse.FromString,
+                _registered_method=True)
+        self.ListKpiResults = channel.unary_unary(
+                '/loansuite.loans.v1.LoanService/ListKpiResults',
+                request_serializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.ListKpiResultsRequest.SerializeToString,
+                response_deserializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.ListKpiResultsResponse.FromString,
+                _registered_method=True)
+        self.ListMarginAdjustments = channel.unary_unary(
+                '/loansuite.loans.v1.LoanService/ListMarginAdjustments',
+                request_serializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.ListMarginAdjustmentsRequest.SerializeToString,
+                response_deserializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.ListMarginAdjustmentsResponse.FromString,
+                _registered_method=True)
+        self.WatchLoans = channel.unary_stream(
+                '/loansuite.loans.v1.LoanService/WatchLoans',
+                request_serializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.WatchLoansRequest.SerializeToString,
+                response_deserializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.WatchLoansResponse.FromString,
+                _registered_method=True)
 
 
 class LoanServiceServicer:
@@ -79,6 +199,175 @@ class LoanServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdateLoan(self, request, context):
+        """UpdateLoan changes the fields named in update_mask of a DRAFT loan (borrower).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteLoan(self, request, context):
+        """DeleteLoan deletes a DRAFT loan with its KPIs, ratchets and results (borrower).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def InviteLender(self, request, context):
+        """InviteLender makes the organization of a lender user the loan's lender (borrower, DRAFT).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SubmitLoan(self, request, context):
+        """SubmitLoan moves DRAFT to PENDING_APPROVAL; needs a lender and at least one KPI (borrower).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ApproveLoan(self, request, context):
+        """ApproveLoan moves PENDING_APPROVAL to APPROVED; every KPI must be accepted (lender).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RejectLoan(self, request, context):
+        """RejectLoan moves PENDING_APPROVAL to REJECTED with a reason (lender).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WithdrawLoan(self, request, context):
+        """WithdrawLoan moves DRAFT or PENDING_APPROVAL to WITHDRAWN (borrower).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ActivateLoan(self, request, context):
+        """ActivateLoan moves APPROVED to ACTIVE (lender).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CloseLoan(self, request, context):
+        """CloseLoan moves ACTIVE to CLOSED (lender).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListLoanHistory(self, request, context):
+        """ListLoanHistory returns the loan's state changes, oldest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateKpi(self, request, context):
+        """CreateKpi proposes a KPI for a DRAFT or PENDING_APPROVAL loan (borrower).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateKpi(self, request, context):
+        """UpdateKpi changes a KPI; an accepted or rejected KPI goes back to PROPOSED (borrower).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteKpi(self, request, context):
+        """DeleteKpi deletes a KPI with its ratchet (borrower).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AcceptKpi(self, request, context):
+        """AcceptKpi accepts a PROPOSED KPI (lender).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RejectKpi(self, request, context):
+        """RejectKpi rejects a PROPOSED KPI with a reason (lender).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListKpis(self, request, context):
+        """ListKpis returns the loan's KPIs.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateMarginRatchet(self, request, context):
+        """CreateMarginRatchet attaches a margin ratchet to a KPI of the loan (borrower).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateMarginRatchet(self, request, context):
+        """UpdateMarginRatchet changes a ratchet's basis points (borrower).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteMarginRatchet(self, request, context):
+        """DeleteMarginRatchet deletes a ratchet (borrower).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReportKpiResult(self, request, context):
+        """ReportKpiResult reports a KPI's value for a period of an ACTIVE loan (borrower).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def VerifyKpiResult(self, request, context):
+        """VerifyKpiResult verifies a reported result and applies its margin adjustment (lender).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListKpiResults(self, request, context):
+        """ListKpiResults returns the loan's KPI results, superseded ones included.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListMarginAdjustments(self, request, context):
+        """ListMarginAdjustments returns the loan's margin adjustments, oldest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchLoans(self, request, context):
+        """WatchLoans streams a notification for each committed change to a loan of the
+        caller's organization: the counterpart of revalidatePath.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_LoanServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -96,6 +385,126 @@ def add_LoanServiceServicer_to_server(servicer, server):
                     servicer.ListLoans,
                     request_deserializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.ListLoansRequest.FromString,
                     response_serializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.ListLoansResponse.SerializeToString,
+            ),
+            'UpdateLoan': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateLoan,
+                    request_deserializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.UpdateLoanRequest.FromString,
+                    response_serializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.UpdateLoanResponse.SerializeToString,
+            ),
+            'DeleteLoan': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteLoan,
+                    request_deserializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.DeleteLoanRequest.FromString,
+                    response_serializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.DeleteLoanResponse.SerializeToString,
+            ),
+            'InviteLender': grpc.unary_unary_rpc_method_handler(
+                    servicer.InviteLender,
+                    request_deserializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.InviteLenderRequest.FromString,
+                    response_serializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.InviteLenderResponse.SerializeToString,
+            ),
+            'SubmitLoan': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubmitLoan,
+                    request_deserializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.SubmitLoanRequest.FromString,
+                    response_serializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.SubmitLoanResponse.SerializeToString,
+            ),
+            'ApproveLoan': grpc.unary_unary_rpc_method_handler(
+                    servicer.ApproveLoan,
+                    request_deserializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.ApproveLoanRequest.FromString,
+                    response_serializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.ApproveLoanResponse.SerializeToString,
+            ),
+            'RejectLoan': grpc.unary_unary_rpc_method_handler(
+                    servicer.RejectLoan,
+                    request_deserializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.RejectLoanRequest.FromString,
+                    response_serializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.RejectLoanResponse.SerializeToString,
+            ),
+            'WithdrawLoan': grpc.unary_unary_rpc_method_handler(
+                    servicer.WithdrawLoan,
+                    request_deserializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.WithdrawLoanRequest.FromString,
+                    response_serializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.WithdrawLoanResponse.SerializeToString,
+            ),
+            'ActivateLoan': grpc.unary_unary_rpc_method_handler(
+                    servicer.ActivateLoan,
+                    request_deserializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.ActivateLoanRequest.FromString,
+                    response_serializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.ActivateLoanResponse.SerializeToString,
+            ),
+            'CloseLoan': grpc.unary_unary_rpc_method_handler(
+                    servicer.CloseLoan,
+                    request_deserializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.CloseLoanRequest.FromString,
+                    response_serializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.CloseLoanResponse.SerializeToString,
+            ),
+            'ListLoanHistory': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListLoanHistory,
+                    request_deserializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.ListLoanHistoryRequest.FromString,
+                    response_serializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.ListLoanHistoryResponse.SerializeToString,
+            ),
+            'CreateKpi': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateKpi,
+                    request_deserializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.CreateKpiRequest.FromString,
+                    response_serializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.CreateKpiResponse.SerializeToString,
+            ),
+            'UpdateKpi': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateKpi,
+                    request_deserializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.UpdateKpiRequest.FromString,
+                    response_serializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.UpdateKpiResponse.SerializeToString,
+            ),
+            'DeleteKpi': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteKpi,
+                    request_deserializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.DeleteKpiRequest.FromString,
+                    response_serializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.DeleteKpiResponse.SerializeToString,
+            ),
+            'AcceptKpi': grpc.unary_unary_rpc_method_handler(
+                    servicer.AcceptKpi,
+                    request_deserializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.AcceptKpiRequest.FromString,
+                    response_serializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.AcceptKpiResponse.SerializeToString,
+            ),
+            'RejectKpi': grpc.unary_unary_rpc_method_handler(
+                    servicer.RejectKpi,
+                    request_deserializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.RejectKpiRequest.FromString,
+                    response_serializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.RejectKpiResponse.SerializeToString,
+            ),
+            'ListKpis': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListKpis,
+                    request_deserializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.ListKpisRequest.FromString,
+                    response_serializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.ListKpisResponse.SerializeToString,
+            ),
+            'CreateMarginRatchet': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateMarginRatchet,
+                    request_deserializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.CreateMarginRatchetRequest.FromString,
+                    response_serializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.CreateMarginRatchetResponse.SerializeToString,
+            ),
+            'UpdateMarginRatchet': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateMarginRatchet,
+                    request_deserializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.UpdateMarginRatchetRequest.FromString,
+                    response_serializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.UpdateMarginRatchetResponse.SerializeToString,
+            ),
+            'DeleteMarginRatchet': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteMarginRatchet,
+                    request_deserializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.DeleteMarginRatchetRequest.FromString,
+                    response_serializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.DeleteMarginRatchetResponse.SerializeToString,
+            ),
+            'ReportKpiResult': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportKpiResult,
+                    request_deserializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.ReportKpiResultRequest.FromString,
+                    response_serializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.ReportKpiResultResponse.SerializeToString,
+            ),
+            'VerifyKpiResult': grpc.unary_unary_rpc_method_handler(
+                    servicer.VerifyKpiResult,
+                    request_deserializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.VerifyKpiResultRequest.FromString,
+                    response_serializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.VerifyKpiResultResponse.SerializeToString,
+            ),
+            'ListKpiResults': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListKpiResults,
+                    request_deserializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.ListKpiResultsRequest.FromString,
+                    response_serializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.ListKpiResultsResponse.SerializeToString,
+            ),
+            'ListMarginAdjustments': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListMarginAdjustments,
+                    request_deserializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.ListMarginAdjustmentsRequest.FromString,
+                    response_serializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.ListMarginAdjustmentsResponse.SerializeToString,
+            ),
+            'WatchLoans': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchLoans,
+                    request_deserializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.WatchLoansRequest.FromString,
+                    response_serializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.WatchLoansResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -181,6 +590,654 @@ class LoanService:
             '/loansuite.loans.v1.LoanService/ListLoans',
             loansuite_dot_loans_dot_v1_dot_loan__service__pb2.ListLoansRequest.SerializeToString,
             loansuite_dot_loans_dot_v1_dot_loan__service__pb2.ListLoansResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateLoan(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loansuite.loans.v1.LoanService/UpdateLoan',
+            loansuite_dot_loans_dot_v1_dot_loan__service__pb2.UpdateLoanRequest.SerializeToString,
+            loansuite_dot_loans_dot_v1_dot_loan__service__pb2.UpdateLoanResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteLoan(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loansuite.loans.v1.LoanService/DeleteLoan',
+            loansuite_dot_loans_dot_v1_dot_loan__service__pb2.DeleteLoanRequest.SerializeToString,
+            loansuite_dot_loans_dot_v1_dot_loan__service__pb2.DeleteLoanResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def InviteLender(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loansuite.loans.v1.LoanService/InviteLender',
+            loansuite_dot_loans_dot_v1_dot_loan__service__pb2.InviteLenderRequest.SerializeToString,
+            loansuite_dot_loans_dot_v1_dot_loan__service__pb2.InviteLenderResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitLoan(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loansuite.loans.v1.LoanService/SubmitLoan',
+            loansuite_dot_loans_dot_v1_dot_loan__service__pb2.SubmitLoanRequest.SerializeToString,
+            loansuite_dot_loans_dot_v1_dot_loan__service__pb2.SubmitLoanResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ApproveLoan(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loansuite.loans.v1.LoanService/ApproveLoan',
+            loansuite_dot_loans_dot_v1_dot_loan__service__pb2.ApproveLoanRequest.SerializeToString,
+            loansuite_dot_loans_dot_v1_dot_loan__service__pb2.ApproveLoanResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RejectLoan(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loansuite.loans.v1.LoanService/RejectLoan',
+            loansuite_dot_loans_dot_v1_dot_loan__service__pb2.RejectLoanRequest.SerializeToString,
+            loansuite_dot_loans_dot_v1_dot_loan__service__pb2.RejectLoanResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WithdrawLoan(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loansuite.loans.v1.LoanService/WithdrawLoan',
+            loansuite_dot_loans_dot_v1_dot_loan__service__pb2.WithdrawLoanRequest.SerializeToString,
+            loansuite_dot_loans_dot_v1_dot_loan__service__pb2.WithdrawLoanResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ActivateLoan(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loansuite.loans.v1.LoanService/ActivateLoan',
+            loansuite_dot_loans_dot_v1_dot_loan__service__pb2.ActivateLoanRequest.SerializeToString,
+            loansuite_dot_loans_dot_v1_dot_loan__service__pb2.ActivateLoanResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CloseLoan(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loansuite.loans.v1.LoanService/CloseLoan',
+            loansuite_dot_loans_dot_v1_dot_loan__service__pb2.CloseLoanRequest.SerializeToString,
+            loansuite_dot_loans_dot_v1_dot_loan__service__pb2.CloseLoanResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListLoanHistory(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loansuite.loans.v1.LoanService/ListLoanHistory',
+            loansuite_dot_loans_dot_v1_dot_loan__service__pb2.ListLoanHistoryRequest.SerializeToString,
+            loansuite_dot_loans_dot_v1_dot_loan__service__pb2.ListLoanHistoryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateKpi(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loansuite.loans.v1.LoanService/CreateKpi',
+            loansuite_dot_loans_dot_v1_dot_loan__service__pb2.CreateKpiRequest.SerializeToString,
+            loansuite_dot_loans_dot_v1_dot_loan__service__pb2.CreateKpiResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateKpi(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loansuite.loans.v1.LoanService/UpdateKpi',
+            loansuite_dot_loans_dot_v1_dot_loan__service__pb2.UpdateKpiRequest.SerializeToString,
+            loansuite_dot_loans_dot_v1_dot_loan__service__pb2.UpdateKpiResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteKpi(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loansuite.loans.v1.LoanService/DeleteKpi',
+            loansuite_dot_loans_dot_v1_dot_loan__service__pb2.DeleteKpiRequest.SerializeToString,
+            loansuite_dot_loans_dot_v1_dot_loan__service__pb2.DeleteKpiResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AcceptKpi(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loansuite.loans.v1.LoanService/AcceptKpi',
+            loansuite_dot_loans_dot_v1_dot_loan__service__pb2.AcceptKpiRequest.SerializeToString,
+            loansuite_dot_loans_dot_v1_dot_loan__service__pb2.AcceptKpiResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RejectKpi(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loansuite.loans.v1.LoanService/RejectKpi',
+            loansuite_dot_loans_dot_v1_dot_loan__service__pb2.RejectKpiRequest.SerializeToString,
+            loansuite_dot_loans_dot_v1_dot_loan__service__pb2.RejectKpiResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListKpis(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loansuite.loans.v1.LoanService/ListKpis',
+            loansuite_dot_loans_dot_v1_dot_loan__service__pb2.ListKpisRequest.SerializeToString,
+            loansuite_dot_loans_dot_v1_dot_loan__service__pb2.ListKpisResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateMarginRatchet(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loansuite.loans.v1.LoanService/CreateMarginRatchet',
+            loansuite_dot_loans_dot_v1_dot_loan__service__pb2.CreateMarginRatchetRequest.SerializeToString,
+            loansuite_dot_loans_dot_v1_dot_loan__service__pb2.CreateMarginRatchetResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateMarginRatchet(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loansuite.loans.v1.LoanService/UpdateMarginRatchet',
+            loansuite_dot_loans_dot_v1_dot_loan__service__pb2.UpdateMarginRatchetRequest.SerializeToString,
+            loansuite_dot_loans_dot_v1_dot_loan__service__pb2.UpdateMarginRatchetResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteMarginRatchet(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loansuite.loans.v1.LoanService/DeleteMarginRatchet',
+            loansuite_dot_loans_dot_v1_dot_loan__service__pb2.DeleteMarginRatchetRequest.SerializeToString,
+            loansuite_dot_loans_dot_v1_dot_loan__service__pb2.DeleteMarginRatchetResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportKpiResult(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loansuite.loans.v1.LoanService/ReportKpiResult',
+            loansuite_dot_loans_dot_v1_dot_loan__service__pb2.ReportKpiResultRequest.SerializeToString,
+            loansuite_dot_loans_dot_v1_dot_loan__service__pb2.ReportKpiResultResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VerifyKpiResult(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loansuite.loans.v1.LoanService/VerifyKpiResult',
+            loansuite_dot_loans_dot_v1_dot_loan__service__pb2.VerifyKpiResultRequest.SerializeToString,
+            loansuite_dot_loans_dot_v1_dot_loan__service__pb2.VerifyKpiResultResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListKpiResults(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loansuite.loans.v1.LoanService/ListKpiResults',
+            loansuite_dot_loans_dot_v1_dot_loan__service__pb2.ListKpiResultsRequest.SerializeToString,
+            loansuite_dot_loans_dot_v1_dot_loan__service__pb2.ListKpiResultsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListMarginAdjustments(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loansuite.loans.v1.LoanService/ListMarginAdjustments',
+            loansuite_dot_loans_dot_v1_dot_loan__service__pb2.ListMarginAdjustmentsRequest.SerializeToString,
+            loansuite_dot_loans_dot_v1_dot_loan__service__pb2.ListMarginAdjustmentsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchLoans(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/loansuite.loans.v1.LoanService/WatchLoans',
+            loansuite_dot_loans_dot_v1_dot_loan__service__pb2.WatchLoansRequest.SerializeToString,
+            loansuite_dot_loans_dot_v1_dot_loan__service__pb2.WatchLoansResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -41,6 +41,56 @@ class LoanServiceStub:
     """GetLoan returns a loan that the caller's organization borrows or lends."""
     ListLoans: _grpc.UnaryUnaryMultiCallable[_loan_service_pb2.ListLoansRequest, _loan_service_pb2.ListLoansResponse]
     """ListLoans pages through the loans of the caller's organization, newest first."""
+    UpdateLoan: _grpc.UnaryUnaryMultiCallable[_loan_service_pb2.UpdateLoanRequest, _loan_service_pb2.UpdateLoanResponse]
+    """UpdateLoan changes the fields named in update_mask of a DRAFT loan (borrower)."""
+    DeleteLoan: _grpc.UnaryUnaryMultiCallable[_loan_service_pb2.DeleteLoanRequest, _loan_service_pb2.DeleteLoanResponse]
+    """DeleteLoan deletes a DRAFT loan with its KPIs, ratchets and results (borrower)."""
+    InviteLender: _grpc.UnaryUnaryMultiCallable[_loan_service_pb2.InviteLenderRequest, _loan_service_pb2.InviteLenderResponse]
+    """InviteLender makes the organization of a lender user the loan's lender (borrower, DRAFT)."""
+    SubmitLoan: _grpc.UnaryUnaryMultiCallable[_loan_service_pb2.SubmitLoanRequest, _loan_service_pb2.SubmitLoanResponse]
+    """SubmitLoan moves DRAFT to PENDING_APPROVAL; needs a lender and at least one KPI (borrower)."""
+    ApproveLoan: _grpc.UnaryUnaryMultiCallable[_loan_service_pb2.ApproveLoanRequest, _loan_service_pb2.ApproveLoanResponse]
+    """ApproveLoan moves PENDING_APPROVAL to APPROVED; every KPI must be accepted (lender)."""
+    RejectLoan: _grpc.UnaryUnaryMultiCallable[_loan_service_pb2.RejectLoanRequest, _loan_service_pb2.RejectLoanResponse]
+    """RejectLoan moves PENDING_APPROVAL to REJECTED with a reason (lender)."""
+    WithdrawLoan: _grpc.UnaryUnaryMultiCallable[_loan_service_pb2.WithdrawLoanRequest, _loan_service_pb2.WithdrawLoanResponse]
+    """WithdrawLoan moves DRAFT or PENDING_APPROVAL to WITHDRAWN (borrower)."""
+    ActivateLoan: _grpc.UnaryUnaryMultiCallable[_loan_service_pb2.ActivateLoanRequest, _loan_service_pb2.ActivateLoanResponse]
+    """ActivateLoan moves APPROVED to ACTIVE (lender)."""
+    CloseLoan: _grpc.UnaryUnaryMultiCallable[_loan_service_pb2.CloseLoanRequest, _loan_service_pb2.CloseLoanResponse]
+    """CloseLoan moves ACTIVE to CLOSED (lender)."""
+    ListLoanHistory: _grpc.UnaryUnaryMultiCallable[_loan_service_pb2.ListLoanHistoryRequest, _loan_service_pb2.ListLoanHistoryResponse]
+    """ListLoanHistory returns the loan's state changes, oldest first."""
+    CreateKpi: _grpc.UnaryUnaryMultiCallable[_loan_service_pb2.CreateKpiRequest, _loan_service_pb2.CreateKpiResponse]
+    """CreateKpi proposes a KPI for a DRAFT or PENDING_APPROVAL loan (borrower)."""
+    UpdateKpi: _grpc.UnaryUnaryMultiCallable[_loan_service_pb2.UpdateKpiRequest, _loan_service_pb2.UpdateKpiResponse]
+    """UpdateKpi changes a KPI; an accepted or rejected KPI goes back to PROPOSED (borrower)."""
+    DeleteKpi: _grpc.UnaryUnaryMultiCallable[_loan_service_pb2.DeleteKpiRequest, _loan_service_pb2.DeleteKpiResponse]
+    """DeleteKpi deletes a KPI with its ratchet (borrower)."""
+    AcceptKpi: _grpc.UnaryUnaryMultiCallable[_loan_service_pb2.AcceptKpiRequest, _loan_service_pb2.AcceptKpiResponse]
+    """AcceptKpi accepts a PROPOSED KPI (lender)."""
+    RejectKpi: _grpc.UnaryUnaryMultiCallable[_loan_service_pb2.RejectKpiRequest, _loan_service_pb2.RejectKpiResponse]
+    """RejectKpi rejects a PROPOSED KPI with a reason (lender)."""
+    ListKpis: _grpc.UnaryUnaryMultiCallable[_loan_service_pb2.ListKpisRequest, _loan_service_pb2.ListKpisResponse]
+    """ListKpis returns the loan's KPIs."""
+    CreateMarginRatchet: _grpc.UnaryUnaryMultiCallable[_loan_service_pb2.CreateMarginRatchetRequest, _loan_service_pb2.CreateMarginRatchetResponse]
+    """CreateMarginRatchet attaches a margin ratchet to a KPI of the loan (borrower)."""
+    UpdateMarginRatchet: _grpc.UnaryUnaryMultiCallable[_loan_service_pb2.UpdateMarginRatchetRequest, _loan_service_pb2.UpdateMarginRatchetResponse]
+    """UpdateMarginRatchet changes a ratchet's basis points (borrower)."""
+    DeleteMarginRatchet: _grpc.UnaryUnaryMultiCallable[_loan_service_pb2.DeleteMarginRatchetRequest, _loan_service_pb2.DeleteMarginRatchetResponse]
+    """DeleteMarginRatchet deletes a ratchet (borrower)."""
+    ReportKpiResult: _grpc.UnaryUnaryMultiCallable[_loan_service_pb2.ReportKpiResultRequest, _loan_service_pb2.ReportKpiResultResponse]
+    """ReportKpiResult reports a KPI's value for a period of an ACTIVE loan (borrower)."""
+    VerifyKpiResult: _grpc.UnaryUnaryMultiCallable[_loan_service_pb2.VerifyKpiResultRequest, _loan_service_pb2.VerifyKpiResultResponse]
+    """VerifyKpiResult verifies a reported result and applies its margin adjustment (lender)."""
+    ListKpiResults: _grpc.UnaryUnaryMultiCallable[_loan_service_pb2.ListKpiResultsRequest, _loan_service_pb2.ListKpiResultsResponse]
+    """ListKpiResults returns the loan's KPI results, superseded ones included."""
+    ListMarginAdjustments: _grpc.UnaryUnaryMultiCallable[_loan_service_pb2.ListMarginAdjustmentsRequest, _loan_service_pb2.ListMarginAdjustmentsResponse]
+    """ListMarginAdjustments returns the loan's margin adjustments, oldest first."""
+    WatchLoans: _grpc.UnaryStreamMultiCallable[_loan_service_pb2.WatchLoansRequest, _loan_service_pb2.WatchLoansResponse]
+    """WatchLoans streams a notification for each committed change to a loan of the
+    caller's organization: the counterpart of revalidatePath.
+    """
 
 @_typing.type_check_only
 class LoanServiceAsyncStub(LoanServiceStub):
@@ -55,6 +105,56 @@ class LoanServiceAsyncStub(LoanServiceStub):
     """GetLoan returns a loan that the caller's organization borrows or lends."""
     ListLoans: _aio.UnaryUnaryMultiCallable[_loan_service_pb2.ListLoansRequest, _loan_service_pb2.ListLoansResponse]  # type: ignore[assignment]
     """ListLoans pages through the loans of the caller's organization, newest first."""
+    UpdateLoan: _aio.UnaryUnaryMultiCallable[_loan_service_pb2.UpdateLoanRequest, _loan_service_pb2.UpdateLoanResponse]  # type: ignore[assignment]
+    """UpdateLoan changes the fields named in update_mask of a DRAFT loan (borrower)."""
+    DeleteLoan: _aio.UnaryUnaryMultiCallable[_loan_service_pb2.DeleteLoanRequest, _loan_service_pb2.DeleteLoanResponse]  # type: ignore[assignment]
+    """DeleteLoan deletes a DRAFT loan with its KPIs, ratchets and results (borrower)."""
+    InviteLender: _aio.UnaryUnaryMultiCallable[_loan_service_pb2.InviteLenderRequest, _loan_service_pb2.InviteLenderResponse]  # type: ignore[assignment]
+    """InviteLender makes the organization of a lender user the loan's lender (borrower, DRAFT)."""
+    SubmitLoan: _aio.UnaryUnaryMultiCallable[_loan_service_pb2.SubmitLoanRequest, _loan_service_pb2.SubmitLoanResponse]  # type: ignore[assignment]
+    """SubmitLoan moves DRAFT to PENDING_APPROVAL; needs a lender and at least one KPI (borrower)."""
+    ApproveLoan: _aio.UnaryUnaryMultiCallable[_loan_service_pb2.ApproveLoanRequest, _loan_service_pb2.ApproveLoanResponse]  # type: ignore[assignment]
+    """ApproveLoan moves PENDING_APPROVAL to APPROVED; every KPI must be accepted (lender)."""
+    RejectLoan: _aio.UnaryUnaryMultiCallable[_loan_service_pb2.RejectLoanRequest, _loan_service_pb2.RejectLoanResponse]  # type: ignore[assignment]
+    """RejectLoan moves PENDING_APPROVAL to REJECTED with a reason (lender)."""
+    WithdrawLoan: _aio.UnaryUnaryMultiCallable[_loan_service_pb2.WithdrawLoanRequest, _loan_service_pb2.WithdrawLoanResponse]  # type: ignore[assignment]
+    """WithdrawLoan moves DRAFT or PENDING_APPROVAL to WITHDRAWN (borrower)."""
+    ActivateLoan: _aio.UnaryUnaryMultiCallable[_loan_service_pb2.ActivateLoanRequest, _loan_service_pb2.ActivateLoanResponse]  # type: ignore[assignment]
+    """ActivateLoan moves APPROVED to ACTIVE (lender)."""
+    CloseLoan: _aio.UnaryUnaryMultiCallable[_loan_service_pb2.CloseLoanRequest, _loan_service_pb2.CloseLoanResponse]  # type: ignore[assignment]
+    """CloseLoan moves ACTIVE to CLOSED (lender)."""
+    ListLoanHistory: _aio.UnaryUnaryMultiCallable[_loan_service_pb2.ListLoanHistoryRequest, _loan_service_pb2.ListLoanHistoryResponse]  # type: ignore[assignment]
+    """ListLoanHistory returns the loan's state changes, oldest first."""
+    CreateKpi: _aio.UnaryUnaryMultiCallable[_loan_service_pb2.CreateKpiRequest, _loan_service_pb2.CreateKpiResponse]  # type: ignore[assignment]
+    """CreateKpi proposes a KPI for a DRAFT or PENDING_APPROVAL loan (borrower)."""
+    UpdateKpi: _aio.UnaryUnaryMultiCallable[_loan_service_pb2.UpdateKpiRequest, _loan_service_pb2.UpdateKpiResponse]  # type: ignore[assignment]
+    """UpdateKpi changes a KPI; an accepted or rejected KPI goes back to PROPOSED (borrower)."""
+    DeleteKpi: _aio.UnaryUnaryMultiCallable[_loan_service_pb2.DeleteKpiRequest, _loan_service_pb2.DeleteKpiResponse]  # type: ignore[assignment]
+    """DeleteKpi deletes a KPI with its ratchet (borrower)."""
+    AcceptKpi: _aio.UnaryUnaryMultiCallable[_loan_service_pb2.AcceptKpiRequest, _loan_service_pb2.AcceptKpiResponse]  # type: ignore[assignment]
+    """AcceptKpi accepts a PROPOSED KPI (lender)."""
+    RejectKpi: _aio.UnaryUnaryMultiCallable[_loan_service_pb2.RejectKpiRequest, _loan_service_pb2.RejectKpiResponse]  # type: ignore[assignment]
+    """RejectKpi rejects a PROPOSED KPI with a reason (lender)."""
+    ListKpis: _aio.UnaryUnaryMultiCallable[_loan_service_pb2.ListKpisRequest, _loan_service_pb2.ListKpisResponse]  # type: ignore[assignment]
+    """ListKpis returns the loan's KPIs."""
+    CreateMarginRatchet: _aio.UnaryUnaryMultiCallable[_loan_service_pb2.CreateMarginRatchetRequest, _loan_service_pb2.CreateMarginRatchetResponse]  # type: ignore[assignment]
+    """CreateMarginRatchet attaches a margin ratchet to a KPI of the loan (borrower)."""
+    UpdateMarginRatchet: _aio.UnaryUnaryMultiCallable[_loan_service_pb2.UpdateMarginRatchetRequest, _loan_service_pb2.UpdateMarginRatchetResponse]  # type: ignore[assignment]
+    """UpdateMarginRatchet changes a ratchet's basis points (borrower)."""
+    DeleteMarginRatchet: _aio.UnaryUnaryMultiCallable[_loan_service_pb2.DeleteMarginRatchetRequest, _loan_service_pb2.DeleteMarginRatchetResponse]  # type: ignore[assignment]
+    """DeleteMarginRatchet deletes a ratchet (borrower)."""
+    ReportKpiResult: _aio.UnaryUnaryMultiCallable[_loan_service_pb2.ReportKpiResultRequest, _loan_service_pb2.ReportKpiResultResponse]  # type: ignore[assignment]
+    """ReportKpiResult reports a KPI's value for a period of an ACTIVE loan (borrower)."""
+    VerifyKpiResult: _aio.UnaryUnaryMultiCallable[_loan_service_pb2.VerifyKpiResultRequest, _loan_service_pb2.VerifyKpiResultResponse]  # type: ignore[assignment]
+    """VerifyKpiResult verifies a reported result and applies its margin adjustment (lender)."""
+    ListKpiResults: _aio.UnaryUnaryMultiCallable[_loan_service_pb2.ListKpiResultsRequest, _loan_service_pb2.ListKpiResultsResponse]  # type: ignore[assignment]
+    """ListKpiResults returns the loan's KPI results, superseded ones included."""
+    ListMarginAdjustments: _aio.UnaryUnaryMultiCallable[_loan_service_pb2.ListMarginAdjustmentsRequest, _loan_service_pb2.ListMarginAdjustmentsResponse]  # type: ignore[assignment]
+    """ListMarginAdjustments returns the loan's margin adjustments, oldest first."""
+    WatchLoans: _aio.UnaryStreamMultiCallable[_loan_service_pb2.WatchLoansRequest, _loan_service_pb2.WatchLoansResponse]  # type: ignore[assignment]
+    """WatchLoans streams a notification for each committed change to a loan of the
+    caller's organization: the counterpart of revalidatePath.
+    """
 
 class LoanServiceServicer(metaclass=_abc_1.ABCMeta):
     """LoanService holds sustainability-linked loans between a borrower and a
@@ -84,5 +184,199 @@ class LoanServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_loan_service_pb2.ListLoansResponse, _abc.Awaitable[_loan_service_pb2.ListLoansResponse]]:
         """ListLoans pages through the loans of the caller's organization, newest first."""
+
+    @_abc_1.abstractmethod
+    def UpdateLoan(
+        self,
+        request: _loan_service_pb2.UpdateLoanRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_loan_service_pb2.UpdateLoanResponse, _abc.Awaitable[_loan_service_pb2.UpdateLoanResponse]]:
+        """UpdateLoan changes the fields named in update_mask of a DRAFT loan (borrower)."""
+
+    @_abc_1.abstractmethod
+    def DeleteLoan(
+        self,
+        request: _loan_service_pb2.DeleteLoanRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_loan_service_pb2.DeleteLoanResponse, _abc.Awaitable[_loan_service_pb2.DeleteLoanResponse]]:
+        """DeleteLoan deletes a DRAFT loan with its KPIs, ratchets and results (borrower)."""
+
+    @_abc_1.abstractmethod
+    def InviteLender(
+        self,
+        request: _loan_service_pb2.InviteLenderRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_loan_service_pb2.InviteLenderResponse, _abc.Awaitable[_loan_service_pb2.InviteLenderResponse]]:
+        """InviteLender makes the organization of a lender user the loan's lender (borrower, DRAFT)."""
+
+    @_abc_1.abstractmethod
+    def SubmitLoan(
+        self,
+        request: _loan_service_pb2.SubmitLoanRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_loan_service_pb2.SubmitLoanResponse, _abc.Awaitable[_loan_service_pb2.SubmitLoanResponse]]:
+        """SubmitLoan moves DRAFT to PENDING_APPROVAL; needs a lender and at least one KPI (borrower)."""
+
+    @_abc_1.abstractmethod
+    def ApproveLoan(
+        self,
+        request: _loan_service_pb2.ApproveLoanRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_loan_service_pb2.ApproveLoanResponse, _abc.Awaitable[_loan_service_pb2.ApproveLoanResponse]]:
+        """ApproveLoan moves PENDING_APPROVAL to APPROVED; every KPI must be accepted (lender)."""
+
+    @_abc_1.abstractmethod
+    def RejectLoan(
+        self,
+        request: _loan_service_pb2.RejectLoanRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_loan_service_pb2.RejectLoanResponse, _abc.Awaitable[_loan_service_pb2.RejectLoanResponse]]:
+        """RejectLoan moves PENDING_APPROVAL to REJECTED with a reason (lender)."""
+
+    @_abc_1.abstractmethod
+    def WithdrawLoan(
+        self,
+        request: _loan_service_pb2.WithdrawLoanRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_loan_service_pb2.WithdrawLoanResponse, _abc.Awaitable[_loan_service_pb2.WithdrawLoanResponse]]:
+        """WithdrawLoan moves DRAFT or PENDING_APPROVAL to WITHDRAWN (borrower)."""
+
+    @_abc_1.abstractmethod
+    def ActivateLoan(
+        self,
+        request: _loan_service_pb2.ActivateLoanRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_loan_service_pb2.ActivateLoanResponse, _abc.Awaitable[_loan_service_pb2.ActivateLoanResponse]]:
+        """ActivateLoan moves APPROVED to ACTIVE (lender)."""
+
+    @_abc_1.abstractmethod
+    def CloseLoan(
+        self,
+        request: _loan_service_pb2.CloseLoanRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_loan_service_pb2.CloseLoanResponse, _abc.Awaitable[_loan_service_pb2.CloseLoanResponse]]:
+        """CloseLoan moves ACTIVE to CLOSED (lender)."""
+
+    @_abc_1.abstractmethod
+    def ListLoanHistory(
+        self,
+        request: _loan_service_pb2.ListLoanHistoryRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_loan_service_pb2.ListLoanHistoryResponse, _abc.Awaitable[_loan_service_pb2.ListLoanHistoryResponse]]:
+        """ListLoanHistory returns the loan's state changes, oldest first."""
+
+    @_abc_1.abstractmethod
+    def CreateKpi(
+        self,
+        request: _loan_service_pb2.CreateKpiRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_loan_service_pb2.CreateKpiResponse, _abc.Awaitable[_loan_service_pb2.CreateKpiResponse]]:
+        """CreateKpi proposes a KPI for a DRAFT or PENDING_APPROVAL loan (borrower)."""
+
+    @_abc_1.abstractmethod
+    def UpdateKpi(
+        self,
+        request: _loan_service_pb2.UpdateKpiRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_loan_service_pb2.UpdateKpiResponse, _abc.Awaitable[_loan_service_pb2.UpdateKpiResponse]]:
+        """UpdateKpi changes a KPI; an accepted or rejected KPI goes back to PROPOSED (borrower)."""
+
+    @_abc_1.abstractmethod
+    def DeleteKpi(
+        self,
+        request: _loan_service_pb2.DeleteKpiRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_loan_service_pb2.DeleteKpiResponse, _abc.Awaitable[_loan_service_pb2.DeleteKpiResponse]]:
+        """DeleteKpi deletes a KPI with its ratchet (borrower)."""
+
+    @_abc_1.abstractmethod
+    def AcceptKpi(
+        self,
+        request: _loan_service_pb2.AcceptKpiRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_loan_service_pb2.AcceptKpiResponse, _abc.Awaitable[_loan_service_pb2.AcceptKpiResponse]]:
+        """AcceptKpi accepts a PROPOSED KPI (lender)."""
+
+    @_abc_1.abstractmethod
+    def RejectKpi(
+        self,
+        request: _loan_service_pb2.RejectKpiRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_loan_service_pb2.RejectKpiResponse, _abc.Awaitable[_loan_service_pb2.RejectKpiResponse]]:
+        """RejectKpi rejects a PROPOSED KPI with a reason (lender)."""
+
+    @_abc_1.abstractmethod
+    def ListKpis(
+        self,
+        request: _loan_service_pb2.ListKpisRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_loan_service_pb2.ListKpisResponse, _abc.Awaitable[_loan_service_pb2.ListKpisResponse]]:
+        """ListKpis returns the loan's KPIs."""
+
+    @_abc_1.abstractmethod
+    def CreateMarginRatchet(
+        self,
+        request: _loan_service_pb2.CreateMarginRatchetRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_loan_service_pb2.CreateMarginRatchetResponse, _abc.Awaitable[_loan_service_pb2.CreateMarginRatchetResponse]]:
+        """CreateMarginRatchet attaches a margin ratchet to a KPI of the loan (borrower)."""
+
+    @_abc_1.abstractmethod
+    def UpdateMarginRatchet(
+        self,
+        request: _loan_service_pb2.UpdateMarginRatchetRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_loan_service_pb2.UpdateMarginRatchetResponse, _abc.Awaitable[_loan_service_pb2.UpdateMarginRatchetResponse]]:
+        """UpdateMarginRatchet changes a ratchet's basis points (borrower)."""
+
+    @_abc_1.abstractmethod
+    def DeleteMarginRatchet(
+        self,
+        request: _loan_service_pb2.DeleteMarginRatchetRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_loan_service_pb2.DeleteMarginRatchetResponse, _abc.Awaitable[_loan_service_pb2.DeleteMarginRatchetResponse]]:
+        """DeleteMarginRatchet deletes a ratchet (borrower)."""
+
+    @_abc_1.abstractmethod
+    def ReportKpiResult(
+        self,
+        request: _loan_service_pb2.ReportKpiResultRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_loan_service_pb2.ReportKpiResultResponse, _abc.Awaitable[_loan_service_pb2.ReportKpiResultResponse]]:
+        """ReportKpiResult reports a KPI's value for a period of an ACTIVE loan (borrower)."""
+
+    @_abc_1.abstractmethod
+    def VerifyKpiResult(
+        self,
+        request: _loan_service_pb2.VerifyKpiResultRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_loan_service_pb2.VerifyKpiResultResponse, _abc.Awaitable[_loan_service_pb2.VerifyKpiResultResponse]]:
+        """VerifyKpiResult verifies a reported result and applies its margin adjustment (lender)."""
+
+    @_abc_1.abstractmethod
+    def ListKpiResults(
+        self,
+        request: _loan_service_pb2.ListKpiResultsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_loan_service_pb2.ListKpiResultsResponse, _abc.Awaitable[_loan_service_pb2.ListKpiResultsResponse]]:
+        """ListKpiResults returns the loan's KPI results, superseded ones included."""
+
+    @_abc_1.abstractmethod
+    def ListMarginAdjustments(
+        self,
+        request: _loan_service_pb2.ListMarginAdjustmentsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_loan_service_pb2.ListMarginAdjustmentsResponse, _abc.Awaitable[_loan_service_pb2.ListMarginAdjustmentsResponse]]:
+        """ListMarginAdjustments returns the loan's margin adjustments, oldest first."""
+
+    @_abc_1.abstractmethod
+    def WatchLoans(
+        self,
+        request: _loan_service_pb2.WatchLoansRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_loan_service_pb2.WatchLoansResponse], _abc.AsyncIterator[_loan_service_pb2.WatchLoansResponse]]:
+        """WatchLoans streams a notification for each committed change to a loan of the
+        caller's organization: the counterpart of revalidatePath.
+        """
 
 def add_LoanServiceServicer_to_server(servicer: LoanServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,46 @@
+"""`loansuite audit verify`: the chain checked straight from the database, with no server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy.engine import make_url
+
+from services.audit import use_cases
+from services.audit.chain import Head, Verification
+from services.audit.heads import read_last_head
+from services.audit.schemas import parse_head
+from services.shared.db import Database
+from services.shared.errors import ValidationError
+
+__all__ = ["head_argument", "verify_database"]
+
+
+def head_argument(text: str) -> Head:
+    """Parse SEQ:HASH as given on the command line; ValueError says what is wrong."""
+    sequence, _, hash_ = text.partition(":")
+    try:
+        return parse_head(int(sequence), hash_)
+    except ValueError:
+        raise ValueError("expected SEQ:HASH, e.g. 42:<64 hex digits>") from None
+    except ValidationError as exc:
+        problems = (f"{v.field.rsplit('.', 1)[-1]} {v.description}" for v in exc.field_violations)
+        raise ValueError("; ".join(problems)) from None
+
+
+def verify_database(
+    database_url: str, *, heads_path: Path, expected_head: Head | None
+) -> Verification:
+    """Verify the log at database_url against expected_head, else the heads file's last line."""
+    url = make_url(database_url)
+    if url.get_backend_name() == "sqlite" and not Path(url.database or "").is_file():
+        # Opening a missing SQLite file would create an empty log, which verifies intact.
+        raise FileNotFoundError(f"no audit database at {url.database}")
+    db = Database(url, pool_size=1)
+    try:
+        with db.read() as session:
+            return use_cases.verify_chain(
+                session, expected_head=expected_head or read_last_head(heads_path)
+            )
+    finally:
+        db.dispose()

@@ -1,0 +1,1 @@
+"""LoanService's RPCs by topic; services/loans/servicer.py assembles them into one servicer."""

@@ -1,0 +1,229 @@
+"""Step 3 for every LoanService RPC: who may call it on a loan in the state it needs.
+
+The matrix is data: one row per RPC, one column per caller, the expected
+envelope outcome in each cell (DESIGN §3). Each cell runs the real RPC, as that
+caller, against a fresh loan brought to the row's state through the real RPCs.
+A LoanService RPC missing from the matrix fails the coverage test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import pytest
+from google.protobuf.field_mask_pb2 import FieldMask
+from google.protobuf.message import Message
+from loansuite.common.v1 import error_pb2
+from loansuite.loans.v1 import loan_service_pb2 as pb
+
+from services.loans.rpc.watch import SUBSCRIBED
+from tests.loans.journey import KPI, LOAN, PERIODS, Journey, LoanAt, login_admin
+from tests.support import Account, Suite
+
+OK = "OK"  # the call succeeds
+HIDDEN = "HIDDEN"  # ListLoans succeeds without the loan: it belongs to someone else
+NF = "NOT_FOUND"  # another organization's loan: its existence is not revealed
+PD = "PERMISSION_DENIED"  # the wrong role, or no loan rights at all (admins)
+UA = "UNAUTHENTICATED"  # no token
+
+
+class Row(NamedTuple):
+    fixture: str  # the loan's state before the call; see FIXTURES
+    borrower: str  # the loan's borrower
+    lender: str  # the loan's lender
+    other_borrower: str  # a borrower of another organization
+    other_lender: str  # a lender of another organization
+    admin: str
+    anonymous: str  # no token at all
+
+
+CALLERS = Row._fields[1:]
+
+# fmt: off
+MATRIX: dict[str, Row] = {
+    # rpc                        fixture              borrow  lender  other B other L admin   anon
+    "CreateLoan":            Row("none",              OK,     PD,     OK,     PD,     PD,     UA),
+    "GetLoan":               Row("draft",             OK,     OK,     NF,     NF,     PD,     UA),
+    "ListLoans":             Row("draft",             OK,     OK,     HIDDEN, HIDDEN, PD,     UA),
+    "UpdateLoan":            Row("draft",             OK,     PD,     NF,     NF,     PD,     UA),
+    "DeleteLoan":            Row("draft",             OK,     PD,     NF,     NF,     PD,     UA),
+    "InviteLender":          Row("draft",             OK,     PD,     NF,     NF,     PD,     UA),
+    "SubmitLoan":            Row("draft",             OK,     PD,     NF,     NF,     PD,     UA),
+    "ApproveLoan":           Row("pending",           PD,     OK,     NF,     NF,     PD,     UA),
+    "RejectLoan":            Row("pending",           PD,     OK,     NF,     NF,     PD,     UA),
+    "WithdrawLoan":          Row("pending",           OK,     PD,     NF,     NF,     PD,     UA),
+    "ActivateLoan":          Row("approved",          PD,     OK,     NF,     NF,     PD,     UA),
+    "CloseLoan":             Row("active",            PD,     OK,     NF,     NF,     PD,     UA),
+    "ListLoanHistory":       Row("pending",           OK,     OK,     NF,     NF,     PD,     UA),
+    "CreateKpi":             Row("draft",             OK,     PD,     NF,     NF,     PD,     UA),
+    "UpdateKpi":             Row("draft",             OK,     PD,     NF,     NF,     PD,     UA),
+    "DeleteKpi":             Row("draft",             OK,     PD,     NF,     NF,     PD,     UA),
+    "AcceptKpi":             Row("draft",             PD,     OK,     NF,     NF,     PD,     UA),
+    "RejectKpi":             Row("draft",             PD,     OK,     NF,     NF,     PD,     UA),
+    "ListKpis":              Row("draft",             OK,     OK,     NF,     NF,     PD,     UA),
+    "CreateMarginRatchet":   Row("draft_unratcheted", OK,     PD,     NF,     NF,     PD,     UA),
+    "UpdateMarginRatchet":   Row("draft",             OK,     PD,     NF,     NF,     PD,     UA),
+    "DeleteMarginRatchet":   Row("draft",             OK,     PD,     NF,     NF,     PD,     UA),
+    "ReportKpiResult":       Row("active",            OK,     PD,     NF,     NF,     PD,     UA),
+    "VerifyKpiResult":       Row("active",            PD,     OK,     NF,     NF,     PD,     UA),
+    "ListKpiResults":        Row("active",            OK,     OK,     NF,     NF,     PD,     UA),
+    "ListMarginAdjustments": Row("active",            OK,     OK,     NF,     NF,     PD,     UA),
+    "WatchLoans":            Row("none",              OK,     OK,     OK,     OK,     PD,     UA),
+}
+# fmt: on
+
+Build = Callable[[LoanAt], Message]
+REQUESTS: dict[str, Build] = {
+    "CreateLoan": lambda at: LOAN,
+    "GetLoan": lambda at: pb.GetLoanRequest(loan_id=at.loan.id),
+    "ListLoans": lambda at: pb.ListLoansRequest(page_size=100),
+    "UpdateLoan": lambda at: pb.UpdateLoanRequest(
+        loan_id=at.loan.id, etag=at.loan.etag, update_mask=FieldMask(paths=["name"]), name="New"
+    ),
+    "DeleteLoan": lambda at: pb.DeleteLoanRequest(loan_id=at.loan.id, etag=at.loan.etag),
+    "InviteLender": lambda at: pb.InviteLenderRequest(
+        loan_id=at.loan.id, lender_email=at.lender_email
+    ),
+    "SubmitLoan": lambda at: pb.SubmitLoanRequest(loan_id=at.loan.id, etag=at.loan.etag),
+    "ApproveLoan": lambda at: pb.ApproveLoanRequest(loan_id=at.loan.id, etag=at.loan.etag),
+    "RejectLoan": lambda at: pb.RejectLoanRequest(loan_id=at.loan.id, reason="Targets too weak"),
+    "WithdrawLoan": lambda at: pb.WithdrawLoanRequest(loan_id=at.loan.id),
+    "ActivateLoan": lambda at: pb.ActivateLoanRequest(loan_id=at.loan.id),
+    "CloseLoan": lambda at: pb.CloseLoanRequest(loan_id=at.loan.id),
+    "ListLoanHistory": lambda at: pb.ListLoanHistoryRequest(loan_id=at.loan.id),
+    "CreateKpi": lambda at: _with(KPI, loan_id=at.loan.id, name="Water use"),
+    "UpdateKpi": lambda at: pb.UpdateKpiRequest(
+        kpi_id=_kpi(at).id,
+        etag=_kpi(at).etag,
+        update_mask=FieldMask(paths=["target_value"]),
+        target_value="700",
+    ),
+    "DeleteKpi": lambda at: pb.DeleteKpiRequest(kpi_id=_kpi(at).id),
+    "AcceptKpi": lambda at: pb.AcceptKpiRequest(kpi_id=_kpi(at).id, etag=_kpi(at).etag),
+    "RejectKpi": lambda at: pb.RejectKpiRequest(kpi_id=_kpi(at).id, reason="Baseline unaudited"),
+    "ListKpis": lambda at: pb.ListKpisRequest(loan_id=at.loan.id),
+    "CreateMarginRatchet": lambda at: pb.CreateMarginRatchetRequest(
+        loan_id=at.loan.id, kpi_id=_kpi(at).id, step_up_bps=10, step_down_bps=5, cap_bps=25
+    ),
+    "UpdateMarginRatchet": lambda at: pb.UpdateMarginRatchetRequest(
+        ratchet_id=_ratchet(at).id, update_mask=FieldMask(paths=["cap_bps"]), cap_bps=50
+    ),
+    "DeleteMarginRatchet": lambda at: pb.DeleteMarginRatchetRequest(ratchet_id=_ratchet(at).id),
+    "ReportKpiResult": lambda at: pb.ReportKpiResultRequest(
+        kpi_id=_kpi(at).id, period_start=PERIODS[1][0], period_end=PERIODS[1][1], value="790"
+    ),
+    "VerifyKpiResult": lambda at: pb.VerifyKpiResultRequest(kpi_result_id=_result(at).id),
+    "ListKpiResults": lambda at: pb.ListKpiResultsRequest(loan_id=at.loan.id),
+    "ListMarginAdjustments": lambda at: pb.ListMarginAdjustmentsRequest(loan_id=at.loan.id),
+    "WatchLoans": lambda at: pb.WatchLoansRequest(),
+}
+
+
+def _with(base: Message, **fields: Any) -> Message:
+    request = type(base)()
+    request.CopyFrom(base)
+    for name, value in fields.items():
+        setattr(request, name, value)
+    return request
+
+
+def _kpi(at: LoanAt) -> pb.Kpi:
+    assert at.kpi is not None
+    return at.kpi
+
+
+def _ratchet(at: LoanAt) -> pb.MarginRatchet:
+    assert at.ratchet is not None
+    return at.ratchet
+
+
+def _result(at: LoanAt) -> pb.KpiResult:
+    assert at.result is not None
+    return at.result
+
+
+FIXTURES: dict[str, Callable[[Journey], LoanAt]] = {
+    "none": lambda journey: LoanAt(pb.Loan()),
+    "draft": lambda journey: journey.draft(),
+    "draft_unratcheted": lambda journey: journey.draft(ratchet=False),
+    "pending": lambda journey: journey.pending(),
+    "approved": lambda journey: journey.approved(),
+    "active": lambda journey: journey.active(),
+}
+LOAN_SERVICE = pb.DESCRIPTOR.services_by_name["LoanService"]
+
+
+@dataclass
+class People:
+    """The loan's two parties, a borrower and a lender from elsewhere, and an admin."""
+
+    borrower: Account
+    lender: Account
+    other_borrower: Account
+    other_lender: Account
+    admin: Account
+
+    def of(self, caller: str) -> Account | None:
+        account: Account | None = getattr(self, caller, None)
+        return account
+
+
+@pytest.fixture(scope="module")
+def people(suite: Suite) -> People:
+    return People(
+        borrower=suite.register("BORROWER"),
+        lender=suite.register("LENDER"),
+        other_borrower=suite.register("BORROWER"),
+        other_lender=suite.register("LENDER"),
+        admin=login_admin(suite),
+    )
+
+
+def outcome(suite: Suite, rpc: str, request: Message, caller: Account | None, at: LoanAt) -> str:
+    """What the envelope said: OK, HIDDEN (a list without the loan), or the error code's name."""
+    metadata = () if caller is None else caller.metadata
+    if rpc == "WatchLoans":
+        return _watch_outcome(suite, request, metadata)
+    response = getattr(suite.loans, rpc)(request, metadata=metadata)
+    if response.HasField("error"):
+        return error_pb2.ErrorCode.Name(response.error.code).removeprefix("ERROR_CODE_")
+    if rpc == "ListLoans" and at.loan.id not in {loan.id for loan in response.page.loans}:
+        return HIDDEN
+    return OK
+
+
+def _watch_outcome(suite: Suite, request: Message, metadata: Any) -> str:
+    call: Any = suite.loans.WatchLoans(request, metadata=metadata)
+    try:
+        if SUBSCRIBED in tuple(call.initial_metadata()):
+            return OK
+        response = next(call)
+        return error_pb2.ErrorCode.Name(response.error.code).removeprefix("ERROR_CODE_")
+    finally:
+        call.cancel()
+
+
+def test_the_matrix_covers_every_loan_service_rpc() -> None:
+    rpcs = {method.name for method in LOAN_SERVICE.methods}
+
+    assert set(MATRIX) == rpcs, "every LoanService RPC needs a row, and only those"
+    assert set(REQUESTS) == rpcs, "every LoanService RPC needs a request builder"
+    assert {row.fixture for row in MATRIX.values()} <= set(FIXTURES)
+
+
+@pytest.mark.parametrize("rpc", sorted(MATRIX))
+def test_each_caller_gets_what_the_matrix_says(suite: Suite, people: People, rpc: str) -> None:
+    expected = MATRIX[rpc]
+    journey = Journey(suite, people.borrower, people.lender)
+    actual: dict[str, str] = {}
+    at = None
+    for caller in CALLERS:
+        if at is None:
+            at = FIXTURES[expected.fixture](journey)
+        actual[caller] = outcome(suite, rpc, REQUESTS[rpc](at), people.of(caller), at)
+        if actual[caller] == OK:
+            at = None  # the call may have changed the loan: the next caller gets a fresh one
+
+    assert actual == {caller: getattr(expected, caller) for caller in CALLERS}

@@ -1,0 +1,154 @@
+"""WatchLoans under load and failure: bounded streams, slow subscribers, stops, replicas.
+
+Every open stream holds a server worker thread, so the number of streams is
+bounded; a subscriber that falls behind is dropped rather than waited for; a
+stopping server ends its streams at once; on PostgreSQL every replica hears
+every commit, and a lost LISTEN connection ends streams rather than lose
+changes silently.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+from loansuite.common.v1 import error_pb2
+from loansuite.loans.v1 import loan_service_pb2 as pb
+
+from services.loans.pg_listener import APPLICATION_NAME
+from services.loans.rpc.watch import SUBSCRIBED
+from services.loans.wiring import start as start_loans
+from tests.loans.watching import (
+    WAIT,
+    Watch,
+    Watches,
+    create_loan,
+    replica,
+    stub_of,
+    subscribe_retrying,
+)
+from tests.support import PG_ADMIN_DSN, Suite
+
+
+@pytest.fixture
+def watches() -> Iterator[Watches]:
+    opened = Watches()
+    yield opened
+    opened.cancel_all()
+
+
+def test_watchers_beyond_the_limit_are_refused_until_one_leaves(
+    suite: Suite, watches: Watches
+) -> None:
+    borrower = suite.register("BORROWER")
+    limit = suite.settings.max_workers // 2
+    live = [
+        subscribe_retrying(watches, suite.loans, borrower, "TOO_MANY_WATCHERS")
+        for _ in range(limit)
+    ]
+
+    refused = watches.open(suite.loans, borrower).error()
+    live[0].call.cancel()
+    replacement = subscribe_retrying(watches, suite.loans, borrower, "TOO_MANY_WATCHERS")
+    loan = create_loan(suite.loans, borrower)
+
+    assert (refused.code, refused.reason) == (
+        error_pb2.ERROR_CODE_RESOURCE_EXHAUSTED,
+        "TOO_MANY_WATCHERS",
+    )
+    assert replacement.change().loan_id == loan.id
+    assert live[-1].change().loan_id == loan.id
+
+
+def test_a_subscriber_that_falls_behind_is_dropped_while_writers_go_on(
+    suite: Suite, watches: Watches
+) -> None:
+    """The client reads nothing; a tiny HTTP/2 window stops the server's sends at once."""
+    borrower = suite.register("BORROWER")
+    tiny_window = (("grpc.http2.lookahead_bytes", 1024), ("grpc.http2.bdp_probe", 0))
+    with replica(suite, watch_queue_size=3) as server:
+        slow_channel, slow_stub = stub_of(server.port, tiny_window)
+        channel, stub = stub_of(server.port)
+        call = slow_stub.WatchLoans(pb.WatchLoansRequest(), metadata=borrower.metadata)
+        assert SUBSCRIBED in tuple(call.initial_metadata())  # type: ignore[attr-defined]
+        loans = [create_loan(stub, borrower) for _ in range(60)]
+        slow = Watch(call)
+        slow.start_reading()  # only now does the client read what was sent
+        error = slow.error()
+        slow_channel.close()
+        channel.close()
+
+    assert len(loans) == 60  # every write succeeded while the subscriber lagged
+    assert (error.code, error.reason) == (
+        error_pb2.ERROR_CODE_RESOURCE_EXHAUSTED,
+        "SUBSCRIBER_TOO_SLOW",
+    )
+
+
+def test_stopping_the_server_ends_its_streams_without_waiting_for_the_grace(
+    suite: Suite, watches: Watches
+) -> None:
+    borrower = suite.register("BORROWER")
+    server = start_loans(suite.settings, port=0)
+    channel, stub = stub_of(server.port)
+    watch = watches.subscribe(stub, borrower)
+    stopping = threading.Thread(target=server.stop, args=(60.0,))
+
+    stopping.start()
+    error = watch.error()
+    stopping.join(WAIT)
+    channel.close()
+
+    assert (error.code, error.reason) == (error_pb2.ERROR_CODE_UNAVAILABLE, "SERVER_STOPPING")
+    assert not stopping.is_alive(), "stop waited for the stream's grace period"
+
+
+def test_every_replica_hears_every_commit(suite: Suite, watches: Watches) -> None:
+    if suite.backend != "postgresql":
+        pytest.skip("SQLite runs one process per database; there are no replicas to reach")
+    borrower = suite.register("BORROWER")
+    with replica(suite) as other:
+        channel, other_stub = stub_of(other.port)
+        here = watches.subscribe(suite.loans, borrower)
+        there = watches.subscribe(other_stub, borrower)
+
+        written_here = create_loan(suite.loans, borrower)
+        written_there = create_loan(other_stub, borrower)
+
+        heard = [(w.change().loan_id, w.change().loan_id) for w in (here, there)]
+        channel.close()
+
+    assert heard == [(written_here.id, written_there.id)] * 2
+
+
+def test_a_lost_listener_connection_ends_streams_then_recovers(
+    suite: Suite, watches: Watches
+) -> None:
+    if suite.backend != "postgresql":
+        pytest.skip("only PostgreSQL feeds the bus through a connection that can drop")
+    borrower = suite.register("BORROWER")
+    watch = watches.subscribe(suite.loans, borrower)
+
+    terminate_listeners(suite)
+    error = watch.error()
+    resumed = subscribe_retrying(watches, suite.loans, borrower, "CHANGE_FEED_INTERRUPTED")
+    loan = create_loan(suite.loans, borrower)
+
+    assert (error.code, error.reason) == (
+        error_pb2.ERROR_CODE_UNAVAILABLE,
+        "CHANGE_FEED_INTERRUPTED",
+    )
+    assert resumed.change().loan_id == loan.id
+
+
+def terminate_listeners(suite: Suite) -> None:
+    database = suite.settings.database_url("loans").rsplit("/", 1)[1]
+    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
+        terminated = conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE application_name = %s AND datname = %s",
+            (APPLICATION_NAME, database),
+        ).fetchall()
+    assert terminated == [(True,)]
