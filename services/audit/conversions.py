@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC
 
 from google.protobuf.timestamp_pb2 import Timestamp
 from loansuite.audit.v1 import audit_service_pb2 as pb
@@ -13,6 +13,7 @@ from services.audit.models import AuditEvent
 from services.audit.schemas import EventFilter, parse_filter, parse_head
 from services.audit.tail import TailQuery
 from services.shared.outbox import AuditRecord
+from services.shared.timestamps import timestamp
 
 __all__ = [
     "event_to_proto",
@@ -21,7 +22,6 @@ __all__ = [
     "record_from_proto",
     "records_from_proto",
     "tail_query_from_proto",
-    "timestamp",
     "verification_to_proto",
 ]
 
@@ -35,12 +35,6 @@ def _iso(ts: Timestamp, *, present: bool) -> str:
     except ValueError:
         # Still says what was sent; the schema rejects it as OCCUR_TIME_INVALID.
         return f"@{ts.seconds}.{ts.nanos}"
-
-
-def timestamp(value: datetime) -> Timestamp:
-    ts = Timestamp()
-    ts.FromDatetime(value)
-    return ts
 
 
 def record_from_proto(event: pb.AuditEvent) -> AuditRecord:

@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
-from google.protobuf.timestamp_pb2 import Timestamp
 from loansuite.auth.v1 import auth_service_pb2 as pb
 
 from services.auth.models import Organization, OrganizationType, SigningKey, User
 from services.auth.sessions import SessionGrant
 from services.auth.tokens import IssuedToken
 from services.shared.identity import Role
+from services.shared.timestamps import timestamp
 
 __all__ = [
     "key_set_to_proto",
     "role_name",
     "service_token_to_proto",
     "session_to_proto",
-    "timestamp",
     "user_to_proto",
 ]
 
@@ -39,12 +36,6 @@ def role_name(value: int) -> str:
         return pb.UserRole.Name(value)  # type: ignore[arg-type]
     except ValueError:  # proto3 enums are open: a newer client may send any number
         return str(value)
-
-
-def timestamp(value: datetime) -> Timestamp:
-    stamp = Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
 
 
 def organization_to_proto(organization: Organization) -> pb.Organization:

@@ -13,6 +13,7 @@ from services.auth.tokens import TokenMinter
 from services.shared.db import Database
 from services.shared.envelope import unary
 from services.shared.identity import Claims, TokenVerifier, bearer_token
+from services.shared.timestamps import timestamp
 
 __all__ = ["AuthServicer"]
 
@@ -96,7 +97,7 @@ class AuthServicer(pb_grpc.AuthServiceServicer):
         """Revoke a refresh token."""
         with self._db.write() as session:
             logout_time = use_cases.log_out(session, refresh_token=request.refresh_token)
-        logged_out = pb.LoggedOut(logout_time=conversions.timestamp(logout_time))
+        logged_out = pb.LoggedOut(logout_time=timestamp(logout_time))
         return pb.LogoutResponse(logged_out=logged_out)
 
     @unary(pb.GetUserResponse)

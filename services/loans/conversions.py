@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from google.protobuf.timestamp_pb2 import Timestamp
 from loansuite.loans.v1 import loan_service_pb2 as pb
 
 from services.loans.models import Loan
 from services.loans.schemas import format_amount
+from services.shared.timestamps import timestamp
 
-__all__ = ["create_form", "loan_to_proto", "state_names"]
+__all__ = ["loan_form", "loan_to_proto", "state_names"]
 
 _LOAN_STATE_PREFIX = "LOAN_STATE_"
 
 
-def create_form(request: pb.CreateLoanRequest) -> dict[str, str]:
-    """CreateLoan fields as the form schema takes them: strings, the type by enum name."""
+def loan_form(request: pb.CreateLoanRequest | pb.UpdateLoanRequest) -> dict[str, str]:
+    """A loan's term fields as the form schema takes them: strings, the type by enum name."""
     return {
         "name": request.name,
         # An unknown enum number has no name; the schema reports it as invalid.
@@ -55,12 +55,6 @@ def loan_to_proto(loan: Loan) -> pb.Loan:
         borrower_organization_id=loan.borrower_organization_id,
         lender_organization_id=loan.lender_organization_id or "",
         creator_user_id=loan.creator_user_id,
-        create_time=_timestamp(loan.create_time),
-        update_time=_timestamp(loan.update_time),
+        create_time=timestamp(loan.create_time),
+        update_time=timestamp(loan.update_time),
     )
-
-
-def _timestamp(value: object) -> Timestamp:
-    stamp = Timestamp()
-    stamp.FromDatetime(value)  # type: ignore[arg-type]
-    return stamp

@@ -13,15 +13,14 @@ spurious changes. An unset threshold is the empty string.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any, Protocol
 
-from google.protobuf.timestamp_pb2 import Timestamp
 from loansuite.loans.v1 import loan_service_pb2 as pb
 
 from services.loans.kpi_fields import format_value
 from services.loans.kpi_schemas import DIRECTION_PREFIX, FREQUENCY_PREFIX, TYPE_PREFIX
 from services.loans.models import Kpi, KpiResult, MarginAdjustment, MarginRatchet
+from services.shared.timestamps import timestamp
 
 __all__ = [
     "adjustment_to_proto",
@@ -31,7 +30,6 @@ __all__ = [
     "ratchet_to_proto",
     "result_form",
     "result_to_proto",
-    "timestamp",
 ]
 
 _KPI_STATUS_PREFIX = "KPI_STATUS_"
@@ -149,12 +147,6 @@ def adjustment_to_proto(adjustment: MarginAdjustment) -> pb.MarginAdjustment:
         cumulative_bps=adjustment.cumulative_bps,
         create_time=timestamp(adjustment.create_time),
     )
-
-
-def timestamp(value: datetime) -> Timestamp:
-    stamp = Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
 
 
 class _ProtoEnum(Protocol):

@@ -6,13 +6,13 @@ from collections.abc import Sequence
 from datetime import datetime
 
 import grpc
-from google.protobuf.timestamp_pb2 import Timestamp
 from loansuite.audit.v1 import audit_service_pb2 as pb
 from loansuite.audit.v1 import audit_service_pb2_grpc as pb_grpc
 
 from services.shared.context import outgoing_metadata
 from services.shared.identity import TokenSource
 from services.shared.outbox import AuditRecord
+from services.shared.timestamps import timestamp
 
 __all__ = ["AuditSink", "relay_channel", "to_proto"]
 
@@ -28,8 +28,6 @@ def relay_channel(target: str) -> grpc.Channel:
 
 
 def to_proto(record: AuditRecord) -> pb.AuditEvent:
-    occur_time = Timestamp()
-    occur_time.FromDatetime(datetime.fromisoformat(record.occur_time))
     return pb.AuditEvent(
         event_id=record.event_id,
         action=record.action,
@@ -42,7 +40,7 @@ def to_proto(record: AuditRecord) -> pb.AuditEvent:
         ),
         organization_ids=record.organization_ids,
         request_id=record.request_id,
-        occur_time=occur_time,
+        occur_time=timestamp(datetime.fromisoformat(record.occur_time)),
         changes=[
             pb.FieldChange(field=f, old_value=old, new_value=new) for f, old, new in record.changes
         ],

@@ -12,10 +12,10 @@ from services.loans.kpi_conversions import (
     kpi_to_proto,
     ratchet_bps,
     ratchet_to_proto,
-    timestamp,
 )
 from services.loans.rpc.base import LoanRpcBase
 from services.shared.envelope import unary
+from services.shared.timestamps import timestamp
 
 __all__ = ["KpiRpcs"]
 

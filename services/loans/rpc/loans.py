@@ -25,7 +25,7 @@ class LoanRpcs(LoanRpcBase):
         """Create a DRAFT loan for the caller's borrower organization."""
         caller = self._caller(context)
         use_cases.authorize_loan_creation(caller)
-        new_loan = parse_new_loan(**conversions.create_form(request))
+        new_loan = parse_new_loan(**conversions.loan_form(request))
         return self._mutate(
             "CreateLoan",
             request,

@@ -6,7 +6,7 @@ import grpc
 from loansuite.loans.v1 import loan_service_pb2 as pb
 from sqlalchemy.orm import Session
 
-from services.loans import lifecycle_conversions, terms
+from services.loans import conversions, lifecycle_conversions, terms
 from services.loans.access import require_party
 from services.loans.conversions import loan_to_proto
 from services.loans.rpc.base import LoanRpcBase
@@ -25,7 +25,7 @@ class TermsRpcs(LoanRpcBase):
         """Change the fields named in update_mask of a DRAFT loan (borrower)."""
         caller = self._caller(context)
         paths = list(request.update_mask.paths)
-        values = lifecycle_conversions.update_values(request)
+        values = conversions.loan_form(request)
         return self._mutate(
             "UpdateLoan",
             request,

@@ -19,7 +19,6 @@ import time
 from collections.abc import Callable, Iterator
 
 import grpc
-from google.protobuf.timestamp_pb2 import Timestamp
 from loansuite.loans.v1 import loan_service_pb2 as pb
 
 from services.loans.access import require_party
@@ -29,6 +28,7 @@ from services.loans.rpc.base import LoanRpcBase
 from services.shared.envelope import streaming
 from services.shared.errors import PermissionDeniedError, UnavailableError
 from services.shared.identity import Caller
+from services.shared.timestamps import timestamp
 
 __all__ = ["RECHECK_SECONDS", "SUBSCRIBED", "WAKE_SECONDS", "WatchRpcs"]
 
@@ -96,11 +96,9 @@ def _is_active(context: grpc.ServicerContext) -> bool:
 
 
 def _change_to_proto(change: LoanChanged) -> pb.LoanChange:
-    change_time = Timestamp()
-    change_time.FromDatetime(change.change_time)
     return pb.LoanChange(
         loan_id=change.loan_id,
         kind=pb.ChangeKind.Value(f"CHANGE_KIND_{change.kind}"),
         etag=change.etag,
-        change_time=change_time,
+        change_time=timestamp(change.change_time),
     )
