@@ -13,7 +13,6 @@ import hashlib
 import json
 import secrets
 import threading
-import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -28,7 +27,7 @@ from sqlalchemy.orm import Session
 
 from services.auth.models import SigningKey
 from services.shared.db import Database
-from services.shared.identity import SERVICE_SUBJECT_PREFIX, Role
+from services.shared.identity import SERVICE_SUBJECT_PREFIX, CachedKeyRing, Role
 
 __all__ = [
     "ALGORITHM",
@@ -131,29 +130,17 @@ def refresh_token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-class LocalKeyRing:
+class LocalKeyRing(CachedKeyRing):
     """The KeyRing of auth itself: public keys read from its own database by kid."""
 
     def __init__(self, db: Database, *, min_refresh_seconds: float = 5.0) -> None:
-        self._db = db
-        self._keys: dict[str, Any] = {}
-        self._loaded_at = float("-inf")
-        self._min_refresh = min_refresh_seconds
-        self._lock = threading.Lock()
+        super().__init__(lambda: _public_keys(db), min_refresh_seconds=min_refresh_seconds)
 
-    def get(self, kid: str) -> Any | None:
-        if not self._keys:
-            self.refresh()
-        return self._keys.get(kid)
 
-    def refresh(self) -> None:
-        with self._lock:
-            if time.monotonic() - self._loaded_at < self._min_refresh:
-                return  # a forged kid must not turn every call into a query
-            with self._db.read() as session:
-                rows = session.execute(select(SigningKey.kid, SigningKey.public_key_pem)).all()
-            self._keys = {kid: serialization.load_pem_public_key(pem.encode()) for kid, pem in rows}
-            self._loaded_at = time.monotonic()
+def _public_keys(db: Database) -> dict[str, Any]:
+    with db.read() as session:
+        rows = session.execute(select(SigningKey.kid, SigningKey.public_key_pem)).all()
+    return {kid: serialization.load_pem_public_key(pem.encode()) for kid, pem in rows}
 
 
 class LocalServiceTokens:

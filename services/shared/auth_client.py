@@ -15,7 +15,7 @@ from loansuite.auth.v1 import auth_service_pb2_grpc as pb_grpc
 
 from services.shared.context import outgoing_metadata
 from services.shared.errors import AppError, Code, UnauthenticatedError, UnavailableError
-from services.shared.identity import Caller, Role
+from services.shared.identity import CachedKeyRing, Caller, Role
 
 __all__ = [
     "DirectoryUser",
@@ -55,32 +55,16 @@ def _call(rpc: Any, request: Any, **kwargs: Any) -> Any:
     return response
 
 
-class RemoteKeyRing:
-    """Public keys from ListPublicKeys, fetched lazily and again when an unknown kid shows up."""
+class RemoteKeyRing(CachedKeyRing):
+    """Public keys from auth's ListPublicKeys."""
 
     def __init__(self, stub: pb_grpc.AuthServiceStub, *, min_refresh_seconds: float = 5.0) -> None:
-        self._stub = stub
-        self._keys: dict[str, Any] = {}
-        self._fetched_at = float("-inf")
-        self._min_refresh = min_refresh_seconds
-        self._lock = threading.Lock()
+        super().__init__(lambda: _public_keys(stub), min_refresh_seconds=min_refresh_seconds)
 
-    def get(self, kid: str) -> Any | None:
-        if not self._keys:
-            self.refresh()
-        return self._keys.get(kid)
 
-    def refresh(self) -> None:
-        with self._lock:
-            if time.monotonic() - self._fetched_at < self._min_refresh:
-                return  # a forged kid must not make us hammer auth
-            response = _call(
-                self._stub.ListPublicKeys, pb.ListPublicKeysRequest(), metadata=outgoing_metadata()
-            )
-            self._keys = {
-                k.kid: load_pem_public_key(k.public_key_pem.encode()) for k in response.key_set.keys
-            }
-            self._fetched_at = time.monotonic()
+def _public_keys(stub: pb_grpc.AuthServiceStub) -> dict[str, Any]:
+    response = _call(stub.ListPublicKeys, pb.ListPublicKeysRequest(), metadata=outgoing_metadata())
+    return {k.kid: load_pem_public_key(k.public_key_pem.encode()) for k in response.key_set.keys}
 
 
 class ServiceCredentials:

@@ -24,6 +24,7 @@ from services.shared.errors import UnauthenticatedError
 __all__ = [
     "SERVICE_SUBJECT_PREFIX",
     "Authenticator",
+    "CachedKeyRing",
     "Caller",
     "Claims",
     "KeyRing",
@@ -72,6 +73,35 @@ class KeyRing(Protocol):
     def get(self, kid: str) -> Any | None: ...
 
     def refresh(self) -> None: ...
+
+
+class CachedKeyRing:
+    """A KeyRing over a key source, asked lazily and again when an unknown kid shows up.
+
+    Asking again is throttled: a token with a forged kid must not turn every
+    call into a query of the source.
+    """
+
+    def __init__(
+        self, fetch: Callable[[], dict[str, Any]], *, min_refresh_seconds: float = 5.0
+    ) -> None:
+        self._fetch = fetch
+        self._keys: dict[str, Any] = {}
+        self._fetched_at = float("-inf")
+        self._min_refresh = min_refresh_seconds
+        self._lock = threading.Lock()
+
+    def get(self, kid: str) -> Any | None:
+        if not self._keys:
+            self.refresh()
+        return self._keys.get(kid)
+
+    def refresh(self) -> None:
+        with self._lock:
+            if time.monotonic() - self._fetched_at < self._min_refresh:
+                return
+            self._keys = self._fetch()
+            self._fetched_at = time.monotonic()
 
 
 class TokenSource(Protocol):
