@@ -1,15 +1,21 @@
-"""Test support: real databases, a real in-process suite, registered accounts."""
+"""Test support: real databases, a real in-process suite, registered accounts, a spy for audit."""
 
 from __future__ import annotations
 
 import os
 import socket
+import sys
+import time
 import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
 import grpc
 import psycopg
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from loansuite.audit.v1 import audit_service_pb2 as audit_pb
 from loansuite.audit.v1 import audit_service_pb2_grpc
 from loansuite.auth.v1 import auth_service_pb2 as auth_pb
 from loansuite.auth.v1 import auth_service_pb2_grpc
@@ -18,7 +24,8 @@ from loansuite.loans.v1 import loan_service_pb2_grpc
 from services.audit.wiring import start as start_audit
 from services.auth.wiring import start as start_auth
 from services.loans.wiring import start as start_loans
-from services.shared.server import Server
+from services.shared._types import Metadata
+from services.shared.server import Registration, Server, create_server
 from services.shared.settings import Settings
 
 # The PostgreSQL server on this machine; tests create their own databases and drop them.
@@ -26,6 +33,7 @@ PG_ADMIN_DSN = os.environ.get("LOANSUITE_TEST_PG", "postgresql://postgres@127.0.
 BACKENDS = ["sqlite", "postgresql"]
 PASSWORD = "correct horse battery"
 SERVICE_SECRET = "test-service-secret"
+LOANSUITE = str(Path(sys.executable).parent / "loansuite")  # the command this install provides
 
 
 class Databases:
@@ -63,8 +71,8 @@ class Account:
     access_token: str
 
     @property
-    def metadata(self) -> tuple[tuple[str, str], ...]:
-        return (("authorization", f"Bearer {self.access_token}"),)
+    def metadata(self) -> Metadata:
+        return bearer(self.access_token)
 
 
 @dataclass
@@ -94,21 +102,55 @@ class Suite:
         return audit_service_pb2_grpc.AuditServiceStub(self.channel("audit"))
 
     def register(self, role: str = "BORROWER", organization: str | None = None) -> Account:
-        email = f"{role.lower()}-{uuid.uuid4().hex[:10]}@example.com"
-        registered = self.auth.Register(
-            auth_pb.RegisterRequest(
-                email=email,
-                password=PASSWORD,
-                name=f"Test {role.title()}",
-                role=auth_pb.UserRole.Value(f"USER_ROLE_{role}"),
-                organization_name=organization or f"{role.title()} Org {uuid.uuid4().hex[:6]}",
-            )
+        return sign_up(
+            self.auth, auth_pb.UserRole.Value(f"USER_ROLE_{role}"), organization=organization
         )
-        assert registered.HasField("user"), registered.error
-        login = self.auth.Login(auth_pb.LoginRequest(email=email, password=PASSWORD))
-        assert login.HasField("session"), login.error
-        user = login.session.user
-        return Account(email, user.id, user.organization.id, login.session.access_token)
+
+
+def bearer(token: str) -> Metadata:
+    """Call metadata that presents token as the caller's bearer token."""
+    return (("authorization", f"Bearer {token}"),)
+
+
+def sign_up(
+    auth: auth_service_pb2_grpc.AuthServiceStub,
+    role: auth_pb.UserRole.ValueType = auth_pb.USER_ROLE_BORROWER,
+    *,
+    organization: str | None = None,
+) -> Account:
+    """Register a new user with a new organization, then log them in."""
+    title = auth_pb.UserRole.Name(role).removeprefix("USER_ROLE_").title()
+    email = f"{title.lower()}-{uuid.uuid4().hex[:10]}@example.com"
+    registered = auth.Register(
+        auth_pb.RegisterRequest(
+            email=email,
+            password=PASSWORD,
+            name=f"Test {title}",
+            role=role,
+            organization_name=organization or f"{title} Org {uuid.uuid4().hex[:6]}",
+        )
+    )
+    assert registered.HasField("user"), registered.error
+    return log_in(auth, email)
+
+
+def log_in(auth: auth_service_pb2_grpc.AuthServiceStub, email: str) -> Account:
+    """Log a user in with the test password."""
+    login = auth.Login(auth_pb.LoginRequest(email=email, password=PASSWORD))
+    assert login.HasField("session"), login.error
+    user = login.session.user
+    return Account(email, user.id, user.organization.id, login.session.access_token)
+
+
+def eventually(
+    check: Callable[[], bool], what: str = "", *, timeout: float = 30.0, interval: float = 0.02
+) -> None:
+    """Poll until check() holds; fails only when it still does not after a generous timeout."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what or check}: still not so after {timeout}s")
+        time.sleep(interval)
 
 
 def free_port() -> int:
@@ -134,3 +176,59 @@ def start_suite(backend: str, directory: Path, databases: Databases) -> tuple[Su
     )
     servers = [start_auth(settings), start_audit(settings), start_loans(settings)]
     return Suite(backend, settings, ports), servers[::-1]
+
+
+class AuditSpy(audit_service_pb2_grpc.AuditServiceServicer):
+    """Stands in for the audit service at the process boundary: acks, and remembers."""
+
+    def __init__(self) -> None:
+        self.events: list[audit_pb.AuditEvent] = []
+        self.tokens: list[str] = []  # each stream's authorization metadata
+
+    @property
+    def event_ids(self) -> list[str]:
+        return [event.event_id for event in self.events]
+
+    def IngestEvents(
+        self,
+        request_iterator: Iterator[audit_pb.IngestEventsRequest],
+        context: grpc.ServicerContext,
+    ) -> Iterator[audit_pb.IngestEventsResponse]:
+        token = dict(context.invocation_metadata()).get("authorization", "")
+        self.tokens.append(token if isinstance(token, str) else token.decode())
+        for request in request_iterator:
+            self.events.extend(request.events)
+            ack = audit_pb.IngestAck(event_ids=[event.event_id for event in request.events])
+            yield audit_pb.IngestEventsResponse(ack=ack)
+
+    # Only ingest is spied on; the rest answer as grpc's base class would.
+    def ListAuditEvents(
+        self, request: audit_pb.ListAuditEventsRequest, context: grpc.ServicerContext
+    ) -> NoReturn:
+        context.abort(grpc.StatusCode.UNIMPLEMENTED, "Method not implemented!")
+
+    def VerifyChain(
+        self, request: audit_pb.VerifyChainRequest, context: grpc.ServicerContext
+    ) -> NoReturn:
+        context.abort(grpc.StatusCode.UNIMPLEMENTED, "Method not implemented!")
+
+    def TailAuditEvents(
+        self, request: audit_pb.TailAuditEventsRequest, context: grpc.ServicerContext
+    ) -> NoReturn:
+        context.abort(grpc.StatusCode.UNIMPLEMENTED, "Method not implemented!")
+
+
+def serve_spy(spy: AuditSpy, port: int = 0) -> Server:
+    """A real gRPC server for the spy on 127.0.0.1:port (0: a free one)."""
+    registration = Registration(
+        name="loansuite.audit.v1.AuditService",
+        add=lambda server: audit_service_pb2_grpc.add_AuditServiceServicer_to_server(spy, server),
+    )
+    return create_server([registration], f"127.0.0.1:{port}", max_workers=4)
+
+
+def outbox_health(port: int, source: str) -> int:
+    """The health status that the server on port reports for its outbox relay of source."""
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        request = health_pb2.HealthCheckRequest(service=f"loansuite.outbox.{source}")
+        return int(health_pb2_grpc.HealthStub(channel).Check(request, timeout=5).status)

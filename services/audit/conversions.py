@@ -12,7 +12,7 @@ from services.audit.chain import Head, Verification
 from services.audit.models import AuditEvent
 from services.audit.schemas import EventFilter, parse_filter, parse_head
 from services.audit.tail import TailQuery
-from services.shared.outbox import AuditRecord
+from services.shared.outbox import AuditRecord, Change
 from services.shared.timestamps import timestamp
 
 __all__ = [
@@ -51,7 +51,7 @@ def record_from_proto(event: pb.AuditEvent) -> AuditRecord:
         request_id=event.request_id,
         occur_time=_iso(event.occur_time, present=event.HasField("occur_time")),
         source=event.source,
-        changes=[(c.field, c.old_value, c.new_value) for c in event.changes],
+        changes=[Change(c.field, c.old_value, c.new_value) for c in event.changes],
     )
 
 

@@ -12,12 +12,12 @@ from typing import Annotated, Any, Final
 
 import pydantic
 from pydantic import BaseModel, ConfigDict, PlainValidator, field_validator
-from pydantic_core import ErrorDetails, PydanticCustomError
 
 from services.audit.chain import Head
 from services.audit.models import TEXT_LENGTH
 from services.shared.errors import ValidationError
 from services.shared.outbox import AuditRecord
+from services.shared.validation import Violation, check_characters, fail, validated, violations
 
 __all__ = [
     "MAX_BATCH_SIZE",
@@ -42,21 +42,29 @@ _PROTO_PATHS: Final = {
 }
 
 
-def _fail(reason: str, description: str, **ctx: Any) -> PydanticCustomError:
-    # The reason is the error type, so translating a pydantic error is a lookup.
-    return PydanticCustomError(reason, description, ctx or None)
-
-
 def _bounded(raw: str) -> str:
     if len(raw) > TEXT_LENGTH:
-        raise _fail("VALUE_TOO_LONG", "must be at most {n} characters", n=TEXT_LENGTH)
+        raise fail("VALUE_TOO_LONG", "must be at most {n} characters", n=TEXT_LENGTH)
     return raw
 
 
 def _required(raw: str, reason: str) -> str:
     if not raw:
-        raise _fail(reason, "is required")
+        raise fail(reason, "is required")
     return _bounded(raw)
+
+
+# The vocabulary a producer writes from its own code (source, resource type, role,
+# changed field) refuses control and bidi characters: no producer ever sends them
+# there, so refusing them cannot stall a relay. Ids, request ids and changed values
+# stay opaque text, stored and compared exactly as sent (values are JSON, which
+# escapes control characters anyway), so ListAuditEvents can still find them.
+def _word(raw: str) -> str:
+    return check_characters(_bounded(raw), reason_prefix="VALUE")
+
+
+def _required_word(raw: str, reason: str) -> str:
+    return _word(_required(raw, reason))
 
 
 def _organization_id(raw: str) -> str:
@@ -72,11 +80,12 @@ def _instant(raw: str | datetime | None) -> datetime | None:
     except ValueError:
         value = None
     if value is None or value.tzinfo is None:
-        raise _fail("OCCUR_TIME_INVALID", "must be a timestamp between the years 1 and 9999")
+        raise fail("OCCUR_TIME_INVALID", "must be a timestamp between the years 1 and 9999")
     return value.astimezone(UTC)
 
 
 _Text = Annotated[str, PlainValidator(_bounded)]
+_Word = Annotated[str, PlainValidator(_word)]
 _OrganizationId = Annotated[str, PlainValidator(_organization_id)]
 _OptionalInstant = Annotated[datetime | None, PlainValidator(_instant)]
 
@@ -93,7 +102,7 @@ class EventChange(BaseModel):
     @field_validator("field", mode="plain")
     @classmethod
     def _field(cls, raw: str) -> str:
-        return _required(raw, "CHANGE_FIELD_REQUIRED")
+        return _required_word(raw, "CHANGE_FIELD_REQUIRED")
 
 
 class NewAuditEvent(BaseModel):
@@ -107,7 +116,7 @@ class NewAuditEvent(BaseModel):
     resource_id: _Text
     actor_user_id: _Text
     actor_organization_id: _Text
-    actor_role: _Text
+    actor_role: _Word
     organization_ids: tuple[_OrganizationId, ...]
     request_id: _Text
     occur_time: datetime
@@ -118,7 +127,7 @@ class NewAuditEvent(BaseModel):
     @classmethod
     def _event_id(cls, raw: str) -> str:
         if not raw:
-            raise _fail("EVENT_ID_REQUIRED", "is required")
+            raise fail("EVENT_ID_REQUIRED", "is required")
         try:
             canonical = str(uuid.UUID(raw))
         except ValueError:
@@ -126,7 +135,7 @@ class NewAuditEvent(BaseModel):
         # Only the canonical spelling: the unique index compares strings, so
         # "ABC…" and "abc…" would otherwise be stored as two events.
         if canonical != raw:
-            raise _fail(
+            raise fail(
                 "EVENT_ID_INVALID",
                 "must be a lowercase UUID such as {example}",
                 example="3f2b8c1e-0d4a-4e5f-9a7b-1c2d3e4f5a6b",
@@ -137,27 +146,27 @@ class NewAuditEvent(BaseModel):
     @classmethod
     def _action(cls, raw: str) -> str:
         if not raw:
-            raise _fail("ACTION_REQUIRED", "is required")
+            raise fail("ACTION_REQUIRED", "is required")
         if not _ACTION.fullmatch(raw):
-            raise _fail("ACTION_INVALID", 'must be UPPER_SNAKE_CASE such as "LOAN_CREATED"')
+            raise fail("ACTION_INVALID", 'must be UPPER_SNAKE_CASE such as "LOAN_CREATED"')
         return _bounded(raw)
 
     @field_validator("resource_type", mode="plain")
     @classmethod
     def _resource_type(cls, raw: str) -> str:
-        return _required(raw, "RESOURCE_TYPE_REQUIRED")
+        return _required_word(raw, "RESOURCE_TYPE_REQUIRED")
 
     @field_validator("source", mode="plain")
     @classmethod
     def _source(cls, raw: str) -> str:
-        return _required(raw, "SOURCE_REQUIRED")
+        return _required_word(raw, "SOURCE_REQUIRED")
 
     @field_validator("occur_time", mode="plain")
     @classmethod
     def _occur_time(cls, raw: str) -> datetime:
         value = _instant(raw)
         if value is None:
-            raise _fail("OCCUR_TIME_REQUIRED", "is required")
+            raise fail("OCCUR_TIME_REQUIRED", "is required")
         return value
 
     @field_validator("organization_ids", mode="after")
@@ -200,20 +209,10 @@ _REASONS: Final = frozenset(
         "ORGANIZATION_ID_REQUIRED",
         "CHANGE_FIELD_REQUIRED",
         "VALUE_TOO_LONG",
+        "VALUE_HAS_CONTROL_CHARACTERS",
+        "VALUE_HAS_BIDI_CONTROLS",
     }
 )
-
-
-def _path(prefix: str, loc: tuple[int | str, ...]) -> str:
-    parts = [f"[{p}]" if isinstance(p, int) else f".{_PROTO_PATHS.get(p, p)}" for p in loc]
-    return prefix + "".join(parts)
-
-
-def _violations(exc: pydantic.ValidationError, prefix: str) -> list[tuple[str, str, str]]:
-    errors: list[ErrorDetails] = exc.errors(include_url=False, include_input=False)
-    if any(error["type"] not in _REASONS for error in errors):
-        raise exc  # surfaces as INTERNAL: this module raised something it does not name
-    return [(_path(prefix, error["loc"]), error["type"], error["msg"]) for error in errors]
 
 
 def _form(record: AuditRecord) -> dict[str, Any]:
@@ -231,23 +230,21 @@ def parse_events(records: Sequence[AuditRecord]) -> list[NewAuditEvent]:
             [("events", "BATCH_TOO_LARGE", f"must hold at most {MAX_BATCH_SIZE} events")]
         )
     events: list[NewAuditEvent] = []
-    violations: list[tuple[str, str, str]] = []
+    found: list[Violation] = []
     for index, record in enumerate(records):
         try:
             events.append(NewAuditEvent.model_validate(_form(record)))
         except pydantic.ValidationError as exc:
-            violations += _violations(exc, f"events[{index}]")
-    if violations:
-        raise ValidationError(violations[:_MAX_VIOLATIONS])
+            prefix = f"events[{index}]"
+            found += violations(exc, _REASONS, prefix=prefix, aliases=_PROTO_PATHS)
+    if found:
+        raise ValidationError(found[:_MAX_VIOLATIONS])
     return events
 
 
 def parse_filter(**fields: str) -> EventFilter:
     """Validate ListAuditEvents' filter; timestamps arrive as ISO 8601 strings or ""."""
-    try:
-        return EventFilter.model_validate(fields)
-    except pydantic.ValidationError as exc:
-        raise ValidationError(_violations(exc, "filter")) from None
+    return validated(EventFilter, fields, _REASONS, prefix="filter")
 
 
 def parse_head(sequence: int, hash_: str, *, prefix: str = "expected_head") -> Head:

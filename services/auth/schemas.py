@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Final, TypeVar
+from typing import Final
 
 import pydantic
 from pydantic import BaseModel, ConfigDict, field_validator
-from pydantic_core import ErrorDetails, PydanticCustomError
 
-from services.shared.errors import ValidationError
 from services.shared.identity import Role
+from services.shared.validation import check_characters, fail, text, validated
 
 __all__ = [
     "NewAccount",
@@ -32,23 +31,9 @@ _ROLE_PREFIX: Final = "USER_ROLE_"
 _EMAIL = re.compile(r"[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+\.[^@\s\x00-\x1f\x7f.]+")
 
 
-def _fail(reason: str, description: str, **ctx: Any) -> PydanticCustomError:
-    # The reason is the error type, so translating a pydantic error is a lookup.
-    return PydanticCustomError(reason, description, ctx or None)
-
-
 def normalize_email(raw: str) -> str:
     """The form an email is stored and looked up in: stripped and lower-case."""
     return raw.strip().lower()
-
-
-def _text(raw: str, *, field: str, limit: int) -> str:
-    text = raw.strip()
-    if not text:
-        raise _fail(f"{field}_REQUIRED", "is required")
-    if len(text) > limit:
-        raise _fail(f"{field}_TOO_LONG", "must be at most {n} characters", n=limit)
-    return text
 
 
 class NewAccount(BaseModel):
@@ -66,29 +51,32 @@ class NewAccount(BaseModel):
     def _email(cls, raw: str) -> str:
         email = normalize_email(raw)
         if not email:
-            raise _fail("EMAIL_REQUIRED", "is required")
-        if len(email) > EMAIL_MAX_LENGTH or not _EMAIL.fullmatch(email):
-            raise _fail("EMAIL_INVALID", "must be an email address of at most 254 characters")
+            raise fail("EMAIL_REQUIRED", "is required")
+        if len(email) > EMAIL_MAX_LENGTH:
+            raise fail("EMAIL_INVALID", "must be an email address of at most 254 characters")
+        # Before the shape: a control or bidi character gets its own reason.
+        check_characters(email, reason_prefix="EMAIL")
+        if not _EMAIL.fullmatch(email):
+            raise fail("EMAIL_INVALID", "must be an email address of at most 254 characters")
         return email
 
     @field_validator("password", mode="plain")
     @classmethod
     def _password(cls, raw: str) -> str:
-        # Never stripped or altered: every character the user typed counts.
+        # Never stripped, altered or checked for hidden characters: every character the
+        # user typed counts, and a password is never shown to anyone.
         if len(raw) < PASSWORD_MIN_LENGTH:
-            raise _fail(
+            raise fail(
                 "PASSWORD_TOO_SHORT", "must be at least {n} characters", n=PASSWORD_MIN_LENGTH
             )
         if len(raw) > PASSWORD_MAX_LENGTH:
-            raise _fail(
-                "PASSWORD_TOO_LONG", "must be at most {n} characters", n=PASSWORD_MAX_LENGTH
-            )
+            raise fail("PASSWORD_TOO_LONG", "must be at most {n} characters", n=PASSWORD_MAX_LENGTH)
         return raw
 
     @field_validator("name", mode="plain")
     @classmethod
     def _name(cls, raw: str) -> str:
-        return _text(raw, field="NAME", limit=NAME_MAX_LENGTH)
+        return text(raw, reason_prefix="NAME", limit=NAME_MAX_LENGTH)
 
 
 class Registration(NewAccount):
@@ -100,18 +88,18 @@ class Registration(NewAccount):
     @classmethod
     def _role(cls, raw: str) -> Role:
         if raw in ("", f"{_ROLE_PREFIX}UNSPECIFIED"):
-            raise _fail("ROLE_REQUIRED", "is required")
+            raise fail("ROLE_REQUIRED", "is required")
         if raw == f"{_ROLE_PREFIX}ADMIN":
             # Admins come only from the operator command, never from the network.
-            raise _fail("ROLE_NOT_ALLOWED", "must be USER_ROLE_BORROWER or USER_ROLE_LENDER")
+            raise fail("ROLE_NOT_ALLOWED", "must be USER_ROLE_BORROWER or USER_ROLE_LENDER")
         if raw not in (f"{_ROLE_PREFIX}BORROWER", f"{_ROLE_PREFIX}LENDER"):
-            raise _fail("ROLE_INVALID", "must be USER_ROLE_BORROWER or USER_ROLE_LENDER")
+            raise fail("ROLE_INVALID", "must be USER_ROLE_BORROWER or USER_ROLE_LENDER")
         return Role(raw.removeprefix(_ROLE_PREFIX))
 
     @field_validator("organization_name", mode="plain")
     @classmethod
     def _organization_name(cls, raw: str) -> str:
-        return _text(raw, field="ORGANIZATION_NAME", limit=ORGANIZATION_NAME_MAX_LENGTH)
+        return text(raw, reason_prefix="ORGANIZATION_NAME", limit=ORGANIZATION_NAME_MAX_LENGTH)
 
 
 # Every reason the validators above raise; any other pydantic error is a bug here.
@@ -119,34 +107,23 @@ _REASONS: Final = frozenset(
     {
         "EMAIL_REQUIRED",
         "EMAIL_INVALID",
+        "EMAIL_HAS_CONTROL_CHARACTERS",
+        "EMAIL_HAS_BIDI_CONTROLS",
         "PASSWORD_TOO_SHORT",
         "PASSWORD_TOO_LONG",
         "NAME_REQUIRED",
         "NAME_TOO_LONG",
+        "NAME_HAS_CONTROL_CHARACTERS",
+        "NAME_HAS_BIDI_CONTROLS",
         "ROLE_REQUIRED",
         "ROLE_NOT_ALLOWED",
         "ROLE_INVALID",
         "ORGANIZATION_NAME_REQUIRED",
         "ORGANIZATION_NAME_TOO_LONG",
+        "ORGANIZATION_NAME_HAS_CONTROL_CHARACTERS",
+        "ORGANIZATION_NAME_HAS_BIDI_CONTROLS",
     }
 )
-
-
-_Model = TypeVar("_Model", bound=BaseModel)
-
-
-def _violation(error: ErrorDetails) -> tuple[str, str, str]:
-    return str(error["loc"][0]), error["type"], error["msg"]
-
-
-def _validate(model: type[_Model], fields: dict[str, Any]) -> _Model:
-    try:
-        return model.model_validate(fields)
-    except pydantic.ValidationError as exc:
-        errors = exc.errors(include_url=False, include_input=False)
-        if any(error["type"] not in _REASONS for error in errors):
-            raise  # surfaces as INTERNAL: this module raised something it does not name
-        raise ValidationError([_violation(error) for error in errors]) from None
 
 
 def parse_registration(
@@ -154,9 +131,10 @@ def parse_registration(
 ) -> Registration:
     """Validate Register fields (role as its proto enum name); raise ValidationError."""
     fields = {"email": email, "password": password, "name": name, "role": role}
-    return _validate(Registration, {**fields, "organization_name": organization_name})
+    return validated(Registration, {**fields, "organization_name": organization_name}, _REASONS)
 
 
 def parse_new_account(*, email: str, password: str, name: str, role: Role) -> NewAccount:
     """Validate an operator-created account (any role); raise ValidationError."""
-    return _validate(NewAccount, {"email": email, "password": password, "name": name, "role": role})
+    fields = {"email": email, "password": password, "name": name, "role": role}
+    return validated(NewAccount, fields, _REASONS)

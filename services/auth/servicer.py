@@ -1,4 +1,4 @@
-"""AuthService over gRPC: proto in, one transaction, use case, proto out."""
+"""AuthService over gRPC: proto in, use case in the servicer's transaction, proto out."""
 
 from __future__ import annotations
 
@@ -19,7 +19,12 @@ __all__ = ["AuthServicer"]
 
 
 class AuthServicer(pb_grpc.AuthServiceServicer):
-    """Each method opens at most one transaction; Argon2 runs before it opens."""
+    """Each method opens one transaction, or none; Login opens two, so Argon2 runs in neither.
+
+    Login reads the account, verifies the password with no transaction open, then
+    opens the write that starts the session or records LOGIN_FAILED. The write reads
+    the user again, so a deactivation in between still refuses the login.
+    """
 
     def __init__(
         self,

@@ -16,7 +16,6 @@ import threading
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import jwt
 from cryptography.hazmat.primitives import serialization
@@ -27,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from services.auth.models import SigningKey
 from services.shared.db import Database
-from services.shared.identity import SERVICE_SUBJECT_PREFIX, CachedKeyRing, Role
+from services.shared.identity import SERVICE_SUBJECT_PREFIX, CachedKeyRing, Role, verification_keys
 
 __all__ = [
     "ALGORITHM",
@@ -137,10 +136,10 @@ class LocalKeyRing(CachedKeyRing):
         super().__init__(lambda: _public_keys(db), min_refresh_seconds=min_refresh_seconds)
 
 
-def _public_keys(db: Database) -> dict[str, Any]:
+def _public_keys(db: Database) -> dict[str, Ed25519PublicKey]:
     with db.read() as session:
         rows = session.execute(select(SigningKey.kid, SigningKey.public_key_pem)).all()
-    return {kid: serialization.load_pem_public_key(pem.encode()) for kid, pem in rows}
+    return verification_keys((kid, pem) for kid, pem in rows)
 
 
 class LocalServiceTokens:

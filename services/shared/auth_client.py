@@ -5,17 +5,24 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol, TypeVar
 
 import grpc
 from cachetools import TTLCache
-from cryptography.hazmat.primitives.serialization import load_pem_public_key
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from loansuite.auth.v1 import auth_service_pb2 as pb
 from loansuite.auth.v1 import auth_service_pb2_grpc as pb_grpc
 
+from services.shared._types import Metadata
 from services.shared.context import outgoing_metadata
-from services.shared.errors import AppError, Code, UnauthenticatedError, UnavailableError
-from services.shared.identity import CachedKeyRing, Caller, Role
+from services.shared.envelope import Envelope, error_from_message
+from services.shared.errors import (
+    FailedPreconditionError,
+    NotFoundError,
+    UnauthenticatedError,
+    UnavailableError,
+)
+from services.shared.identity import CachedKeyRing, Caller, Role, verification_keys
 
 __all__ = [
     "DirectoryUser",
@@ -39,19 +46,26 @@ def role_from_proto(role: pb.UserRole.ValueType) -> Role:
     return _ROLES[role]
 
 
-def _call(rpc: Any, request: Any, **kwargs: Any) -> Any:
-    """Call auth; a transport failure becomes UNAVAILABLE, an envelope error is raised."""
+Req = TypeVar("Req")
+Resp = TypeVar("Resp", bound=Envelope)
+
+
+def _call(
+    rpc: grpc.UnaryUnaryMultiCallable[Req, Resp], request: Req, *, metadata: Metadata
+) -> Resp:
+    """Call auth; a transport failure becomes UNAVAILABLE, an envelope error is raised.
+
+    The error keeps its class (NotFoundError for NOT_FOUND, ...), so callers catch it
+    as they would the same outcome decided in their own process.
+    """
     try:
-        response = rpc(request, timeout=CALL_TIMEOUT, **kwargs)
+        response = rpc(request, timeout=CALL_TIMEOUT, metadata=metadata)
     except grpc.RpcError as exc:
         raise UnavailableError(
             "the auth service is unavailable", reason="AUTH_UNAVAILABLE"
         ) from exc
     if response.HasField("error"):
-        error = response.error
-        failure = AppError(error.message, reason=error.reason)
-        failure.code = Code(error.code)
-        raise failure
+        raise error_from_message(response.error)
     return response
 
 
@@ -62,9 +76,9 @@ class RemoteKeyRing(CachedKeyRing):
         super().__init__(lambda: _public_keys(stub), min_refresh_seconds=min_refresh_seconds)
 
 
-def _public_keys(stub: pb_grpc.AuthServiceStub) -> dict[str, Any]:
+def _public_keys(stub: pb_grpc.AuthServiceStub) -> dict[str, Ed25519PublicKey]:
     response = _call(stub.ListPublicKeys, pb.ListPublicKeysRequest(), metadata=outgoing_metadata())
-    return {k.kid: load_pem_public_key(k.public_key_pem.encode()) for k in response.key_set.keys}
+    return verification_keys((k.kid, k.public_key_pem) for k in response.key_set.keys)
 
 
 class ServiceCredentials:
@@ -117,12 +131,10 @@ class RemoteUserDirectory:
                 pb.GetUserRequest(user_id=user_id),
                 metadata=outgoing_metadata(bearer=self._credentials.token()),
             )
-        except AppError as exc:
-            if exc.code in (Code.NOT_FOUND, Code.FAILED_PRECONDITION):
-                raise UnauthenticatedError(
-                    "the user no longer exists or is deactivated", reason="USER_INACTIVE"
-                ) from None
-            raise
+        except (NotFoundError, FailedPreconditionError):
+            raise UnauthenticatedError(
+                "the user no longer exists or is deactivated", reason="USER_INACTIVE"
+            ) from None
         user = response.user
         if not user.active:
             raise UnauthenticatedError("the user is deactivated", reason="USER_INACTIVE")
@@ -166,10 +178,8 @@ class RemoteUserFinder:
                 pb.FindUserByEmailRequest(email=email),
                 metadata=outgoing_metadata(bearer=self._credentials.token()),
             )
-        except AppError as exc:
-            if exc.code == Code.NOT_FOUND:
-                return None  # an outcome the caller decides on, not a failure of this call
-            raise
+        except NotFoundError:
+            return None  # an outcome the caller decides on, not a failure of this call
         user = response.user
         if not user.active or user.role not in _ROLES:
             return None

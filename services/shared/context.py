@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import contextvars
-import re
 import uuid
 from collections.abc import Sequence
+
+from services.shared.validation import REQUEST_ID
 
 __all__ = ["REQUEST_ID_HEADER", "current_request_id", "outgoing_metadata", "request_id_from"]
 
 REQUEST_ID_HEADER = "x-request-id"
-# Accept what a sane client or proxy sends; anything else is replaced, never echoed.
-_ACCEPTABLE = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
 _request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
 
@@ -19,7 +18,8 @@ _request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", 
 def request_id_from(metadata: Sequence[tuple[str, str | bytes]] | None) -> str:
     """The caller's x-request-id when it is acceptable, else a new one."""
     for key, value in metadata or ():
-        if key == REQUEST_ID_HEADER and isinstance(value, str) and _ACCEPTABLE.match(value):
+        # Accept what a sane client or proxy sends; anything else is replaced, never echoed.
+        if key == REQUEST_ID_HEADER and isinstance(value, str) and REQUEST_ID.fullmatch(value):
             return value
     return uuid.uuid4().hex
 

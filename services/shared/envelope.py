@@ -10,6 +10,10 @@ Server-streaming and bidirectional methods are generators decorated with
 ``@streaming(ResponseType)``: the same discipline, applied to each step of the
 generator. An error becomes one last response whose ``error`` is set, then the
 stream ends; a client going away counts as CANCELLED, not as a failure.
+
+Codes cross between ``errors.Code`` and the wire's ``ErrorCode`` by name, through
+one table built at import; ``error_from_message`` turns another service's Error
+back into the exception class its callers catch.
 """
 
 from __future__ import annotations
@@ -17,22 +21,38 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Callable, Iterator
-from typing import Any, Protocol, TypeVar
+from collections.abc import Callable, Iterator, Mapping
+from types import MappingProxyType
+from typing import Any, NoReturn, Protocol, TypeVar
 
 import grpc
+from google.protobuf import any_pb2
+from google.rpc import status_pb2
+from grpc_status import rpc_status
 from loansuite.common.v1 import error_pb2
 
 from services.shared import context
-from services.shared.errors import AppError, Code
+from services.shared.errors import AppError, Code, FieldViolation, error_for
 from services.shared.metrics import calls
 
-__all__ = ["error_message", "internal_error", "streaming", "unary"]
+__all__ = [
+    "Envelope",
+    "abort_with_error",
+    "code_from_proto",
+    "code_to_proto",
+    "error_from_message",
+    "error_message",
+    "internal_error",
+    "streaming",
+    "unary",
+]
 
 log = logging.getLogger("loansuite.rpc")
 
 
-class _Envelope(Protocol):
+class Envelope(Protocol):
+    """A response with ``oneof result { <payload>; Error error; }``."""
+
     def HasField(self, field_name: Any, /) -> bool: ...
 
     @property
@@ -40,17 +60,39 @@ class _Envelope(Protocol):
 
 
 Req = TypeVar("Req")
-Resp = TypeVar("Resp", bound=_Envelope)
+Resp = TypeVar("Resp", bound=Envelope)
 Self_ = TypeVar("Self_")
 Handler = Callable[[Self_, Req, grpc.ServicerContext], Resp]
 # Req is one message (server streaming) or an iterator of them (bidirectional).
 StreamHandler = Callable[[Self_, Req, grpc.ServicerContext], Iterator[Resp]]
 
+_WIRE_PREFIX = "ERROR_CODE_"
+# By name, so a renumbering on either side cannot pair two different codes; a Code
+# without a wire name fails here, at import, not on the first error of that kind.
+_TO_WIRE: Mapping[Code, error_pb2.ErrorCode.ValueType] = MappingProxyType(
+    {code: error_pb2.ErrorCode.Value(_WIRE_PREFIX + code.name) for code in Code}
+)
+_FROM_WIRE: Mapping[error_pb2.ErrorCode.ValueType, Code] = MappingProxyType(
+    {wire: code for code, wire in _TO_WIRE.items()}
+)
+
+
+def code_to_proto(code: Code) -> error_pb2.ErrorCode.ValueType:
+    """The wire ErrorCode of a Code."""
+    return _TO_WIRE[code]
+
+
+def code_from_proto(code: error_pb2.ErrorCode.ValueType) -> Code:
+    """The Code of a wire ErrorCode; UNSPECIFIED or one newer than this build is INTERNAL."""
+    # Neither names an outcome this build could act on; raising instead would turn the
+    # sender's answer into an unexpected failure here.
+    return _FROM_WIRE.get(code, Code.INTERNAL)
+
 
 def error_message(exc: AppError, request_id: str) -> error_pb2.Error:
     """The envelope Error for an expected outcome."""
     return error_pb2.Error(
-        code=error_pb2.ErrorCode.ValueType(exc.code.value),
+        code=code_to_proto(exc.code),
         reason=exc.reason,
         message=exc.message,
         field_violations=[
@@ -59,6 +101,39 @@ def error_message(exc: AppError, request_id: str) -> error_pb2.Error:
         ],
         request_id=request_id,
     )
+
+
+def error_from_message(error: error_pb2.Error) -> AppError:
+    """Another service's Error as the exception its callers catch: error_message's inverse."""
+    return error_for(
+        code_from_proto(error.code),
+        error.message,
+        reason=error.reason,
+        field_violations=[FieldViolation(v.field, v.description) for v in error.field_violations],
+    )
+
+
+def abort_with_error(ctx: grpc.ServicerContext, exc: AppError, request_id: str) -> NoReturn:
+    """End the call with the gRPC status of exc's code, its Error as a google.rpc.Status detail."""
+    detail = any_pb2.Any()
+    detail.Pack(error_message(exc, request_id))
+    status = status_pb2.Status(
+        code=grpc.StatusCode[exc.code.name].value[0], message=exc.message, details=[detail]
+    )
+    rich = rpc_status.to_status(status)
+    trailing = (*rich.trailing_metadata, (context.REQUEST_ID_HEADER, request_id))
+    ctx.abort_with_status(_Status(rich.code, rich.details, trailing))
+
+
+class _Status(grpc.Status):
+    """A grpc.Status to abort with: code, details and trailing metadata."""
+
+    def __init__(
+        self, code: grpc.StatusCode, details: str, trailing: tuple[tuple[str, str | bytes], ...]
+    ) -> None:
+        self.code = code
+        self.details = details
+        self.trailing_metadata = trailing
 
 
 def internal_error(request_id: str) -> error_pb2.Error:
@@ -84,11 +159,14 @@ def unary(
             started = time.perf_counter()
             try:
                 response = _call(method, self, request, ctx, response_type, request_id)
-                ctx.set_trailing_metadata(((context.REQUEST_ID_HEADER, request_id),))
-                _record(_rpc_name(self, method), response, started)
-                return response
+            except AppError as exc:  # as_status: answered with a real gRPC status
+                _log_call(_rpc_name(self, method), exc.code.name, started)
+                abort_with_error(ctx, exc, request_id)
             finally:
                 context.reset_request_id(token)
+            ctx.set_trailing_metadata(((context.REQUEST_ID_HEADER, request_id),))
+            _record(_rpc_name(self, method), response, started)
+            return response
 
         return handler
 
@@ -106,6 +184,8 @@ def _call(
     try:
         return method(self, request, ctx)
     except AppError as exc:
+        if exc.as_status:
+            raise
         return response_type(error=error_message(exc, request_id))
     except Exception:
         log.exception("unexpected failure")
@@ -117,9 +197,9 @@ def _rpc_name(servicer: object, method: Callable[..., object]) -> str:
     return f"{type(servicer).__name__}.{method.__name__}"
 
 
-def _record(name: str, response: _Envelope, started: float) -> None:
+def _record(name: str, response: Envelope, started: float) -> None:
     """Classify the call by its envelope code, so an error never counts as a success."""
-    outcome = Code(response.error.code).name if response.HasField("error") else "OK"
+    outcome = code_from_proto(response.error.code).name if response.HasField("error") else "OK"
     _log_call(name, outcome, started)
 
 

@@ -13,14 +13,21 @@
 
 Use cases raise these; the edge (envelope.py) turns them into an Error message
 by looking up ``code``. Anything else is an unexpected failure: INTERNAL.
+``ERROR_CLASSES`` is the way back, for an Error that another service answered:
+``error_for`` rebuilds it as the class a caller catches.
 """
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
+
+from services.shared._types import Violation
 
 __all__ = [
+    "ERROR_CLASSES",
     "AbortedError",
     "AlreadyExistsError",
     "AppError",
@@ -34,11 +41,17 @@ __all__ = [
     "UnauthenticatedError",
     "UnavailableError",
     "ValidationError",
+    "Violation",
+    "error_for",
 ]
 
 
 class Code(enum.IntEnum):
-    """Mirrors loansuite.common.v1.ErrorCode, without importing generated code."""
+    """Mirrors loansuite.common.v1.ErrorCode (names without ERROR_CODE_), without generated code.
+
+    Use cases import this module, so it stays free of generated code; tests tie the
+    two enums together name by name and value by value.
+    """
 
     INVALID_ARGUMENT = 1
     UNAUTHENTICATED = 2
@@ -61,11 +74,18 @@ class FieldViolation:
 
 
 class AppError(Exception):
-    """An outcome the application decided; travels in the envelope with status OK."""
+    """An outcome the application decided; travels in the envelope with status OK.
+
+    A class with ``as_status`` set describes the call's transport or capacity
+    instead (a commit that could not be made durable): proxies and retry
+    policies must see it, so it answers with that gRPC status, the Error in its
+    details.
+    """
 
     code: Code = Code.INTERNAL
     reason: str = "INTERNAL"
     message: str = "internal error"
+    as_status: bool = False
 
     def __init__(
         self,
@@ -89,15 +109,16 @@ class InvalidArgumentError(AppError):
 class ValidationError(InvalidArgumentError):
     """Request fields failed validation; the first violation gives the reason."""
 
-    def __init__(self, violations: list[tuple[str, str, str]]) -> None:
-        # violations: (field, reason, description)
-        first_field, first_reason, _ = violations[0]
+    def __init__(self, violations: Sequence[tuple[str, str, str]]) -> None:
+        # Plain (field, reason, description) tuples are accepted: a Violation is one.
+        self.violations = tuple(Violation(*violation) for violation in violations)
+        first = self.violations[0]
         super().__init__(
-            f"invalid {first_field}" if len(violations) == 1 else "invalid request fields",
-            reason=first_reason,
-            field_violations=tuple(FieldViolation(f, d) for f, _, d in violations),
+            f"invalid {first.field}" if len(self.violations) == 1 else "invalid request fields",
+            reason=first.reason,
+            field_violations=tuple(FieldViolation(v.field, v.description) for v in self.violations),
         )
-        self.reasons = {field: reason for field, reason, _ in violations}
+        self.reasons = {v.field: v.reason for v in self.violations}
 
 
 class UnauthenticatedError(AppError):
@@ -146,3 +167,31 @@ class UnavailableError(AppError):
     code = Code.UNAVAILABLE
     reason = "UNAVAILABLE"
     message = "a dependency is unavailable; retry later"
+
+
+# The one table from code to class; each class's own ``code`` must agree (tested).
+ERROR_CLASSES: Mapping[Code, type[AppError]] = MappingProxyType(
+    {
+        Code.INVALID_ARGUMENT: InvalidArgumentError,
+        Code.UNAUTHENTICATED: UnauthenticatedError,
+        Code.PERMISSION_DENIED: PermissionDeniedError,
+        Code.NOT_FOUND: NotFoundError,
+        Code.ALREADY_EXISTS: AlreadyExistsError,
+        Code.FAILED_PRECONDITION: FailedPreconditionError,
+        Code.ABORTED: AbortedError,
+        Code.RESOURCE_EXHAUSTED: ResourceExhaustedError,
+        Code.UNAVAILABLE: UnavailableError,
+        Code.INTERNAL: AppError,
+    }
+)
+
+
+def error_for(
+    code: Code,
+    message: str,
+    *,
+    reason: str,
+    field_violations: Sequence[FieldViolation] = (),
+) -> AppError:
+    """The outcome for a code as the class callers catch, e.g. NotFoundError for NOT_FOUND."""
+    return ERROR_CLASSES[code](message, reason=reason, field_violations=tuple(field_violations))

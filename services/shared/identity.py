@@ -12,12 +12,14 @@ from __future__ import annotations
 import enum
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 import jwt
 from cachetools import TTLCache
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from services.shared.errors import UnauthenticatedError
 
@@ -33,6 +35,7 @@ __all__ = [
     "TokenVerifier",
     "UserDirectory",
     "bearer_token",
+    "verification_keys",
 ]
 
 SERVICE_SUBJECT_PREFIX = "service:"
@@ -67,10 +70,17 @@ class Claims:
     expires_at: float
 
 
+def verification_keys(pems: Iterable[tuple[str, str]]) -> dict[str, Ed25519PublicKey]:
+    """Public keys by kid from PEM text; a key of any other type than Ed25519 is left out."""
+    keys = {kid: load_pem_public_key(pem.encode()) for kid, pem in pems}
+    # Tokens are EdDSA only: a key of another kind could never verify one, so none is kept.
+    return {kid: key for kid, key in keys.items() if isinstance(key, Ed25519PublicKey)}
+
+
 class KeyRing(Protocol):
     """Public keys by kid; ``refresh`` asks the source again (rate-limited by the ring)."""
 
-    def get(self, kid: str) -> Any | None: ...
+    def get(self, kid: str) -> Ed25519PublicKey | None: ...
 
     def refresh(self) -> None: ...
 
@@ -83,15 +93,15 @@ class CachedKeyRing:
     """
 
     def __init__(
-        self, fetch: Callable[[], dict[str, Any]], *, min_refresh_seconds: float = 5.0
+        self, fetch: Callable[[], dict[str, Ed25519PublicKey]], *, min_refresh_seconds: float = 5.0
     ) -> None:
         self._fetch = fetch
-        self._keys: dict[str, Any] = {}
+        self._keys: dict[str, Ed25519PublicKey] = {}
         self._fetched_at = float("-inf")
         self._min_refresh = min_refresh_seconds
         self._lock = threading.Lock()
 
-    def get(self, kid: str) -> Any | None:
+    def get(self, kid: str) -> Ed25519PublicKey | None:
         if not self._keys:
             self.refresh()
         return self._keys.get(kid)
@@ -197,7 +207,7 @@ class TokenVerifier:
         except (jwt.InvalidTokenError, ValueError, KeyError) as exc:
             raise _unauthenticated(exc) from None
 
-    def _key(self, kid: str) -> Any | None:
+    def _key(self, kid: str) -> Ed25519PublicKey | None:
         key = self._keys.get(kid)
         if key is None:  # perhaps rotated since we last asked
             self._keys.refresh()

@@ -16,20 +16,22 @@ import fcntl
 import json
 import os
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from sqlalchemy import Index, Integer, String, Text, insert
+from sqlalchemy import FromClause, Index, Integer, String, TableClause, Text, insert
 from sqlalchemy.orm import Mapped, Session, declared_attr, mapped_column
 
+from services.shared._types import Change
 from services.shared.columns import UTCDateTime
 from services.shared.context import current_request_id
 from services.shared.db import Database
 from services.shared.identity import Caller
 
-__all__ = ["AuditRecord", "OutboxMixin", "RelayLock", "record_event"]
+__all__ = ["AuditRecord", "Change", "OutboxMixin", "RelayLock", "record_event"]
 
 
 @dataclass(frozen=True)
@@ -47,8 +49,7 @@ class AuditRecord:
     request_id: str
     occur_time: str  # ISO 8601, UTC
     source: str
-    # (field, old JSON value, new JSON value)
-    changes: list[tuple[str, str, str]] = field(default_factory=list)
+    changes: list[Change] = field(default_factory=list)
 
     def to_json(self) -> str:
         # vars(), not dataclasses.asdict(): asdict deep-copies every value, which showed
@@ -58,7 +59,7 @@ class AuditRecord:
     @classmethod
     def from_json(cls, text: str) -> AuditRecord:
         data: dict[str, Any] = json.loads(text)
-        data["changes"] = [tuple(c) for c in data["changes"]]
+        data["changes"] = [Change(*c) for c in data["changes"]]
         return cls(**data)
 
 
@@ -71,14 +72,19 @@ class OutboxMixin:
     create_time: Mapped[datetime] = mapped_column(UTCDateTime)
     delivered_time: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
 
+    if TYPE_CHECKING:
+        # What declarative gives the mapped subclass, typed as DeclarativeBase types it.
+        __tablename__: str
+        __table__: ClassVar[FromClause]
+
     @declared_attr.directive
     def __table_args__(cls) -> tuple[Any, ...]:
-        return (Index(f"ix_{cls.__tablename__}_pending", "delivered_time", "id"),)  # type: ignore[attr-defined]
+        return (Index(f"ix_{cls.__tablename__}_pending", "delivered_time", "id"),)
 
 
 def record_event(
     session: Session,
-    model: Any,  # the service's mapped OutboxMixin class
+    model: type[OutboxMixin],  # the service's mapped class
     *,
     source: str,
     action: str,
@@ -86,7 +92,7 @@ def record_event(
     resource_id: str,
     actor: Caller | None,
     organization_ids: list[str],
-    changes: list[tuple[str, str, str]] | None = None,
+    changes: Iterable[tuple[str, str, str]] | None = None,
     now: datetime | None = None,
 ) -> AuditRecord:
     """Add an audit event to the outbox in the session's transaction."""
@@ -103,14 +109,21 @@ def record_event(
         request_id=current_request_id(),
         occur_time=now.isoformat(),
         source=source,
-        changes=changes or [],
+        changes=[Change(*change) for change in changes or ()],
     )
     session.execute(
-        insert(model.__table__),
+        insert(_table(model)),
         {"event_id": record.event_id, "payload": record.to_json(), "create_time": now},
     )
     session.info["outbox_written"] = True
     return record
+
+
+def _table(model: type[OutboxMixin]) -> TableClause:
+    table = model.__table__  # Core insert: this runs on every audited write
+    if not isinstance(table, TableClause):  # narrows for insert(): declarative maps to a Table
+        raise TypeError(f"{model.__name__} is not mapped to a table")
+    return table
 
 
 class RelayLock:

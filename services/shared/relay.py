@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Protocol
+from typing import ClassVar, Protocol
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
@@ -127,7 +127,7 @@ class OutboxRelay:
     def __init__(
         self,
         db: Database,
-        model: Any,
+        model: type[OutboxMixin],  # the service's mapped class
         sink: EventSink,
         *,
         source: str,
@@ -139,7 +139,7 @@ class OutboxRelay:
         report_seconds: float = 5.0,
     ) -> None:
         self._db = db
-        self._model: type[OutboxMixin] = model
+        self._model = model
         self._sink = sink
         self._batch_size = batch_size
         self._poll = poll_seconds

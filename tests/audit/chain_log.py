@@ -11,7 +11,6 @@ import dataclasses
 import json
 import shutil
 import subprocess
-import sys
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,9 +25,7 @@ from sqlalchemy.orm import Session
 from services.audit import queries
 from services.audit.chain import GENESIS, ChainedEvent, Head, canonical_encoding, link_hash
 from services.audit.models import AuditEvent, AuditEventOrganization
-from tests.support import PG_ADMIN_DSN
-
-LOANSUITE = str(Path(sys.executable).parent / "loansuite")
+from tests.support import LOANSUITE, PG_ADMIN_DSN
 
 Log = dict[int, ChainedEvent]
 Corruption = Callable[[Connection, Log], None]
@@ -129,10 +126,10 @@ def store(connection: Connection, event: ChainedEvent) -> None:
     row = {f.name: getattr(event, f.name) for f in dataclasses.fields(event)}
     row.pop("organization_ids")
     row["changes"] = json.dumps([list(c) for c in event.changes], separators=(",", ":"))
-    connection.execute(insert(AuditEvent.__table__), row)
+    connection.execute(insert(AuditEvent), row)
     links = [{"sequence": event.sequence, "organization_id": o} for o in event.organization_ids]
     if links:
-        connection.execute(insert(AuditEventOrganization.__table__), links)
+        connection.execute(insert(AuditEventOrganization), links)
 
 
 def update(connection: Connection, event: ChainedEvent) -> None:

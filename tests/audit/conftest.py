@@ -12,8 +12,9 @@ from loansuite.auth.v1 import auth_service_pb2_grpc as auth_grpc
 
 from services.audit.wiring import start as start_audit
 from services.auth.wiring import start as start_auth
-from services.shared.settings import Settings
-from tests.audit.support import NOWHERE, SECRET, Stack
+from tests.audit.support import ServerModel, Stack, audit_settings
+from tests.auth.support import auth_settings
+from tests.support import SERVICE_SECRET
 
 
 @pytest.fixture
@@ -22,40 +23,29 @@ def audit_url(new_database_url: Callable[[str], str]) -> str:
 
 
 @pytest.fixture
-def server_model() -> str:
+def server_model() -> ServerModel:
     """The audit server's grpcio model; a test parametrizes it to try the other."""
     return "thread"
 
 
 @pytest.fixture
 def stack(
-    new_database_url: Callable[[str], str], audit_url: str, server_model: str, tmp_path: Path
+    new_database_url: Callable[[str], str],
+    audit_url: str,
+    server_model: ServerModel,
+    tmp_path: Path,
 ) -> Iterator[Stack]:
-    auth_settings = Settings(
-        data_dir=tmp_path,
-        auth_database_url=new_database_url("auth"),
-        # Auth relays its own events (registrations, logins) to audit; nothing
-        # listens here, so they stay out of the logs these tests inspect.
-        audit_target=NOWHERE,
-        service_secret=SECRET,
-        host="127.0.0.1",
-    )
-    auth_server = start_auth(auth_settings, port=0)
-    audit_settings = Settings(
-        data_dir=tmp_path,
-        auth_database_url=auth_settings.auth_database_url,
-        audit_database_url=audit_url,
-        auth_target=f"127.0.0.1:{auth_server.port}",
-        service_secret=SECRET,
-        host="127.0.0.1",
-        server_model=server_model,
-    )
-    audit_server = start_audit(audit_settings, port=0)
+    # Auth relays its own events (registrations, logins) to an address where
+    # nothing listens, so they stay out of the logs these tests inspect.
+    auth = auth_settings(tmp_path, new_database_url("auth"), SERVICE_SECRET)
+    auth_server = start_auth(auth, port=0)
+    audit = audit_settings(tmp_path, audit_url, auth_server.port, server_model)
+    audit_server = start_audit(audit, port=0)
     auth_channel = grpc.insecure_channel(f"127.0.0.1:{auth_server.port}")
     audit_channel = grpc.insecure_channel(f"127.0.0.1:{audit_server.port}")
     yield Stack(
-        auth_settings,
-        audit_settings,
+        auth,
+        audit,
         auth_grpc.AuthServiceStub(auth_channel),
         audit_grpc.AuditServiceStub(audit_channel),
     )

@@ -1,10 +1,12 @@
-"""Audit test support: the two servers as one stack, its users, and events to send."""
+"""Audit test support: the two servers as one stack, their settings, and events to send."""
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal, TypedDict, Unpack
 
 from google.protobuf.timestamp_pb2 import Timestamp
 from loansuite.audit.v1 import audit_service_pb2 as audit_pb
@@ -13,24 +15,37 @@ from loansuite.auth.v1 import auth_service_pb2 as auth_pb
 from loansuite.auth.v1 import auth_service_pb2_grpc as auth_grpc
 
 from services.auth.wiring import create_admin
+from services.shared._types import Metadata
 from services.shared.settings import Settings
+from tests.support import PASSWORD, SERVICE_SECRET, Account, bearer, log_in, sign_up
 
-SECRET = "test-secret"
-PASSWORD = "correct horse battery staple"
-NOWHERE = "127.0.0.1:1"
-
-Metadata = tuple[tuple[str, str], ...]
+ServerModel = Literal["thread", "aio"]
 
 
-@dataclass
-class User:
-    id: str
+class Filters(TypedDict, total=False):
+    """The fields of an AuditEventFilter, for keyword arguments."""
+
+    resource_type: str
+    resource_id: str
+    actor_user_id: str
+    action: str
+    occur_time_from: Timestamp
+    occur_time_to: Timestamp
     organization_id: str
-    token: str
 
-    @property
-    def metadata(self) -> Metadata:
-        return bearer(self.token)
+
+def audit_settings(
+    data_dir: Path, database_url: str, auth_port: int, server_model: ServerModel = "thread"
+) -> Settings:
+    """Audit on database_url, verifying tokens with the auth server on auth_port."""
+    return Settings(
+        data_dir=data_dir,
+        audit_database_url=database_url,
+        auth_target=f"127.0.0.1:{auth_port}",
+        service_secret=SERVICE_SECRET,
+        host="127.0.0.1",
+        server_model=server_model,
+    )
 
 
 @dataclass
@@ -41,40 +56,17 @@ class Stack:
     audit_settings: Settings
     auth: auth_grpc.AuthServiceStub
     audit: audit_grpc.AuditServiceStub
-    _users: int = field(default=0)
 
     def service_metadata(self, service_name: str = "loans") -> Metadata:
-        response = self.auth.IssueServiceToken(
-            auth_pb.IssueServiceTokenRequest(service_name=service_name, service_secret=SECRET)
-        )
-        assert response.HasField("token"), response.error
-        return bearer(response.token.access_token)
+        return service_metadata(self.auth, service_name)
 
-    def user(self, role: auth_pb.UserRole.ValueType = auth_pb.USER_ROLE_BORROWER) -> User:
-        self._users += 1
-        email = f"user{self._users}@example.com"
-        registered = self.auth.Register(
-            auth_pb.RegisterRequest(
-                email=email,
-                password=PASSWORD,
-                name=f"User {self._users}",
-                role=role,
-                organization_name=f"Organization {self._users}",
-            )
-        )
-        assert registered.HasField("user"), registered.error
-        return self._login(email)
+    def user(self, role: auth_pb.UserRole.ValueType = auth_pb.USER_ROLE_BORROWER) -> Account:
+        return sign_up(self.auth, role)
 
-    def admin(self) -> User:
-        email = "admin@example.com"
+    def admin(self) -> Account:
+        email = f"admin-{uuid.uuid4().hex[:8]}@example.com"
         create_admin(self.auth_settings, email=email, password=PASSWORD, name="Admin")
-        return self._login(email)
-
-    def _login(self, email: str) -> User:
-        response = self.auth.Login(auth_pb.LoginRequest(email=email, password=PASSWORD))
-        assert response.HasField("session"), response.error
-        session = response.session
-        return User(session.user.id, session.user.organization.id, session.access_token)
+        return log_in(self.auth, email)
 
     def ingest(
         self, *batches: list[audit_pb.AuditEvent], metadata: Metadata | None = None
@@ -86,7 +78,7 @@ class Stack:
         return list(call)
 
     def list_events(
-        self, user: User, page_size: int = 0, page_token: str = "", **filters: object
+        self, user: Account, page_size: int = 0, page_token: str = "", **filters: Unpack[Filters]
     ) -> audit_pb.ListAuditEventsResponse:
         return self.audit.ListAuditEvents(
             audit_pb.ListAuditEventsRequest(
@@ -97,7 +89,7 @@ class Stack:
             metadata=user.metadata,
         )
 
-    def all_events(self, user: User, **filters: object) -> list[audit_pb.AuditEvent]:
+    def all_events(self, user: Account, **filters: Unpack[Filters]) -> list[audit_pb.AuditEvent]:
         """Every page of a listing; fails on an error envelope."""
         events: list[audit_pb.AuditEvent] = []
         token = ""
@@ -110,8 +102,20 @@ class Stack:
                 return events
 
 
-def bearer(token: str) -> Metadata:
-    return (("authorization", f"Bearer {token}"),)
+def service_metadata(auth: auth_grpc.AuthServiceStub, service_name: str = "loans") -> Metadata:
+    """A service identity's bearer token, issued by auth for the shared secret."""
+    response = auth.IssueServiceToken(
+        auth_pb.IssueServiceTokenRequest(service_name=service_name, service_secret=SERVICE_SECRET)
+    )
+    assert response.HasField("token"), response.error
+    return bearer(response.token.access_token)
+
+
+def acked_ids(responses: list[audit_pb.IngestEventsResponse]) -> list[list[str]]:
+    """The event ids each response acknowledged; fails on an error envelope."""
+    for response in responses:
+        assert response.HasField("ack"), response.error
+    return [list(response.ack.event_ids) for response in responses]
 
 
 def timestamp(value: datetime) -> Timestamp:

@@ -11,13 +11,12 @@ import dataclasses
 import json
 import subprocess
 from collections.abc import Iterator
-from pathlib import Path
+from typing import Literal
 
 import grpc
 import pytest
 from loansuite.audit.v1 import audit_service_pb2 as audit_pb
 from loansuite.audit.v1 import audit_service_pb2_grpc as audit_grpc
-from loansuite.auth.v1 import auth_service_pb2 as auth_pb
 from loansuite.auth.v1 import auth_service_pb2_grpc as auth_grpc
 from loansuite.common.v1 import error_pb2
 
@@ -25,12 +24,13 @@ from services.audit.chain import Head
 from services.audit.heads import HEADS_FILE_NAME, read_last_head
 from services.audit.wiring import start as start_audit
 from services.auth.wiring import start as start_auth
+from services.shared._types import Metadata
 from services.shared.server import Server
-from services.shared.settings import Settings
 from tests.audit.chain_log import BuiltLog, Log, read_log, tamper, verify_command
 from tests.audit.corruptions import BATCH, FORGED_LAST_GOOD, SCENARIOS, SIZE, K
-from tests.audit.support import NOWHERE, SECRET, Metadata, bearer, make_event
-from tests.support import BACKENDS, Databases
+from tests.audit.support import audit_settings, make_event, service_metadata
+from tests.auth.support import auth_settings
+from tests.support import BACKENDS, SERVICE_SECRET, Databases
 
 
 @dataclasses.dataclass
@@ -43,16 +43,6 @@ class Built:
     @property
     def hashes(self) -> dict[int, str]:
         return {sequence: event.hash for sequence, event in self.events.items()}
-
-
-def _settings(directory: Path, audit_url: str, auth_port: int) -> Settings:
-    return Settings(
-        data_dir=directory,
-        audit_database_url=audit_url,
-        auth_target=f"127.0.0.1:{auth_port}",
-        service_secret=SECRET,
-        host="127.0.0.1",
-    )
 
 
 def _ingest(port: int, metadata: Metadata) -> list[audit_pb.IngestEventsResponse]:
@@ -70,25 +60,6 @@ def _ingest(port: int, metadata: Metadata) -> list[audit_pb.IngestEventsResponse
         return list(stub.IngestEvents(iter(batches), metadata=metadata, timeout=120))
 
 
-def _start_auth(directory: Path, databases: Databases) -> Server:
-    settings = Settings(
-        data_dir=directory,
-        auth_database_url=databases.new("auth"),
-        audit_target=NOWHERE,
-        service_secret=SECRET,
-        host="127.0.0.1",
-    )
-    return start_auth(settings, port=0)
-
-
-def _service_metadata(auth_port: int) -> Metadata:
-    with grpc.insecure_channel(f"127.0.0.1:{auth_port}") as channel:
-        token = auth_grpc.AuthServiceStub(channel).IssueServiceToken(
-            auth_pb.IssueServiceTokenRequest(service_name="loans", service_secret=SECRET)
-        )
-    return bearer(token.token.access_token)
-
-
 @pytest.fixture(scope="module", params=BACKENDS)
 def built(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
@@ -97,12 +68,13 @@ def built(
     backend = str(request.param)
     directory = tmp_path_factory.mktemp(f"chain-{backend}")
     databases = Databases(backend, directory)
-    auth = _start_auth(directory, databases)
+    auth = start_auth(auth_settings(directory, databases.new("auth"), SERVICE_SECRET), port=0)
     url = databases.new("audit")
     log: BuiltLog | None = None
     try:
-        metadata = _service_metadata(auth.port)
-        audit = start_audit(_settings(directory, url, auth.port), port=0)
+        with grpc.insecure_channel(f"127.0.0.1:{auth.port}") as channel:
+            metadata = service_metadata(auth_grpc.AuthServiceStub(channel))
+        audit = start_audit(audit_settings(directory, url, auth.port), port=0)
         try:
             acks = _ingest(audit.port, metadata)
         finally:
@@ -139,9 +111,8 @@ def corrupted(built: Built) -> Iterator[dict[str, tuple[str, subprocess.Popen[st
 
 
 def _serve(built: Built, url: str) -> Server:
-    return start_audit(
-        _settings(built.log.directory, url, built.auth_port), port=0, heads_path=built.log.heads
-    )
+    settings = audit_settings(built.log.directory, url, built.auth_port)
+    return start_audit(settings, port=0, heads_path=built.log.heads)
 
 
 def _verify_chain(
@@ -161,7 +132,7 @@ def _verify_chain(
 def _as_dict(verification: audit_pb.ChainVerification) -> dict[str, object]:
     """The RPC's answer in the command's JSON shape."""
 
-    def head(field: str) -> dict[str, object] | None:
+    def head(field: Literal["head", "expected_head"]) -> dict[str, object] | None:
         if not verification.HasField(field):
             return None
         value = getattr(verification, field)

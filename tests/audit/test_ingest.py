@@ -14,23 +14,16 @@ from loansuite.audit.v1 import audit_service_pb2 as audit_pb
 from loansuite.common.v1 import error_pb2
 from sqlalchemy import text
 
-from services.audit import use_cases
 from services.audit.chain import Head
 from services.audit.conversions import records_from_proto
-from services.audit.schemas import parse_events
 from services.shared.audit_client import AuditSink
 from services.shared.auth_client import ServiceCredentials
 from services.shared.db import Database
-from services.shared.outbox import AuditRecord
-from tests.audit.support import SECRET, Stack, make_event
+from services.shared.outbox import AuditRecord, Change
+from tests.audit.support import Stack, acked_ids, make_event
+from tests.support import SERVICE_SECRET
 
 INGEST = "AuditServicer.IngestEvents"
-
-
-def acked_ids(responses: list[audit_pb.IngestEventsResponse]) -> list[list[str]]:
-    for response in responses:
-        assert response.HasField("ack"), response.error
-    return [list(response.ack.event_ids) for response in responses]
 
 
 def test_batches_are_acked_then_listed_with_sequence_and_fields(stack: Stack) -> None:
@@ -73,113 +66,6 @@ def test_duplicates_are_acked_but_stored_once(stack: Stack) -> None:
     assert listed == [one.event_id, two.event_id, three.event_id]
 
 
-def test_concurrent_streams_store_each_event_once(stack: Stack) -> None:
-    reader = stack.user()
-    batches = [[make_event(reader.organization_id) for _ in range(40)] for _ in range(3)]
-    expected = [[e.event_id for e in batch] for batch in batches]
-    metadata = stack.service_metadata()
-    start = threading.Barrier(4)
-    results: list[list[list[str]]] = []
-
-    def send() -> None:
-        start.wait()
-        results.append(acked_ids(stack.ingest(*batches, metadata=metadata)))
-
-    threads = [threading.Thread(target=send) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
-
-    assert results == [expected] * 4
-    listed = [e.event_id for e in stack.all_events(reader)]
-    assert sorted(listed) == sorted(i for batch in expected for i in batch)
-
-
-def _wait_for_ingest_lock_waiter(db: Database) -> None:
-    """Block until another PostgreSQL session waits for the ingest lock our transaction holds."""
-    deadline = time.monotonic() + 10
-    # pg_locks shows a bigint advisory key as its high and low 32 bits.
-    key = use_cases.INGEST_LOCK_KEY & 0xFFFF_FFFF_FFFF_FFFF
-    query = text(
-        "SELECT count(*) FROM pg_locks"
-        " WHERE locktype = 'advisory' AND NOT granted AND objsubid = 1"
-        " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-        " AND classid::bigint = :high AND objid::bigint = :low"
-    )
-    while time.monotonic() < deadline:
-        with db.engine.connect() as connection:
-            if connection.scalar(query, {"high": key >> 32, "low": key & 0xFFFF_FFFF}):
-                return
-        time.sleep(0.02)
-    raise AssertionError("the ingest never waited for the ingest lock")
-
-
-def test_a_batch_racing_an_uncommitted_duplicate_waits_for_it_and_stores_once(
-    stack: Stack, audit_url: str, backend: str, caplog: pytest.LogCaptureFixture
-) -> None:
-    caplog.set_level(logging.INFO, logger="loansuite")
-    reader = stack.user()
-    raced, fresh = make_event(reader.organization_id), make_event(reader.organization_id)
-    metadata = stack.service_metadata()
-    outcome: list[list[list[str]]] = []
-    sender = threading.Thread(
-        target=lambda: outcome.append(acked_ids(stack.ingest([raced, fresh], metadata=metadata)))
-    )
-    other_replica = Database(audit_url)
-    try:
-        with other_replica.write() as session:
-            events = parse_events(records_from_proto([raced]))
-            use_cases.ingest_events(session, events, now=datetime.now(UTC))
-            sender.start()
-            if backend == "postgresql":
-                _wait_for_ingest_lock_waiter(other_replica)
-            else:
-                time.sleep(0.2)  # it waits for SQLite's write lock
-        sender.join(30)
-    finally:
-        other_replica.dispose()
-
-    # Inside the lock the sender re-checked, found `raced` stored, and appended `fresh` only.
-    assert outcome == [[[raced.event_id, fresh.event_id]]]
-    listed = stack.all_events(reader)
-    assert [(e.event_id, e.sequence) for e in listed] == [(raced.event_id, 1), (fresh.event_id, 2)]
-    assert "unexpected failure" not in caplog.messages
-
-
-def test_interleaved_writers_take_turns_instead_of_deadlocking(
-    stack: Stack, audit_url: str, backend: str, caplog: pytest.LogCaptureFixture
-) -> None:
-    if backend != "postgresql":
-        pytest.skip("SQLite has one writer at a time, so writers cannot interleave")
-    caplog.set_level(logging.INFO, logger="loansuite")
-    reader = stack.user()
-    first, second = make_event(reader.organization_id), make_event(reader.organization_id)
-    metadata = stack.service_metadata()
-    outcome: list[list[list[str]]] = []
-    sender = threading.Thread(
-        target=lambda: outcome.append(acked_ids(stack.ingest([first, second], metadata=metadata)))
-    )
-    other_writer = Database(audit_url)
-    now = datetime.now(UTC)
-    try:
-        with other_writer.write() as session:
-            use_cases.ingest_events(session, parse_events(records_from_proto([second])), now=now)
-            sender.start()
-            # Without the lock the sender would hold `first` and wait for `second`
-            # while we wait for `first`: a deadlock. With it, it holds nothing yet.
-            _wait_for_ingest_lock_waiter(other_writer)
-            use_cases.ingest_events(session, parse_events(records_from_proto([first])), now=now)
-        sender.join(30)
-    finally:
-        other_writer.dispose()
-
-    assert outcome == [[[first.event_id, second.event_id]]]
-    listed = stack.all_events(reader)
-    assert [(e.event_id, e.sequence) for e in listed] == [(second.event_id, 1), (first.event_id, 2)]
-    assert "unexpected failure" not in caplog.messages
-
-
 @pytest.mark.parametrize(
     ("metadata", "reason"),
     [
@@ -203,7 +89,7 @@ def test_ingest_without_a_valid_token_is_unauthenticated(
     error = responses[0].error
     assert (error.code, error.reason) == (error_pb2.ERROR_CODE_UNAUTHENTICATED, reason)
     assert error.request_id == "req-unauth"
-    assert ("x-request-id", "req-unauth") in [(m.key, m.value) for m in call.trailing_metadata()]
+    assert ("x-request-id", "req-unauth") in tuple(call.trailing_metadata() or ())
 
 
 def test_ingest_with_a_user_token_is_permission_denied(stack: Stack) -> None:
@@ -270,19 +156,19 @@ def test_the_shared_audit_sink_gets_every_id_acked(stack: Stack) -> None:
             event_id=str(uuid.uuid4()),
             action="USER_LOGGED_IN",
             resource_type="user",
-            resource_id=reader.id,
-            actor_user_id=reader.id,
+            resource_id=reader.user_id,
+            actor_user_id=reader.user_id,
             actor_organization_id=reader.organization_id,
             actor_role="BORROWER",
             organization_ids=[reader.organization_id],
             request_id="req-sink",
             occur_time=datetime.now(UTC).isoformat(),
             source="auth",
-            changes=[("last_login_time", "null", '"2026-01-01T00:00:00Z"')],
+            changes=[Change("last_login_time", "null", '"2026-01-01T00:00:00Z"')],
         )
         for _ in range(5)
     ]
-    credentials = ServiceCredentials(stack.auth, service_name="loans", secret=SECRET)
+    credentials = ServiceCredentials(stack.auth, service_name="loans", secret=SERVICE_SECRET)
     sink = AuditSink(stack.audit, credentials)
 
     assert sink.send(records) == {r.event_id for r in records}
@@ -321,7 +207,7 @@ def test_a_client_going_away_mid_stream_is_no_failure(
     for _ in range(5):
         event = make_event("org")
         call = stack.audit.IngestEvents(requests(event), metadata=metadata, timeout=30)
-        assert list(next(call).ack.event_ids) == [event.event_id]
+        assert list(next(iter(call)).ack.event_ids) == [event.event_id]
         call.cancel()
     hold.set()
 

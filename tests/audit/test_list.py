@@ -5,12 +5,15 @@ from __future__ import annotations
 import base64
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
+from typing import Unpack
 
+from google.protobuf.timestamp_pb2 import Timestamp
 from loansuite.audit.v1 import audit_service_pb2 as audit_pb
 from loansuite.auth.v1 import auth_service_pb2 as auth_pb
 from loansuite.common.v1 import error_pb2
 
-from tests.audit.support import Stack, User, make_event, timestamp
+from tests.audit.support import Filters, Stack, make_event, timestamp
+from tests.support import Account
 
 
 def ids(events: Iterable[audit_pb.AuditEvent]) -> list[str]:
@@ -18,7 +21,11 @@ def ids(events: Iterable[audit_pb.AuditEvent]) -> list[str]:
 
 
 def error_of(
-    stack: Stack, user: User, page_size: int = 0, page_token: str = "", **filters: object
+    stack: Stack,
+    user: Account,
+    page_size: int = 0,
+    page_token: str = "",
+    **filters: Unpack[Filters],
 ) -> tuple[int, str]:
     response = stack.list_events(user, page_size, page_token, **filters)
     assert response.HasField("error"), "expected an error envelope"
@@ -90,7 +97,7 @@ def test_each_filter_narrows_the_listing(stack: Stack) -> None:
     stack.ingest([created, kpi, submitted])
     hour = timedelta(hours=1)
 
-    cases: list[tuple[dict[str, object], list[audit_pb.AuditEvent]]] = [
+    cases: list[tuple[Filters, list[audit_pb.AuditEvent]]] = [
         ({}, [created, kpi, submitted]),
         ({"resource_type": "kpi"}, [kpi]),
         ({"resource_id": "loan-1"}, [created, submitted]),
@@ -110,7 +117,7 @@ def test_each_filter_narrows_the_listing(stack: Stack) -> None:
         assert ids(stack.all_events(admin, **filters)) == ids(expected), filters
 
 
-def _pages(stack: Stack, user: User, size: int, **filters: object) -> list[list[str]]:
+def _pages(stack: Stack, user: Account, size: int, **filters: Unpack[Filters]) -> list[list[str]]:
     pages: list[list[str]] = []
     token = ""
     while True:
@@ -172,7 +179,7 @@ def test_a_page_token_serves_only_its_filter_and_cannot_be_forged(stack: Stack) 
 
 def test_an_impossible_time_bound_is_invalid(stack: Stack) -> None:
     admin = stack.admin()
-    beyond_9999 = {"seconds": 10**12}
+    beyond_9999 = Timestamp(seconds=10**12)
 
     response = stack.list_events(admin, occur_time_from=beyond_9999, occur_time_to=beyond_9999)
 

@@ -10,7 +10,7 @@ import pytest
 
 from services.audit.schemas import MAX_BATCH_SIZE, EventFilter, parse_events, parse_filter
 from services.shared.errors import Code, ValidationError
-from services.shared.outbox import AuditRecord
+from services.shared.outbox import AuditRecord, Change
 
 VALID = AuditRecord(
     event_id="3f2b8c1e-0d4a-4e5f-9a7b-1c2d3e4f5a6b",
@@ -24,7 +24,7 @@ VALID = AuditRecord(
     request_id="req-1",
     occur_time="2026-03-01T14:00:00+02:00",
     source="loans",
-    changes=[("name", "null", '"Green"')],
+    changes=[Change("name", "null", '"Green"')],
 )
 
 
@@ -85,12 +85,43 @@ def test_anonymous_events_without_organizations_are_valid() -> None:
             "changes[1].field",
             "CHANGE_FIELD_REQUIRED",
         ),
+        # The vocabulary producers write from their code never holds hidden characters.
+        ({"source": "loans\u001b[2J"}, "source", "VALUE_HAS_CONTROL_CHARACTERS"),
+        ({"resource_type": "loan\u202e"}, "resource_type", "VALUE_HAS_BIDI_CONTROLS"),
+        ({"actor_role": "BORROWER\n"}, "actor.role", "VALUE_HAS_CONTROL_CHARACTERS"),
+        (
+            {"changes": [("name", "1", "2"), ("na\u0000me", "1", "2")]},
+            "changes[1].field",
+            "VALUE_HAS_CONTROL_CHARACTERS",
+        ),
     ],
 )
 def test_each_rule_names_its_proto_field_path(
     changes: dict[str, object], field: str, reason: str
 ) -> None:
     assert reasons_for(invalid(**changes)) == {f"events[0].{field}": reason}
+
+
+def test_opaque_fields_are_kept_exactly_as_sent() -> None:
+    # Ids, request ids and changed values are stored and compared as sent: refusing
+    # what a producer already wrote to its outbox would stall its relay for ever.
+    sent = invalid(
+        resource_id='Zürich "quoted"\n',
+        actor_user_id="user\u202e-1",
+        request_id="req\t1",
+        organization_ids=["org\u0000-1"],
+        changes=[("note", '"a\\u001b[2J"', '"Invoice \u202efdp.exe\n"')],
+    )
+
+    [event] = parse_events([sent])
+
+    assert (event.resource_id, event.actor_user_id, event.request_id) == (
+        'Zürich "quoted"\n',
+        "user\u202e-1",
+        "req\t1",
+    )
+    assert event.organization_ids == ("org\u0000-1",)
+    assert [(c.field, c.old_value, c.new_value) for c in event.changes] == sent.changes
 
 
 def test_every_invalid_event_of_a_batch_is_reported() -> None:

@@ -15,10 +15,11 @@ from loansuite.common.v1 import error_pb2
 
 from services.audit.tail import MAX_TAILS, TailQuery, Tails
 from services.audit.wiring import start as start_audit
+from services.shared._types import Metadata
 from services.shared.db import Database
 from services.shared.errors import UnavailableError
 from services.shared.migrations import upgrade
-from tests.audit.support import Metadata, Stack, make_event
+from tests.audit.support import Stack, make_event
 
 Item = audit_pb.TailAuditEventsResponse | grpc.RpcError | None
 
@@ -26,10 +27,19 @@ Item = audit_pb.TailAuditEventsResponse | grpc.RpcError | None
 class Tail:
     """One TailAuditEvents call, read on a thread of its own."""
 
-    def __init__(self, stack: Stack, metadata: Metadata, **request: object) -> None:
-        self.call = stack.audit.TailAuditEvents(
-            audit_pb.TailAuditEventsRequest(**request), metadata=metadata, timeout=30
+    def __init__(
+        self,
+        stack: Stack,
+        metadata: Metadata,
+        *,
+        action: str = "",
+        organization_id: str = "",
+        after_sequence: int | None = None,
+    ) -> None:
+        request = audit_pb.TailAuditEventsRequest(
+            action=action, organization_id=organization_id, after_sequence=after_sequence
         )
+        self.call = stack.audit.TailAuditEvents(request, metadata=metadata, timeout=30)
         self._items: queue.Queue[Item] = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
 

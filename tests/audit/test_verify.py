@@ -18,8 +18,9 @@ from loansuite.common.v1 import error_pb2
 from services.audit import use_cases
 from services.audit.conversions import records_from_proto
 from services.audit.schemas import parse_events
+from services.shared._types import Metadata
 from services.shared.db import Database
-from tests.audit.support import Metadata, Stack, make_event
+from tests.audit.support import Stack, make_event
 
 
 def verify(stack: Stack, metadata: Metadata) -> audit_pb.VerifyChainResponse:

@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 from loansuite.auth.v1 import auth_service_pb2 as pb
@@ -16,9 +17,10 @@ from loansuite.common.v1 import error_pb2
 from sqlalchemy import Executable, create_engine, text
 
 from services.auth.wiring import create_admin, start
+from services.shared._types import Metadata
 from services.shared.server import Server
 from services.shared.settings import Settings
-from tests.support import PASSWORD
+from tests.support import PASSWORD, bearer
 
 
 @dataclass
@@ -30,8 +32,8 @@ class Person:
     password: str = PASSWORD
 
     @property
-    def bearer(self) -> tuple[tuple[str, str]]:
-        return (("authorization", f"Bearer {self.session.access_token}"),)
+    def bearer(self) -> Metadata:
+        return bearer(self.session.access_token)
 
 
 @dataclass
@@ -42,7 +44,9 @@ class AuthService:
     server: Server
     stub: pb_grpc.AuthServiceStub
 
-    def register(self, role: int = pb.USER_ROLE_BORROWER, **fields: str) -> pb.User:
+    def register(
+        self, role: pb.UserRole.ValueType = pb.USER_ROLE_BORROWER, **fields: str
+    ) -> pb.User:
         request = {
             "email": f"{uuid.uuid4().hex[:10]}@example.com",
             "password": PASSWORD,
@@ -59,7 +63,7 @@ class AuthService:
         assert response.WhichOneof("result") == "session", response
         return response.session
 
-    def person(self, role: int = pb.USER_ROLE_BORROWER) -> Person:
+    def person(self, role: pb.UserRole.ValueType = pb.USER_ROLE_BORROWER) -> Person:
         user = self.register(role)
         return Person(user, self.log_in(user.email))
 
@@ -89,19 +93,21 @@ class AuthService:
         finally:
             engine.dispose()
 
-    def outbox(self) -> list[dict[str, object]]:
-        """The audit events waiting in the outbox, oldest first."""
+    def outbox(self) -> list[dict[str, Any]]:
+        """The audit events waiting in the outbox, oldest first, as their JSON decodes."""
         rows = self.sql("SELECT payload FROM outbox_events ORDER BY id")
         return [json.loads(str(payload)) for (payload,) in rows]
 
 
-def auth_settings(data_dir: Path, database_url: str) -> Settings:
+def auth_settings(data_dir: Path, database_url: str, service_secret: str = "") -> Settings:
+    """Settings for auth alone; without a service secret it makes one in data_dir."""
     # Audit is unreachable on purpose: events wait in the outbox for the tests to read.
     return Settings(
         data_dir=data_dir,
         auth_database_url=database_url,
         audit_target="127.0.0.1:1",
         host="127.0.0.1",
+        service_secret=service_secret,
     )
 
 

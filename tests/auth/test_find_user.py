@@ -7,18 +7,14 @@ from loansuite.auth.v1 import auth_service_pb2 as pb
 from loansuite.auth.v1 import auth_service_pb2_grpc as pb_grpc
 from loansuite.common.v1 import error_pb2
 
+from services.shared._types import Metadata
 from services.shared.auth_client import DirectoryUser, RemoteUserFinder, ServiceCredentials
 from services.shared.identity import Role
 from tests.auth.support import AuthService, Person
+from tests.support import bearer
 
 
-def bearer(token: str) -> tuple[tuple[str, str]]:
-    return (("authorization", f"Bearer {token}"),)
-
-
-def find(
-    service: AuthService, email: str, metadata: tuple[tuple[str, str], ...]
-) -> pb.FindUserByEmailResponse:
+def find(service: AuthService, email: str, metadata: Metadata) -> pb.FindUserByEmailResponse:
     return service.stub.FindUserByEmail(pb.FindUserByEmailRequest(email=email), metadata=metadata)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 
 from loansuite.auth.v1 import auth_service_pb2 as pb
 
@@ -28,7 +29,7 @@ def test_register_and_logins_leave_their_events(auth: AuthService) -> None:
     assert actor_of(registered) == actor
     assert registered["organization_ids"] == organization
     assert registered["source"] == "auth"
-    assert {field: json.loads(new) for field, _, new in registered["changes"]} == {  # type: ignore[union-attr]
+    assert {field: json.loads(new) for field, _, new in registered["changes"]} == {
         "email": "ada@example.com",
         "name": "Ada Lovelace",
         "role": "LENDER",
@@ -100,5 +101,5 @@ def test_refresh_and_logout_leave_their_events(auth: AuthService) -> None:
     ]
 
 
-def actor_of(event: dict[str, object]) -> tuple[object, object, object]:
+def actor_of(event: Mapping[str, object]) -> tuple[object, object, object]:
     return event["actor_user_id"], event["actor_organization_id"], event["actor_role"]

@@ -13,16 +13,17 @@ from tests.auth.support import AuthService
 from tests.support import PASSWORD
 
 
-def request(**overrides: object) -> pb.RegisterRequest:
-    fields: dict[str, object] = {
-        "email": f"{uuid.uuid4().hex[:10]}@example.com",
-        "password": PASSWORD,
-        "name": "Ada Lovelace",
-        "role": pb.USER_ROLE_BORROWER,
-        "organization_name": "Analytical Engines Ltd",
-        **overrides,
-    }
-    return pb.RegisterRequest(**fields)  # type: ignore[arg-type]
+def request(**overrides: str | int) -> pb.RegisterRequest:
+    message = pb.RegisterRequest(
+        email=f"{uuid.uuid4().hex[:10]}@example.com",
+        password=PASSWORD,
+        name="Ada Lovelace",
+        role=pb.USER_ROLE_BORROWER,
+        organization_name="Analytical Engines Ltd",
+    )
+    for field, value in overrides.items():
+        setattr(message, field, value)  # role may be a number outside the enum on purpose
+    return message
 
 
 @pytest.mark.parametrize(
@@ -79,10 +80,23 @@ def test_register_creates_user_and_organization_of_the_role(
         ("role", 99, "ROLE_INVALID"),
         ("organization_name", "", "ORGANIZATION_NAME_REQUIRED"),
         ("organization_name", "o" * 201, "ORGANIZATION_NAME_TOO_LONG"),
+        # Text that would rewrite a terminal or reorder what a reader sees.
+        ("name", "Eve\u001b[2J", "NAME_HAS_CONTROL_CHARACTERS"),
+        ("name", "Eve\nMallory", "NAME_HAS_CONTROL_CHARACTERS"),
+        ("name", "Eve \u202egnp.exe", "NAME_HAS_BIDI_CONTROLS"),
+        ("organization_name", "Green\u0000Bank", "ORGANIZATION_NAME_HAS_CONTROL_CHARACTERS"),
+        (
+            "organization_name",
+            "Solar\u001b[2J Park\u0007",
+            "ORGANIZATION_NAME_HAS_CONTROL_CHARACTERS",
+        ),
+        ("organization_name", "Acme \u2066Bank\u2069", "ORGANIZATION_NAME_HAS_BIDI_CONTROLS"),
+        ("email", "ada\u202e@example.com", "EMAIL_HAS_BIDI_CONTROLS"),
+        ("email", "ada\u0085x@example.com", "EMAIL_HAS_CONTROL_CHARACTERS"),
     ],
 )
 def test_register_rejects_an_invalid_field(
-    shared_auth: AuthService, field: str, value: object, reason: str
+    shared_auth: AuthService, field: str, value: str | int, reason: str
 ) -> None:
     response = shared_auth.stub.Register(request(**{field: value}))
 
@@ -92,6 +106,16 @@ def test_register_rejects_an_invalid_field(
     assert [violation.field for violation in error.field_violations] == [field]
     assert error.field_violations[0].description
     assert error.message == f"invalid {field}"
+
+
+def test_register_keeps_names_in_any_script(shared_auth: AuthService) -> None:
+    response = shared_auth.stub.Register(
+        request(name="Zoë Ødegård 👩\u200d💻", organization_name="شركة الطاقة الخضراء")
+    )
+
+    assert response.WhichOneof("result") == "user"
+    assert response.user.name == "Zoë Ødegård 👩\u200d💻"
+    assert response.user.organization.name == "شركة الطاقة الخضراء"
 
 
 def test_register_names_every_invalid_field(shared_auth: AuthService) -> None:

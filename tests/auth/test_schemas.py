@@ -67,3 +67,35 @@ def test_an_operator_account_may_be_an_admin() -> None:
     )
 
     assert (account.email, account.role) == ("root@example.com", Role.ADMIN)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "reason"),
+    [
+        ("name", "Eve\u001b[2J", "NAME_HAS_CONTROL_CHARACTERS"),
+        ("name", "Root\u202e", "NAME_HAS_BIDI_CONTROLS"),
+        ("email", "root\u200f@example.com", "EMAIL_HAS_BIDI_CONTROLS"),
+    ],
+)
+def test_an_operator_account_refuses_hidden_characters_too(
+    field: str, value: str, reason: str
+) -> None:
+    fields = {"email": "root@example.com", "password": "correct horse", "name": "Root"}
+    with pytest.raises(ValidationError) as caught:
+        parse_new_account(**{**fields, field: value}, role=Role.ADMIN)
+
+    assert caught.value.reasons == {field: reason}
+
+
+def test_surrounding_whitespace_is_stripped_before_characters_are_checked() -> None:
+    registration = parse_registration(
+        **{**VALID, "name": "\tAda\n", "organization_name": " Acme\r\n"}
+    )
+
+    assert (registration.name, registration.organization_name) == ("Ada", "Acme")
+
+
+def test_a_password_may_hold_any_character() -> None:
+    password = "tab\there \u202e \u0000 end"
+
+    assert parse_registration(**{**VALID, "password": password}).password == password

@@ -11,16 +11,12 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from loansuite.auth.v1 import auth_service_pb2 as pb
 from loansuite.common.v1 import error_pb2
 
+from services.shared._types import Metadata
 from tests.auth.support import AuthService, Person, without_request_id
+from tests.support import bearer
 
 
-def bearer(token: str) -> tuple[tuple[str, str]]:
-    return (("authorization", f"Bearer {token}"),)
-
-
-def get_user(
-    service: AuthService, user_id: str, metadata: tuple[tuple[str, str], ...] = ()
-) -> pb.GetUserResponse:
+def get_user(service: AuthService, user_id: str, metadata: Metadata = ()) -> pb.GetUserResponse:
     return service.stub.GetUser(pb.GetUserRequest(user_id=user_id), metadata=metadata)
 
 
@@ -85,7 +81,7 @@ def test_an_admin_reads_any_user(shared_auth: AuthService, admin: Person, lender
     ],
 )
 def test_get_user_needs_a_valid_bearer_token(
-    shared_auth: AuthService, borrower: Person, metadata: tuple[tuple[str, str]], reason: str
+    shared_auth: AuthService, borrower: Person, metadata: Metadata, reason: str
 ) -> None:
     response = get_user(shared_auth, borrower.user.id, metadata)
 

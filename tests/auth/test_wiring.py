@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 import grpc
 import jwt
 import pytest
-from loansuite.audit.v1 import audit_service_pb2 as audit_pb
-from loansuite.audit.v1 import audit_service_pb2_grpc as audit_grpc
 from loansuite.auth.v1 import auth_service_pb2 as pb
 from loansuite.common.v1 import error_pb2
 from sqlalchemy import select
@@ -22,10 +19,9 @@ from services.auth.wiring import MIGRATIONS, create_admin
 from services.shared.db import Database
 from services.shared.errors import AlreadyExistsError, ValidationError
 from services.shared.migrations import upgrade
-from services.shared.server import Registration, create_server
 from services.shared.settings import Settings
 from tests.auth.support import AuthService, running
-from tests.support import PASSWORD
+from tests.support import PASSWORD, AuditSpy, bearer, serve_spy
 
 
 def test_create_admin_migrates_and_the_admin_logs_in(fresh_settings: Settings) -> None:
@@ -69,8 +65,7 @@ def test_the_signing_key_survives_a_restart(fresh_settings: Settings) -> None:
 
     with running(fresh_settings) as auth:
         keys_after = auth.stub.ListPublicKeys(pb.ListPublicKeysRequest()).key_set
-        bearer = (("authorization", f"Bearer {session.access_token}"),)
-        whoami = auth.stub.WhoAmI(pb.WhoAmIRequest(), metadata=bearer)
+        whoami = auth.stub.WhoAmI(pb.WhoAmIRequest(), metadata=bearer(session.access_token))
         new_session = auth.log_in(user.email)
 
     assert keys_after == keys_before
@@ -145,32 +140,9 @@ def test_an_unexpected_failure_is_internal_and_says_nothing(auth: AuthService) -
     assert "quote the request id" in response.error.message
 
 
-class AuditSpy(audit_grpc.AuditServiceServicer):
-    """Stands in for the audit service at the process boundary: acks and remembers."""
-
-    def __init__(self) -> None:
-        self.events: list[audit_pb.AuditEvent] = []
-        self.tokens: list[str] = []
-
-    def IngestEvents(
-        self,
-        request_iterator: Iterator[audit_pb.IngestEventsRequest],
-        context: grpc.ServicerContext,
-    ) -> Iterator[audit_pb.IngestEventsResponse]:
-        self.tokens.append(dict(context.invocation_metadata()).get("authorization", ""))
-        for request in request_iterator:
-            self.events.extend(request.events)
-            ack = audit_pb.IngestAck(event_ids=[e.event_id for e in request.events])
-            yield audit_pb.IngestEventsResponse(ack=ack)
-
-
 def test_the_relay_delivers_with_a_service_token_of_auth(fresh_settings: Settings) -> None:
     spy = AuditSpy()
-    registration = Registration(
-        name="loansuite.audit.v1.AuditService",
-        add=lambda server: audit_grpc.add_AuditServiceServicer_to_server(spy, server),
-    )
-    audit = create_server([registration], "127.0.0.1:0", max_workers=4)
+    audit = serve_spy(spy)
     settings = fresh_settings.model_copy(update={"audit_target": f"127.0.0.1:{audit.port}"})
     try:
         with running(settings) as auth:

@@ -9,65 +9,21 @@ from __future__ import annotations
 
 import json
 import threading
-import time
-import uuid
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import grpc
-from loansuite.auth.v1 import auth_service_pb2 as auth_pb
-from loansuite.auth.v1 import auth_service_pb2_grpc as auth_grpc
-from loansuite.loans.v1 import loan_service_pb2 as pb
 from loansuite.loans.v1 import loan_service_pb2_grpc as loans_grpc
 from sqlalchemy import create_engine, text
 
 from services.shared.columns import UTCDateTime
-from tests.e2e.conftest import Processes
-from tests.support import PASSWORD
+from tests.e2e.support import Processes, loan_request
+from tests.support import bearer, eventually
 
 DEADLINE = 60.0  # for any one wait; a healthy run needs a few seconds
-
-
-def eventually(check: Callable[[], bool], what: str, timeout: float = DEADLINE) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: still not so after {timeout}s")
-        time.sleep(0.1)
-
-
-def borrower_token(processes: Processes) -> str:
-    email = f"faults-{uuid.uuid4().hex[:8]}@example.com"
-    with grpc.insecure_channel(f"127.0.0.1:{processes.ports['auth']}") as channel:
-        auth = auth_grpc.AuthServiceStub(channel)
-        registered = auth.Register(
-            auth_pb.RegisterRequest(
-                email=email,
-                password=PASSWORD,
-                name="Fault Borrower",
-                role=auth_pb.USER_ROLE_BORROWER,
-                organization_name="Fault Tolerant Ltd",
-            )
-        )
-        assert registered.HasField("user"), registered.error
-        login = auth.Login(auth_pb.LoginRequest(email=email, password=PASSWORD))
-        return str(login.session.access_token)
-
-
-def loan_request() -> pb.CreateLoanRequest:
-    return pb.CreateLoanRequest(
-        name="Heat Pump Retrofit",
-        loan_type=pb.LOAN_TYPE_AMORTIZED,
-        currency_code="EUR",
-        principal_amount="250000.00",
-        committed_amount="200000.00",
-        drawn_amount="0.00",
-        start_date="2027-03-01",
-        maturity_date="2031-03-01",
-        request_id=uuid.uuid4().hex,
-    )
+POLL = 0.1  # between checks, which each open a connection to a database or a server
 
 
 class LoanClients:
@@ -81,7 +37,7 @@ class LoanClients:
         self.seen: set[str] = set()
         self.refused: Counter[str] = Counter()
         self.unknown = 0
-        self._metadata = (("authorization", f"Bearer {token}"),)
+        self._metadata = bearer(token)
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._threads = [
@@ -94,7 +50,12 @@ class LoanClients:
     def wait_for(self, more: int) -> None:
         """Wait until `more` further loans have been seen."""
         target = self.seen_count() + more
-        eventually(lambda: self.seen_count() >= target, f"{more} more loans created")
+        eventually(
+            lambda: self.seen_count() >= target,
+            f"{more} more loans created",
+            timeout=DEADLINE,
+            interval=POLL,
+        )
 
     def seen_count(self) -> int:
         with self._lock:
@@ -168,7 +129,12 @@ def audited_loans(processes: Processes) -> Audited:
 
 def drain(processes: Processes) -> None:
     """Wait until every committed loan event has been acknowledged by audit."""
-    eventually(lambda: outbox_pending(processes) == 0, "the loans outbox drained")
+    eventually(
+        lambda: outbox_pending(processes) == 0,
+        "the loans outbox drained",
+        timeout=DEADLINE,
+        interval=POLL,
+    )
 
 
 def figures(clients: Sequence[LoanClients], processes: Processes, **extra: Any) -> dict[str, Any]:

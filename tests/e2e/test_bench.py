@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from tests.e2e.conftest import LOANSUITE
+from tests.support import LOANSUITE
 
 pytestmark = pytest.mark.e2e
 

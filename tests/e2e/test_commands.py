@@ -12,7 +12,8 @@ import pytest
 from loansuite.auth.v1 import auth_service_pb2 as auth_pb
 from loansuite.auth.v1 import auth_service_pb2_grpc as auth_grpc
 
-from tests.e2e.conftest import LOANSUITE, SERVICES, free_port, wait_serving
+from tests.e2e.support import SERVICES, wait_serving
+from tests.support import LOANSUITE, free_port
 
 pytestmark = pytest.mark.e2e
 

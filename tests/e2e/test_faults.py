@@ -14,22 +14,22 @@ import signal
 from collections.abc import Callable
 from typing import Any
 
-import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 
-from tests.e2e.conftest import Processes
 from tests.e2e.ledger import (
+    DEADLINE,
+    POLL,
     LoanClients,
-    borrower_token,
     count_messages,
     drain,
-    eventually,
     figures,
     last_relay_report,
     outbox_pending,
     outbox_rows,
 )
+from tests.e2e.support import Processes, borrower_token
+from tests.support import eventually, outbox_health
 
 pytestmark = pytest.mark.e2e
 Record = Callable[[str, object], None]
@@ -108,7 +108,7 @@ def test_two_loan_replicas_on_one_database(
         delivered = final_delivered_by_replicas(processes, rows)
     else:  # one relay per SQLite file: the replica started second stands by
         delivered = [final_relay_report(processes, "loans", rows)["delivered_total"], 0]
-    health = [outbox_health(port) for port in ports]
+    health = [outbox_health(port, "loans") for port in ports]
     measured = figures(
         [clients],
         processes,
@@ -145,6 +145,8 @@ def final_relay_report(processes: Processes, name: str, delivered: int) -> dict[
     eventually(
         lambda: last_relay_report(processes, name).get("delivered_total") == delivered,
         f"{name}'s relay reported {delivered} delivered",
+        timeout=DEADLINE,
+        interval=POLL,
     )
     return last_relay_report(processes, name)
 
@@ -160,14 +162,13 @@ def final_delivered_by_replicas(processes: Processes, rows: int) -> list[int]:
         names = ("loans", "loans-2")
         return [last_relay_report(processes, n).get("delivered_total", 0) for n in names]
 
-    eventually(lambda: sum(totals()) >= rows, "the replicas reported every row delivered")
+    eventually(
+        lambda: sum(totals()) >= rows,
+        "the replicas reported every row delivered",
+        timeout=DEADLINE,
+        interval=POLL,
+    )
     return totals()
-
-
-def outbox_health(port: int) -> int:
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-        request = health_pb2.HealthCheckRequest(service="loansuite.outbox.loans")
-        return int(health_pb2_grpc.HealthStub(channel).Check(request, timeout=5).status)
 
 
 def report(scenario: str, backend: str, measured: dict[str, Any], record: Record) -> None:

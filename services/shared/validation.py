@@ -1,0 +1,303 @@
+"""Field rules every service validates with: stable reasons, proto field paths, one translation.
+
+A rule used inside a pydantic validator raises ``fail(reason, description)``: the
+pydantic error type *is* the stable reason, so ``validated`` turns a model's
+errors into one ``ValidationError`` of (field, reason, description) by lookup.
+Rules checked outside a model (a rejection's reason, an update mask, a request
+id) raise ``ValidationError`` themselves.
+"""
+
+from __future__ import annotations
+
+import datetime
+import enum
+import re
+from collections.abc import Mapping, Sequence
+from decimal import Decimal
+from typing import Any, Final, Literal, TypeVar
+
+import pydantic
+from pydantic import BaseModel, ValidationInfo
+from pydantic_core import PydanticCustomError
+
+from services.shared._types import Violation
+from services.shared.errors import ValidationError
+
+__all__ = [
+    "CURRENCY_DIGITS",
+    "REQUEST_ID",
+    "VALUE_FRACTION_DIGITS",
+    "DecimalKind",
+    "Violation",
+    "apply_mask",
+    "check_characters",
+    "check_request_id",
+    "fail",
+    "format_amount",
+    "format_value",
+    "member",
+    "not_after",
+    "parse_date",
+    "parse_decimal",
+    "parse_reason",
+    "text",
+    "validated",
+    "violations",
+]
+
+DecimalKind = Literal["AMOUNT", "VALUE"]  # the reason prefix: money, or a measured value
+
+# ISO 4217 minor-unit digits: how many fraction digits an amount may carry.
+CURRENCY_DIGITS: Final[dict[str, int]] = {
+    "AUD": 2,
+    "CAD": 2,
+    "CHF": 2,
+    "CNY": 2,
+    "DKK": 2,
+    "EUR": 2,
+    "GBP": 2,
+    "HKD": 2,
+    "INR": 2,
+    "JPY": 0,
+    "NOK": 2,
+    "NZD": 2,
+    "SEK": 2,
+    "SGD": 2,
+    "USD": 2,
+}
+VALUE_FRACTION_DIGITS: Final = 6  # the scale of the NUMERIC(24, 6) value columns
+# 15 integer digits fit NUMERIC(17, 2), and their minor units (x100) fit a 64-bit integer.
+_DECIMAL_LIMIT: Final = Decimal(10) ** 15
+_PERCENT_MAX: Final = Decimal(100)
+_EXAMPLES: Final[dict[DecimalKind, str]] = {"AMOUNT": "1250000.00", "VALUE": "1200.5"}
+_REASON_MAX: Final = 1000
+
+# [0-9], not \d: \d also matches non-ASCII digits such as "١٢٣", which Decimal accepts.
+_DECIMAL = re.compile(r"[0-9]+(\.[0-9]+)?")
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+# Unicode category Cc is exactly C0, DEL and C1. A single-line field refuses all of
+# them; a multi-line one keeps tab and line feed (not CR: one newline convention).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_CONTROL_MULTILINE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# Embeddings, overrides and isolates, and the implicit marks: they reorder what a
+# reader sees ("Invoice \u202efdp.exe" shows as "Invoice exe.pdf").
+_BIDI = re.compile("[\u202a-\u202e\u2066-\u2069\u200e\u200f\u061c]")
+# Used with fullmatch: "$" would also accept a trailing newline.
+REQUEST_ID: Final = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+
+E = TypeVar("E", bound=enum.StrEnum)
+M = TypeVar("M", bound=BaseModel)
+V = TypeVar("V")
+
+
+def fail(reason: str, description: str, **ctx: Any) -> PydanticCustomError:
+    """A validation failure whose error type is the stable reason."""
+    return PydanticCustomError(reason, description, ctx or None)
+
+
+def violations(
+    exc: pydantic.ValidationError,
+    reasons: frozenset[str],
+    *,
+    prefix: str = "",
+    aliases: Mapping[str, str] | None = None,
+) -> list[Violation]:
+    """The field violations of a model's errors; an error type not in reasons re-raises exc.
+
+    A field is named by its proto path: ``prefix`` first, nested names joined with
+    ".", list positions as ``[i]``; ``aliases`` gives a model field's proto path
+    where the two differ (a flat ``actor_role`` for the nested ``actor.role``).
+    """
+    errors = exc.errors(include_url=False, include_input=False)
+    if any(error["type"] not in reasons for error in errors):
+        raise exc  # surfaces as INTERNAL: a rule raised a reason its schema does not name
+    names = aliases or {}
+    return [Violation(_path(prefix, e["loc"], names), e["type"], e["msg"]) for e in errors]
+
+
+def _path(prefix: str, loc: tuple[int | str, ...], names: Mapping[str, str]) -> str:
+    path = "".join(f"[{p}]" if isinstance(p, int) else f".{names.get(p, p)}" for p in loc)
+    return prefix + path if prefix else path.removeprefix(".")
+
+
+def validated(
+    model: type[M],
+    data: Mapping[str, Any],
+    reasons: frozenset[str],
+    context: Any = None,
+    *,
+    prefix: str = "",
+    aliases: Mapping[str, str] | None = None,
+) -> M:
+    """Validate data with model; its failures become one ValidationError of field violations."""
+    try:
+        return model.model_validate(data, context=context)
+    except pydantic.ValidationError as exc:
+        found = violations(exc, reasons, prefix=prefix, aliases=aliases)
+        raise ValidationError(found) from None
+
+
+def member(raw: str, members: type[E], prefix: str, reason: str) -> E:
+    """The enum member named by a proto enum name (prefix + member); UNSPECIFIED is missing."""
+    if raw in ("", f"{prefix}UNSPECIFIED"):
+        raise fail(f"{reason}_REQUIRED", "is required")
+    name = raw.removeprefix(prefix)
+    if name == raw or name not in members.__members__:
+        names = ", ".join(f"{prefix}{m}" for m in members)
+        raise fail(f"{reason}_INVALID", "must be one of {names}", names=names)
+    return members[name]
+
+
+def parse_decimal(
+    raw: str,
+    *,
+    reason_prefix: DecimalKind,
+    fraction_digits: int | None = None,
+    currency: str | None = None,
+    default: str | None = None,
+    percentage: bool = False,
+) -> Decimal:
+    """A non-negative plain decimal below 10^15: ASCII digits, no sign, exponent or separator.
+
+    ``fraction_digits`` bounds the fraction; ``currency`` bounds it by the currency's
+    minor units instead, and None for both skips the bound (e.g. when the currency
+    itself failed). ``default`` stands in for a blank field; ``percentage`` caps at 100.
+    """
+    if fraction_digits is not None and currency is not None:
+        raise ValueError("give fraction_digits or currency, not both")
+    p = reason_prefix
+    plain = raw.strip() or default
+    if plain is None:
+        raise fail(f"{p}_REQUIRED", "is required")
+    if not _DECIMAL.fullmatch(plain):
+        if plain.startswith("-") and _DECIMAL.fullmatch(plain[1:]):
+            raise fail(f"{p}_NEGATIVE", "must not be negative")
+        example = _EXAMPLES[p]
+        raise fail(
+            f"{p}_NOT_DECIMAL", 'must be a decimal string such as "{example}"', example=example
+        )
+    _check_fraction(plain, p, fraction_digits, currency)
+    value = Decimal(plain)
+    if value >= _DECIMAL_LIMIT:
+        raise fail(f"{p}_TOO_LARGE", "must have at most 15 integer digits")
+    if percentage and value > _PERCENT_MAX:
+        raise fail(f"{p}_NOT_A_PERCENTAGE", "must be a percentage from 0 to 100")
+    return value
+
+
+def _check_fraction(plain: str, p: str, digits: int | None, currency: str | None) -> None:
+    if currency is not None:
+        digits = CURRENCY_DIGITS[currency]
+    if digits is None or len(plain.partition(".")[2]) <= digits:
+        return
+    if currency is None:
+        raise fail(f"{p}_TOO_PRECISE", "must have at most {digits} fraction digits", digits=digits)
+    raise fail(
+        f"{p}_TOO_PRECISE",
+        "must have at most {digits} fraction digits for {currency}",
+        digits=digits,
+        currency=currency,
+    )
+
+
+def format_amount(value: Decimal, currency_code: str) -> str:
+    """Render an amount with exactly the currency's fraction digits and no exponent."""
+    digits = CURRENCY_DIGITS.get(currency_code)
+    if digits is None:
+        raise ValueError(f"unsupported currency {currency_code!r}")
+    if not value.is_finite():
+        raise ValueError(f"amount {value} is not finite")
+    quantized = value.quantize(Decimal(1).scaleb(-digits))
+    if quantized != value:
+        # Rounding money silently would change it; stored amounts never need it.
+        raise ValueError(f"amount {value} has more than {digits} fraction digits")
+    return f"{abs(quantized) if quantized.is_zero() else quantized:f}"
+
+
+def format_value(value: Decimal) -> str:
+    """A decimal in its minimal plain form: no exponent, no trailing fraction zeros."""
+    if not value.is_finite():
+        raise ValueError(f"value {value} is not finite")
+    return f"{value.normalize():f}"
+
+
+def parse_date(raw: str) -> datetime.date:
+    """A business date "YYYY-MM-DD" that exists."""
+    if not raw:
+        raise fail("DATE_REQUIRED", "is required")
+    if not _DATE.fullmatch(raw):
+        raise fail("DATE_INVALID_FORMAT", 'must be a date such as "2025-06-30"')
+    try:
+        return datetime.date.fromisoformat(raw)
+    except ValueError:
+        raise fail("DATE_DOES_NOT_EXIST", "must be a date that exists") from None
+
+
+def not_after(day: datetime.date, info: ValidationInfo, earlier: str) -> bool:
+    """Whether day is on or before the earlier date field validated before it."""
+    # A missing earlier date failed on its own; comparing against it would add noise.
+    start = info.data.get(earlier)
+    return start is not None and day <= start
+
+
+def check_characters(value: str, *, reason_prefix: str, multiline: bool = False) -> str:
+    """Value unchanged, if it holds no control and no bidirectional formatting characters."""
+    if (_CONTROL_MULTILINE if multiline else _CONTROL).search(value):
+        description = "must not contain control characters"
+        if multiline:
+            description += " other than tab and newline"
+        raise fail(f"{reason_prefix}_HAS_CONTROL_CHARACTERS", description)
+    if _BIDI.search(value):
+        raise fail(
+            f"{reason_prefix}_HAS_BIDI_CONTROLS",
+            "must not contain bidirectional formatting characters",
+        )
+    return value
+
+
+def text(
+    raw: str, *, reason_prefix: str, limit: int, required: bool = True, multiline: bool = False
+) -> str:
+    """A stripped text field: required (unless not), at most limit characters, nothing hidden."""
+    value = raw.strip()
+    if required and not value:
+        raise fail(f"{reason_prefix}_REQUIRED", "is required")
+    # Length first: an oversized value is refused before it is scanned.
+    if len(value) > limit:
+        raise fail(f"{reason_prefix}_TOO_LONG", "must be at most {n} characters", n=limit)
+    return check_characters(value, reason_prefix=reason_prefix, multiline=multiline)
+
+
+def parse_reason(raw: str) -> str:
+    """A rejection's reason: required, at most 1000 characters, free of hidden characters."""
+    try:
+        return text(raw, reason_prefix="REASON", limit=_REASON_MAX, multiline=True)
+    except PydanticCustomError as exc:
+        raise ValidationError([("reason", exc.type, exc.message())]) from None
+
+
+def apply_mask(
+    current: Mapping[str, V], requested: Mapping[str, V], paths: Sequence[str]
+) -> dict[str, V]:
+    """The current fields, with those the update mask names taken from the request.
+
+    The keys of ``current`` are the paths the mask may name; a path named twice
+    counts once.
+    """
+    if not paths:
+        raise ValidationError([("update_mask", "UPDATE_MASK_REQUIRED", "must name a field")])
+    unknown = sorted(set(paths) - current.keys())
+    if unknown:
+        allowed = ", ".join(current)
+        description = f"unknown paths {', '.join(unknown)}; allowed: {allowed}"
+        raise ValidationError([("update_mask", "UPDATE_MASK_INVALID", description)])
+    return {**current, **{path: requested[path] for path in paths}}
+
+
+def check_request_id(value: str, field: str = "request_id") -> str:
+    """A client-chosen request id: 1-128 ASCII letters, digits or ``._:-``."""
+    if not REQUEST_ID.fullmatch(value):
+        raise ValidationError(
+            [(field, "REQUEST_ID_INVALID", "must be 1-128 letters, digits or ._:-")]
+        )
+    return value
