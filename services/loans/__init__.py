@@ -1,1 +1,13 @@
-"""The loans service: loans, KPIs, margin ratchets and their lifecycle."""
+"""The loans service: loans between borrower and lender organizations, by subdomain.
+
+- ``loan/`` — the loan itself: create, get, list, update, delete, invite a lender
+- ``lifecycle/`` — the state machine (transitions as data) and the loan's history
+- ``kpis/`` — KPIs with their review by the lender, and the margin ratchets on them
+- ``results/`` — reported and verified KPI results, and the margin adjustments they make
+- ``watching/`` — change notifications: the bus, the PostgreSQL listener, WatchLoans
+
+Beside them: ``vocabulary`` (every enumerated value), ``models`` (tables, and the
+rules that guard a row), ``aggregate`` (the one write path of a loan and its
+parts), ``rpc`` (the servicer base and ``@mutation``), ``servicer`` and ``wiring``.
+docs/ARCHITECTURE.md draws the map.
+"""

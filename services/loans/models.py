@@ -11,11 +11,24 @@ import datetime
 import hashlib
 from decimal import Decimal
 
-from sqlalchemy import Date, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import Date, Enum, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from services.loans.vocabulary import (
+    KpiDirection,
+    KpiOutcome,
+    KpiResultStatus,
+    KpiStatus,
+    KpiType,
+    LoanState,
+    LoanType,
+    ObservationFrequency,
+    WireEnum,
+)
 from services.shared.columns import ExactDecimal, UTCDateTime
+from services.shared.errors import FailedPreconditionError
 from services.shared.idempotency import IdempotencyMixin
+from services.shared.identity import Caller, Role
 from services.shared.outbox import OutboxMixin
 
 __all__ = [
@@ -29,6 +42,19 @@ __all__ = [
     "MarginRatchet",
     "OutboxEvent",
 ]
+
+
+def _enum(kind: type[WireEnum], name: str, length: int) -> Enum:
+    """A vocabulary column: stored by value as a string, under a check constraint."""
+    return Enum(
+        kind,
+        name=name,
+        native_enum=False,
+        create_constraint=True,
+        length=length,
+        values_callable=lambda members: [m.value for m in members],
+        validate_strings=True,
+    )
 
 
 def _loan_fk() -> ForeignKey:
@@ -50,8 +76,8 @@ class Loan(Base):
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
-    loan_type: Mapped[str] = mapped_column(String(32))
-    state: Mapped[str] = mapped_column(String(32))
+    loan_type: Mapped[LoanType] = mapped_column(_enum(LoanType, "loan_type", 32))
+    state: Mapped[LoanState] = mapped_column(_enum(LoanState, "loan_state", 32))
     currency_code: Mapped[str] = mapped_column(String(3))
     principal_amount: Mapped[Decimal] = mapped_column(ExactDecimal)
     committed_amount: Mapped[Decimal] = mapped_column(ExactDecimal)
@@ -72,6 +98,29 @@ class Loan(Base):
     def etag(self) -> str:
         return _etag("loan", self.id, self.version)
 
+    def parties(self) -> tuple[str, ...]:
+        """The organizations on either side of the loan (the lender once invited)."""
+        lender = self.lender_organization_id
+        return (
+            (self.borrower_organization_id, lender) if lender else (self.borrower_organization_id,)
+        )
+
+    def side_of(self, caller: Caller) -> Role | None:
+        """The side the caller acts on: its role, if its organization holds that side."""
+        if caller.role is Role.BORROWER and caller.organization_id == self.borrower_organization_id:
+            return Role.BORROWER
+        if caller.role is Role.LENDER and caller.organization_id == self.lender_organization_id:
+            return Role.LENDER
+        return None
+
+    def require_state(self, allowed: frozenset[LoanState], *, reason: str) -> None:
+        """Refuse an action the loan's state does not allow: FAILED_PRECONDITION naming why."""
+        if self.state not in allowed:
+            states = " or ".join(sorted(allowed))
+            raise FailedPreconditionError(
+                f"the loan is {self.state}; this needs {states}", reason=reason
+            )
+
 
 def _etag(kind: str, entity_id: str, version: int) -> str:
     return hashlib.blake2b(f"{kind}:{entity_id}:{version}".encode(), digest_size=8).hexdigest()
@@ -84,8 +133,8 @@ class LoanStateChange(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     loan_id: Mapped[str] = mapped_column(String(36), _loan_fk(), index=True)
-    from_state: Mapped[str] = mapped_column(String(32))
-    to_state: Mapped[str] = mapped_column(String(32))
+    from_state: Mapped[LoanState] = mapped_column(_enum(LoanState, "from_state", 32))
+    to_state: Mapped[LoanState] = mapped_column(_enum(LoanState, "to_state", 32))
     actor_user_id: Mapped[str] = mapped_column(String(36))
     actor_organization_id: Mapped[str] = mapped_column(String(36))
     reason: Mapped[str] = mapped_column(Text, default="")
@@ -100,16 +149,18 @@ class Kpi(Base):
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     loan_id: Mapped[str] = mapped_column(String(36), _loan_fk(), index=True)
     name: Mapped[str] = mapped_column(String(200))
-    kpi_type: Mapped[str] = mapped_column(String(40))
+    kpi_type: Mapped[KpiType] = mapped_column(_enum(KpiType, "kpi_type", 40))
     unit: Mapped[str] = mapped_column(String(40))
-    direction: Mapped[str] = mapped_column(String(24))
+    direction: Mapped[KpiDirection] = mapped_column(_enum(KpiDirection, "kpi_direction", 24))
     baseline_value: Mapped[Decimal] = mapped_column(ExactDecimal)
     target_value: Mapped[Decimal] = mapped_column(ExactDecimal)
     threshold_value: Mapped[Decimal | None] = mapped_column(ExactDecimal, default=None)
-    observation_frequency: Mapped[str] = mapped_column(String(24))
+    observation_frequency: Mapped[ObservationFrequency] = mapped_column(
+        _enum(ObservationFrequency, "observation_frequency", 24)
+    )
     effective_from: Mapped[datetime.date] = mapped_column(Date)
     effective_to: Mapped[datetime.date] = mapped_column(Date)
-    status: Mapped[str] = mapped_column(String(16))
+    status: Mapped[KpiStatus] = mapped_column(_enum(KpiStatus, "kpi_status", 16))
     rejection_reason: Mapped[str] = mapped_column(Text, default="")
     version: Mapped[int] = mapped_column(Integer, default=1)
     create_time: Mapped[datetime.datetime] = mapped_column(UTCDateTime)
@@ -120,6 +171,19 @@ class Kpi(Base):
     @property
     def etag(self) -> str:
         return _etag("kpi", self.id, self.version)
+
+    def revise(self, now: datetime.datetime) -> None:
+        """Any edit sends the KPI back to PROPOSED: the lender reviews what it will be held to."""
+        self.status, self.rejection_reason, self.update_time = KpiStatus.PROPOSED, "", now
+
+    def review(self, status: KpiStatus, reason: str, now: datetime.datetime) -> None:
+        """The lender's verdict on a PROPOSED KPI; a reviewed KPI is reviewed again once revised."""
+        if self.status is not KpiStatus.PROPOSED:
+            raise FailedPreconditionError(
+                f"the KPI was already reviewed ({self.status}); it is reviewed again once edited",
+                reason="KPI_ALREADY_REVIEWED",
+            )
+        self.status, self.rejection_reason, self.update_time = status, reason, now
 
 
 class MarginRatchet(Base):
@@ -158,8 +222,10 @@ class KpiResult(Base):
     period_end: Mapped[datetime.date] = mapped_column(Date)
     value: Mapped[Decimal] = mapped_column(ExactDecimal)
     note: Mapped[str] = mapped_column(Text, default="")
-    status: Mapped[str] = mapped_column(String(16))
-    outcome: Mapped[str | None] = mapped_column(String(8), default=None)
+    status: Mapped[KpiResultStatus] = mapped_column(_enum(KpiResultStatus, "kpi_result_status", 16))
+    outcome: Mapped[KpiOutcome | None] = mapped_column(
+        _enum(KpiOutcome, "kpi_result_outcome", 8), default=None
+    )
     restates_result_id: Mapped[str | None] = mapped_column(String(36), default=None)
     superseded_by_result_id: Mapped[str | None] = mapped_column(String(36), default=None)
     reporter_user_id: Mapped[str] = mapped_column(String(36))
@@ -188,7 +254,7 @@ class MarginAdjustment(Base):
         String(36), ForeignKey("kpi_results.id", ondelete="CASCADE"), unique=True
     )
     ratchet_id: Mapped[str] = mapped_column(String(36))
-    outcome: Mapped[str] = mapped_column(String(8))
+    outcome: Mapped[KpiOutcome] = mapped_column(_enum(KpiOutcome, "adjustment_outcome", 8))
     requested_bps: Mapped[int] = mapped_column(Integer)
     applied_bps: Mapped[int] = mapped_column(Integer)
     cumulative_bps: Mapped[int] = mapped_column(Integer)

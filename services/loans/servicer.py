@@ -1,19 +1,19 @@
 """LoanService over gRPC: proto in, proto out, one transaction per call.
 
-The RPCs live in services/loans/rpc/ by topic; this class puts them together.
+The RPCs live with their subdomain (loan/, lifecycle/, kpis/, results/, watching/),
+each in its package's rpc.py; this class puts them together.
 """
 
 from __future__ import annotations
 
-from services.loans.rpc.kpis import KpiRpcs
-from services.loans.rpc.lifecycle import LifecycleRpcs
-from services.loans.rpc.loans import LoanRpcs
-from services.loans.rpc.results import ResultRpcs
-from services.loans.rpc.terms import TermsRpcs
-from services.loans.rpc.watch import WatchRpcs
+from services.loans.kpis.rpc import KpiRpcs
+from services.loans.lifecycle.rpc import LifecycleRpcs
+from services.loans.loan.rpc import LoanRpcs
+from services.loans.results.rpc import ResultRpcs
+from services.loans.watching.rpc import WatchRpcs
 
 __all__ = ["LoanServicer"]
 
 
-class LoanServicer(LoanRpcs, TermsRpcs, LifecycleRpcs, KpiRpcs, ResultRpcs, WatchRpcs):
+class LoanServicer(LoanRpcs, LifecycleRpcs, KpiRpcs, ResultRpcs, WatchRpcs):
     """Each mutating call: authenticate, load user, authorize, validate, write + audit, notify."""

@@ -10,11 +10,11 @@ from loansuite.audit.v1 import audit_service_pb2_grpc
 from loansuite.auth.v1 import auth_service_pb2_grpc
 from loansuite.loans.v1 import loan_service_pb2, loan_service_pb2_grpc
 
-from services.loans.bus import DEFAULT_QUEUE_SIZE, ChangeBus
-from services.loans.changes import pending_changes
 from services.loans.models import OutboxEvent
-from services.loans.pg_listener import PgChangeListener
 from services.loans.servicer import LoanServicer
+from services.loans.watching.bus import DEFAULT_QUEUE_SIZE, ChangeBus
+from services.loans.watching.changes import pending_changes
+from services.loans.watching.pg_listener import PgChangeListener
 from services.shared.audit_client import AuditSink, relay_channel
 from services.shared.auth_client import (
     RemoteKeyRing,
@@ -48,12 +48,6 @@ def start(
     auth_channel = grpc.insecure_channel(settings.target("auth"))
     auth = auth_service_pb2_grpc.AuthServiceStub(auth_channel)
     credentials = ServiceCredentials(auth, service_name="loans", secret=secret)
-    authenticator = Authenticator(
-        TokenVerifier(
-            RemoteKeyRing(auth), issuer=settings.token_issuer, audience=settings.token_audience
-        ),
-        RemoteUserDirectory(auth, credentials, ttl=settings.user_cache_ttl_seconds),
-    )
     audit_channel = relay_channel(settings.target("audit"))
     relay = OutboxRelay(
         db,
@@ -63,27 +57,42 @@ def start(
     )
     servicer = LoanServicer(
         db,
-        authenticator,
+        _authenticator(settings, auth, credentials),
         PageTokens(secret, purpose="loans"),
         users=RemoteUserFinder(auth, credentials),
         bus=bus,
     )
-    server = create_server(
-        [
-            Registration(
-                SERVICE_NAME,
-                lambda s: loan_service_pb2_grpc.add_LoanServiceServicer_to_server(servicer, s),
-            )
-        ],
-        f"{settings.host}:{settings.port('loans') if port is None else port}",
-        max_workers=settings.max_workers,
-        model=settings.server_model,
-    )
+    server = _serve(servicer, settings, port)
     relay.start(health=server.set_health)
     server.on_stopping(bus.close)
     for release in (db.dispose, auth_channel.close, audit_channel.close, relay.stop, stop_feed):
         server.on_stop(release)
     return server
+
+
+def _authenticator(
+    settings: Settings, auth: auth_service_pb2_grpc.AuthServiceStub, credentials: ServiceCredentials
+) -> Authenticator:
+    """Steps 1 and 2: tokens verified against auth's cached keys, users loaded through a cache."""
+    return Authenticator(
+        TokenVerifier(
+            RemoteKeyRing(auth), issuer=settings.token_issuer, audience=settings.token_audience
+        ),
+        RemoteUserDirectory(auth, credentials, ttl=settings.user_cache_ttl_seconds),
+    )
+
+
+def _serve(servicer: LoanServicer, settings: Settings, port: int | None) -> Server:
+    registration = Registration(
+        SERVICE_NAME,
+        lambda s: loan_service_pb2_grpc.add_LoanServiceServicer_to_server(servicer, s),
+    )
+    return create_server(
+        [registration],
+        f"{settings.host}:{settings.port('loans') if port is None else port}",
+        max_workers=settings.max_workers,
+        model=settings.server_model,
+    )
 
 
 def _change_feed(

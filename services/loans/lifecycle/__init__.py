@@ -1,0 +1,1 @@
+"""The lifecycle: transitions as data (transitions.py), their RPCs, and the history they leave."""

@@ -1,0 +1,142 @@
+"""CreateLoan, GetLoan, ListLoans, UpdateLoan, DeleteLoan and InviteLender."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+
+import grpc
+from loansuite.loans.v1 import loan_service_pb2 as pb
+
+from services.loans.aggregate import require_party
+from services.loans.loan import conversions, terms, use_cases
+from services.loans.loan.conversions import loan_to_proto
+from services.loans.loan.schemas import parse_new_loan
+from services.loans.rpc import LoanRpcBase, Write, mutation
+from services.shared.auth_client import DirectoryUser
+from services.shared.envelope import unary
+from services.shared.errors import UnavailableError
+from services.shared.identity import Caller
+from services.shared.paging import page_size
+
+__all__ = ["LoanRpcs"]
+
+
+class LoanRpcs(LoanRpcBase):
+    @mutation(pb.CreateLoanResponse)
+    def CreateLoan(
+        self, request: pb.CreateLoanRequest, caller: Caller
+    ) -> Write[pb.CreateLoanResponse]:
+        """Create a DRAFT loan for the caller's borrower organization."""
+        use_cases.authorize_loan_creation(caller)
+        new_loan = parse_new_loan(**conversions.loan_form(request))
+        return lambda session: pb.CreateLoanResponse(
+            loan=loan_to_proto(use_cases.create_loan(session, caller=caller, new_loan=new_loan))
+        )
+
+    @unary(pb.GetLoanResponse)
+    def GetLoan(
+        self, request: pb.GetLoanRequest, context: grpc.ServicerContext
+    ) -> pb.GetLoanResponse:
+        """Return a loan that the caller's organization borrows or lends."""
+        caller = self._caller(context)
+        with self._db.read() as session:
+            loan = use_cases.get_loan(session, caller=caller, loan_id=request.loan_id)
+            return pb.GetLoanResponse(loan=loan_to_proto(loan))
+
+    @unary(pb.ListLoansResponse)
+    def ListLoans(
+        self, request: pb.ListLoansRequest, context: grpc.ServicerContext
+    ) -> pb.ListLoansResponse:
+        """Page through the caller's organization's loans, newest first."""
+        caller = self._caller(context)
+        limit = page_size(request.page_size, default=25, maximum=100)
+        states = conversions.states_of(request.filter.states)
+        counterparty = request.filter.counterparty_organization_id
+        scope = {"org": caller.organization_id, "states": states, "counterparty": counterparty}
+        after = self._cursor(request.page_token, scope)
+        with self._db.read() as session:
+            loans = use_cases.list_loans(
+                session,
+                caller=caller,
+                states=states,
+                limit=limit + 1,
+                after=after,
+                counterparty=counterparty,
+            )
+        page = pb.LoanPage(loans=[loan_to_proto(loan) for loan in loans[:limit]])
+        if len(loans) > limit:
+            last = loans[limit - 1]
+            page.next_page_token = self._pages.encode(
+                {**scope, "time": last.create_time.isoformat(), "id": last.id}
+            )
+        return pb.ListLoansResponse(page=page)
+
+    @mutation(pb.UpdateLoanResponse)
+    def UpdateLoan(
+        self, request: pb.UpdateLoanRequest, caller: Caller
+    ) -> Write[pb.UpdateLoanResponse]:
+        """Change the fields named in update_mask of a DRAFT loan (borrower)."""
+        paths, values = list(request.update_mask.paths), conversions.loan_form(request)
+        return lambda session: pb.UpdateLoanResponse(
+            loan=loan_to_proto(
+                terms.update_loan(
+                    session,
+                    caller=caller,
+                    loan_id=request.loan_id,
+                    etag=request.etag,
+                    paths=paths,
+                    values=values,
+                )
+            )
+        )
+
+    @mutation(pb.DeleteLoanResponse)
+    def DeleteLoan(
+        self, request: pb.DeleteLoanRequest, caller: Caller
+    ) -> Write[pb.DeleteLoanResponse]:
+        """Delete a DRAFT loan with its KPIs, ratchets, results and history (borrower)."""
+        return lambda session: pb.DeleteLoanResponse(
+            deletion=conversions.deletion_to_proto(
+                request.loan_id,
+                terms.delete_loan(
+                    session, caller=caller, loan_id=request.loan_id, etag=request.etag
+                ),
+            )
+        )
+
+    @mutation(pb.InviteLenderResponse)
+    def InviteLender(
+        self, request: pb.InviteLenderRequest, caller: Caller
+    ) -> Write[pb.InviteLenderResponse]:
+        """Make the organization of the lender with this email the loan's lender (borrower)."""
+        require_party(caller)  # an admin is refused without troubling auth
+        email = request.lender_email.strip()
+        # Asked before the transaction opens: no lock is held across a call to auth.
+        lender = self._find_user(email) if email else None
+        return lambda session: pb.InviteLenderResponse(
+            loan=loan_to_proto(
+                terms.invite_lender(
+                    session,
+                    caller=caller,
+                    loan_id=request.loan_id,
+                    etag=request.etag,
+                    email=email,
+                    lender=lender,
+                )
+            )
+        )
+
+    def _find_user(self, email: str) -> DirectoryUser | None:
+        if self._users is None:
+            raise UnavailableError("no user directory is configured", reason="USERS_UNAVAILABLE")
+        return self._users.find_by_email(email)
+
+    def _cursor(self, token: str, scope: Mapping[str, object]) -> use_cases.LoanCursor | None:
+        if not token:
+            return None
+        cursor = self._pages.decode(token)
+        if any(cursor.get(k) != v for k, v in scope.items()):
+            # A token is only good for the query that issued it.
+            raise self._pages.invalid()
+        return use_cases.LoanCursor(datetime.fromisoformat(cursor["time"]), cursor["id"])

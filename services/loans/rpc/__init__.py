@@ -1,1 +1,0 @@
-"""LoanService's RPCs by topic; services/loans/servicer.py assembles them into one servicer."""

@@ -1,0 +1,1 @@
+"""Step 7, revalidate: change notifications after commit, the bus, and WatchLoans."""
