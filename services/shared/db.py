@@ -1,7 +1,13 @@
 """Database engine and transactions: SQLite embedded, PostgreSQL in production.
 
-Every RPC opens exactly one transaction through ``Database.write()`` or
-``Database.read()``; use cases receive the session and never commit.
+Servicers open transactions through ``Database.submit()`` (a write in its own
+savepoint of a group-committed transaction, group_commit.py), ``Database.write()``
+(a transaction of its own) and ``Database.read()``; use cases receive the
+session and never commit. What one unary RPC changes commits together, and
+most RPCs open only that one write (or one read). One deliberate exception:
+Login reads the account, verifies the password with no transaction open
+(Argon2 takes tens of milliseconds, too long to hold SQLite's write lock) and
+only then writes. Streams open one transaction per batch or per poll.
 
 On SQLite, pysqlite's own transaction handling is switched off so that the
 ``BEGIN`` we emit is the one that runs, and writers use ``BEGIN IMMEDIATE`` to
@@ -15,13 +21,17 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from services.shared.group_commit import DEFAULT_MAX_BATCH, GroupCommit
+
 __all__ = ["Database"]
+
+T = TypeVar("T")
 
 _SQLITE_PRAGMAS = (
     "PRAGMA journal_mode=WAL",
@@ -35,7 +45,9 @@ _SQLITE_PRAGMAS = (
 class Database:
     """One service's database: an engine, its transactions and commit hooks."""
 
-    def __init__(self, url: str | URL, *, pool_size: int = 10) -> None:
+    def __init__(
+        self, url: str | URL, *, pool_size: int = 10, max_batch: int = DEFAULT_MAX_BATCH
+    ) -> None:
         self.url = make_url(url)
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
         if self.is_sqlite:
@@ -51,13 +63,26 @@ class Database:
             threading.Lock() if self.is_sqlite else contextlib.nullcontext()
         )
         self._after_commit: list[Callable[[Session], None]] = []
-        event.listen(self._writes, "after_commit", self._run_after_commit)
+        self._group = GroupCommit(self.write, max_batch=max_batch)
 
     @contextlib.contextmanager
     def write(self) -> Iterator[Session]:
         """A write transaction: commits when the block ends, rolls back on an exception."""
-        with self._write_lock, self._writes.begin() as session:
-            yield session
+        with self._write_lock:
+            with self._writes.begin() as session:
+                yield session
+            # Here, not in the session's after_commit event: that one also fires when a
+            # SAVEPOINT is released, long before anything is durable.
+            for callback in self._after_commit:
+                callback(session)
+
+    def submit(self, work: Callable[[Session], T]) -> T:
+        """Run work in its own savepoint of a group-committed write; return after the commit."""
+        return self._group.run(work)
+
+    def writes_waiting(self) -> int:
+        """How many submitted writes wait for the next batch."""
+        return self._group.waiting()
 
     @contextlib.contextmanager
     def read(self) -> Iterator[Session]:
@@ -75,10 +100,6 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
-
-    def _run_after_commit(self, session: Session) -> None:
-        for callback in self._after_commit:
-            callback(session)
 
 
 def _sqlite_engine(url: URL) -> Engine:

@@ -1,33 +1,45 @@
 """Idempotent writes by client request id: a replay returns the original response.
 
 The response is stored as bytes in the same transaction as the write it
-describes, keyed by (caller, rpc, request_id). Two racing calls with one key
-both try to insert it; the unique key lets exactly one commit, and the loser
-rolls back everything it wrote and answers with the winner's stored response.
-On PostgreSQL the second also queues on an advisory lock of the key first, so
-it never fails on the first one's effect (a new etag, a moved state) instead.
+describes, keyed by (caller, rpc, request_id). The key is claimed first, with
+``INSERT … ON CONFLICT DO NOTHING`` and an empty response; the write runs only
+when the claim inserted a row, and then stores its response in that row.
+A call that finds the key taken reads the stored response instead. A racing
+call with the same key in another transaction (another batch, another
+process) waits in its INSERT until the first commits or rolls back, so it
+never fails on the first one's effect (a new etag, a moved state): it
+replays the answer. Two calls with one key in the same batch run one after
+the other, so the second reads the first's answer.
 """
 
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, ClassVar
 
-from sqlalchemy import LargeBinary, String, func, insert, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import (
+    ColumnElement,
+    Executable,
+    FromClause,
+    LargeBinary,
+    String,
+    TableClause,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from services.shared.columns import UTCDateTime
 from services.shared.db import Database
 from services.shared.errors import ValidationError
+from services.shared.validation import check_request_id
 
-__all__ = ["IdempotencyKey", "IdempotencyMixin", "run_idempotent"]
-
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+__all__ = ["IdempotencyKey", "IdempotencyMixin", "keyed", "run_idempotent"]
 
 
 class IdempotencyMixin:
@@ -40,6 +52,10 @@ class IdempotencyMixin:
     response: Mapped[bytes] = mapped_column(LargeBinary)
     create_time: Mapped[datetime] = mapped_column(UTCDateTime)
 
+    if TYPE_CHECKING:
+        # What declarative gives the mapped subclass, typed as DeclarativeBase types it.
+        __table__: ClassVar[FromClause]
+
 
 @dataclass(frozen=True)
 class IdempotencyKey:
@@ -50,62 +66,79 @@ class IdempotencyKey:
 
     @classmethod
     def of(cls, *, scope: str, rpc: str, request_id: str, request: bytes) -> IdempotencyKey:
-        if not _REQUEST_ID.match(request_id):
-            raise ValidationError(
-                [("request_id", "REQUEST_ID_INVALID", "must be 1-128 letters, digits or ._:-")]
-            )
+        check_request_id(request_id)
         digest = hashlib.sha256(request).hexdigest()
         return cls(scope=scope, rpc=rpc, request_id=request_id, fingerprint=digest)
 
 
 def run_idempotent(
-    db: Database, model: Any, key: IdempotencyKey | None, write: Callable[[Session], bytes]
+    db: Database,
+    model: type[IdempotencyMixin],  # the service's mapped class
+    key: IdempotencyKey | None,
+    write: Callable[[Session], bytes],
 ) -> bytes:
-    """Run write in one transaction, once per key; later calls get the first response."""
-    if key is None:
-        with db.write() as session:
-            return write(session)
-    for _ in range(2):
-        try:
-            with db.write() as session:
-                _queue_behind_same_key(session, key)
-                stored = _stored(session, model, key)
-                if stored is not None:
-                    return stored
-                response = write(session)
-                row = {**vars(key), "response": response, "create_time": datetime.now(UTC)}
-                session.execute(insert(model.__table__), row)
-                return response
-        except IntegrityError:
-            continue  # a racing call with the same key committed first: read its answer
-    raise RuntimeError("idempotency key neither inserted nor found")
+    """Run write once per key, group-committed; later calls with the key get the first response."""
+    return db.submit(write if key is None else keyed(db, model, key, write))
 
 
-def _queue_behind_same_key(session: Session, key: IdempotencyKey) -> None:
-    """PostgreSQL: a call waits here for a racing call with the same key to finish.
+def keyed(
+    db: Database,
+    model: type[IdempotencyMixin],
+    key: IdempotencyKey,
+    write: Callable[[Session], bytes],
+) -> Callable[[Session], bytes]:
+    """The write, run only if its key is new; otherwise the stored response of the key."""
+    claim = _claim_statement(db, model)
+    return lambda session: _once(session, model, claim, key, write)
 
-    Without it, a retry racing its original could fail on the original's own
-    effect (an etag mismatch, a state already moved) instead of replaying its
-    answer. On SQLite, writers are serialized anyway.
+
+def _once(
+    session: Session,
+    model: type[IdempotencyMixin],
+    claim: Executable,
+    key: IdempotencyKey,
+    write: Callable[[Session], bytes],
+) -> bytes:
+    row = {**vars(key), "response": b"", "create_time": datetime.now(UTC)}
+    if session.execute(claim, row).first() is None:  # the key was taken: replay its answer
+        return _stored(session, model, key)
+    response = write(session)
+    table = _table(model)
+    session.execute(update(table).where(*_matches(table, key)).values(response=response))
+    return response
+
+
+def _claim_statement(db: Database, model: type[IdempotencyMixin]) -> Executable:
+    """INSERT … ON CONFLICT DO NOTHING RETURNING: a row back only when the key was new.
+
+    RETURNING rather than the row count, which drivers do not all report for it.
     """
-    if session.get_bind().dialect.name != "postgresql":
-        return
-    name = "\0".join((key.scope, key.rpc, key.request_id)).encode()
-    lock_id = int.from_bytes(hashlib.blake2b(name, digest_size=8).digest(), "big", signed=True)
-    session.execute(select(func.pg_advisory_xact_lock(lock_id)))
+    table = _table(model)
+    if db.is_sqlite:
+        return sqlite_insert(table).on_conflict_do_nothing().returning(table.c.scope)
+    return postgresql_insert(table).on_conflict_do_nothing().returning(table.c.scope)
 
 
-def _stored(session: Session, model: Any, key: IdempotencyKey) -> bytes | None:
+def _table(model: type[IdempotencyMixin]) -> TableClause:
     table = model.__table__  # Core statements: this runs on every keyed write
+    if not isinstance(table, TableClause):  # narrows for insert(): declarative maps to a Table
+        raise TypeError(f"{model.__name__} is not mapped to a table")
+    return table
+
+
+def _matches(table: TableClause, key: IdempotencyKey) -> list[ColumnElement[bool]]:
+    return [
+        table.c.scope == key.scope,
+        table.c.rpc == key.rpc,
+        table.c.request_id == key.request_id,
+    ]
+
+
+def _stored(session: Session, model: type[IdempotencyMixin], key: IdempotencyKey) -> bytes:
+    table = _table(model)
     row = session.execute(
-        select(table.c.fingerprint, table.c.response).where(
-            table.c.scope == key.scope,
-            table.c.rpc == key.rpc,
-            table.c.request_id == key.request_id,
-        )
-    ).one_or_none()
-    if row is None:
-        return None
+        select(table.c.fingerprint, table.c.response).where(*_matches(table, key))
+    ).one()
     if row.fingerprint != key.fingerprint:
         raise ValidationError(
             [("request_id", "REQUEST_ID_REUSED", "was already used for a different request")]

@@ -1,0 +1,142 @@
+"""Group commit: concurrent writes share one transaction, each in its own savepoint.
+
+A commit costs an fsync (SQLite with ``synchronous=FULL``) or a round trip and
+a WAL flush (PostgreSQL), and SQLite admits one writer at a time anyway. So
+writes that arrive while another batch is committing wait, then go together:
+
+- the first waiting caller becomes the leader; it takes every queued write
+  (up to ``max_batch``), opens one transaction, and runs each write inside its
+  own SAVEPOINT. A write that raises rolls back only its savepoint, and what
+  it left in ``session.info`` (change notifications, outbox flags) goes with
+  it; its caller gets its own exception.
+- the leader commits once. Only then is anyone answered: nobody hears of a
+  write that is not durable. If the commit fails, nothing of the batch was
+  written and every caller in it gets ``CommitFailedError`` (UNAVAILABLE).
+- callers that came in meanwhile form the next batch; one of them leads it.
+
+No extra thread: the leader is one of the callers, so a lone write costs
+what it did before, and under load the batch grows by itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any, Final, Generic, TypeVar
+
+from sqlalchemy.orm import Session
+
+from services.shared.errors import UnavailableError
+
+__all__ = ["DEFAULT_MAX_BATCH", "CommitFailedError", "GroupCommit"]
+
+log = logging.getLogger("loansuite.db")
+
+DEFAULT_MAX_BATCH: Final = 64
+
+T = TypeVar("T")
+
+
+class CommitFailedError(UnavailableError):
+    """The shared transaction could not commit: nothing of the batch was written; retry."""
+
+    as_status = True  # a transport outcome: retry policies and balancers must see it
+    reason = "COMMIT_FAILED"
+    message = "the write could not be made durable; nothing was written; retry"
+
+
+class _Pending(Generic[T]):
+    """One caller's write and, once its batch is settled, its outcome."""
+
+    __slots__ = ("error", "finished", "value", "work")
+
+    def __init__(self, work: Callable[[Session], T]) -> None:
+        self.work = work
+        self.finished = False
+        self.value: T | None = None
+        self.error: BaseException | None = None
+
+    def run(self, session: Session) -> None:
+        info = _snapshot(session.info)
+        try:
+            with session.begin_nested():
+                self.value = self.work(session)
+        except Exception as exc:  # this write alone is undone; the batch goes on
+            _restore(session.info, info)
+            self.error = exc
+
+    def outcome(self) -> T:
+        if self.error is not None:
+            raise self.error
+        return self.value  # type: ignore[return-value]  # set by run() when no error
+
+
+class GroupCommit:
+    """Runs writes in shared transactions opened by ``begin``; one batch at a time."""
+
+    def __init__(
+        self,
+        begin: Callable[[], contextlib.AbstractContextManager[Session]],
+        *,
+        max_batch: int = DEFAULT_MAX_BATCH,
+    ) -> None:
+        self._begin = begin
+        self._max_batch = max_batch
+        self._queue: list[_Pending[Any]] = []
+        self._leading = False
+        self._ready = threading.Condition()
+
+    def waiting(self) -> int:
+        """How many writes wait for the next batch."""
+        with self._ready:
+            return len(self._queue)
+
+    def run(self, work: Callable[[Session], T]) -> T:
+        """Run work in its own savepoint of a shared transaction; return once that committed."""
+        pending = _Pending(work)
+        with self._ready:
+            self._queue.append(pending)
+        while True:
+            with self._ready:
+                while not pending.finished and self._leading:
+                    self._ready.wait()
+                if pending.finished:
+                    return pending.outcome()
+                self._leading = True
+                batch = self._queue[: self._max_batch]
+                del self._queue[: self._max_batch]
+            try:
+                self._commit(batch)
+            finally:
+                with self._ready:
+                    self._leading = False
+                    self._ready.notify_all()
+
+    def _commit(self, batch: list[_Pending[Any]]) -> None:
+        try:
+            with self._begin() as session:
+                for pending in batch:
+                    pending.run(session)
+        except BaseException as exc:
+            log.error("group commit failed", exc_info=exc, extra={"writes": len(batch)})
+            failure = CommitFailedError()
+            failure.__cause__ = exc
+            for pending in batch:
+                pending.error = failure
+            if not isinstance(exc, Exception):
+                raise  # an interpreter exit: the callers were answered, this thread ends
+        finally:
+            for pending in batch:
+                pending.finished = True
+
+
+def _snapshot(info: dict[Any, Any]) -> dict[Any, Any]:
+    # Lists are copied: a rolled-back write must not leave its entries behind.
+    return {key: list(value) if isinstance(value, list) else value for key, value in info.items()}
+
+
+def _restore(info: dict[Any, Any], saved: dict[Any, Any]) -> None:
+    info.clear()
+    info.update(saved)

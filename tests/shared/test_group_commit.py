@@ -1,0 +1,197 @@
+"""Group commit: concurrent writes share one transaction, each in its own savepoint.
+
+Real SQLite and PostgreSQL databases. A batch is formed deterministically: the
+first write holds the leader until the others have queued behind it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.orm import DeclarativeBase, Session
+
+from services.shared.db import Database
+from services.shared.errors import NotFoundError, ValidationError
+from services.shared.group_commit import CommitFailedError
+from services.shared.idempotency import IdempotencyKey, IdempotencyMixin, keyed, run_idempotent
+from tests.support import eventually
+
+WRITERS = 12
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Record(IdempotencyMixin, Base):
+    __tablename__ = "idempotency_records"
+
+
+@pytest.fixture
+def db(new_database_url: Callable[[str], str]) -> Iterator[Database]:
+    database = Database(new_database_url("group"))
+    Base.metadata.create_all(database.engine)
+    with database.engine.begin() as conn:
+        conn.execute(text("CREATE TABLE parents (id INTEGER PRIMARY KEY)"))
+        conn.execute(
+            text(
+                "CREATE TABLE items (id INTEGER PRIMARY KEY, note TEXT NOT NULL,"
+                " parent_id INTEGER REFERENCES parents (id) DEFERRABLE INITIALLY DEFERRED)"
+            )
+        )
+    try:
+        yield database
+    finally:
+        database.dispose()
+
+
+def commits_of(db: Database) -> list[int]:
+    """Counts db's committed write transactions from now on (one entry per commit)."""
+    seen: list[int] = []
+    db.on_commit(lambda _session: seen.append(1))
+    return seen
+
+
+def insert(item_id: int, parent_id: int | None = None) -> Callable[[Session], int]:
+    def work(session: Session) -> int:
+        params = {"id": item_id, "note": f"item {item_id}", "parent": parent_id}
+        session.execute(text("INSERT INTO items VALUES (:id, :note, :parent)"), params)
+        return item_id
+
+    return work
+
+
+def items(db: Database) -> list[int]:
+    with db.read() as session:
+        return list(session.execute(text("SELECT id FROM items ORDER BY id")).scalars())
+
+
+def in_one_batch(db: Database, works: list[Callable[[Session], Any]]) -> list[Any]:
+    """Run works concurrently in one batch, queued behind a gate that holds the leader.
+
+    Each entry of the result is the work's value or the exception it raised.
+    """
+    started, release = threading.Event(), threading.Event()
+
+    def gate(session: Session) -> None:
+        started.set()
+        release.wait(timeout=30)
+
+    def outcome(work: Callable[[Session], Any]) -> Any:
+        try:
+            return db.submit(work)
+        except Exception as exc:
+            return exc
+
+    with ThreadPoolExecutor(len(works) + 1) as pool:
+        held = pool.submit(outcome, gate)
+        assert started.wait(timeout=30), "the gate never started"
+        futures = [pool.submit(outcome, work) for work in works]
+        eventually(lambda: db.writes_waiting() == len(works), "the writes queue")
+        release.set()
+        assert held.result(timeout=30) is None
+        return [future.result(timeout=30) for future in futures]
+
+
+def test_writes_that_arrive_together_commit_together(db: Database) -> None:
+    commits = commits_of(db)
+
+    results = in_one_batch(db, [insert(i) for i in range(WRITERS)])
+
+    assert results == list(range(WRITERS))  # each caller gets its own answer
+    assert items(db) == list(range(WRITERS))
+    assert len(commits) == 2  # the gate alone, then every write that queued behind it
+
+
+def test_a_failing_write_rolls_back_only_itself(db: Database) -> None:
+    committed: list[list[str]] = []
+    db.on_commit(lambda session: committed.append(list(session.info.get("notes", []))))
+
+    def noted(work: Callable[[Session], int], note: str) -> Callable[[Session], int]:
+        def run(session: Session) -> int:
+            session.info.setdefault("notes", []).append(note)
+            return work(session)
+
+        return run
+
+    def refused(session: Session) -> int:
+        noted(insert(100), "refused")(session)
+        raise NotFoundError("no such thing", reason="THING_NOT_FOUND")
+
+    results = in_one_batch(db, [noted(insert(1), "one"), refused, noted(insert(2), "two")])
+
+    assert results[0] == 1
+    assert isinstance(results[1], NotFoundError)
+    assert results[2] == 2
+    assert items(db) == [1, 2]
+    assert committed[-1] == ["one", "two"]  # what the refused write noted went with it
+
+
+def test_a_commit_that_fails_answers_everyone_and_writes_nothing(db: Database) -> None:
+    # A deferred foreign key is checked at COMMIT: the write itself succeeds, the commit not.
+    works = [insert(1), insert(2, parent_id=999), insert(3)]
+
+    results = in_one_batch(db, works)
+
+    assert all(isinstance(result, CommitFailedError) for result in results)
+    assert results[0].reason == "COMMIT_FAILED"
+    assert items(db) == []
+    assert db.submit(insert(4)) == 4  # the next batch is not affected
+    assert items(db) == [4]
+
+
+def key(request_id: str, request: bytes = b"request") -> IdempotencyKey:
+    return IdempotencyKey.of(scope="user-1", rpc="Insert", request_id=request_id, request=request)
+
+
+def counted(item_id: int, runs: list[int]) -> Callable[[Session], bytes]:
+    def work(session: Session) -> bytes:
+        runs.append(item_id)
+        insert(item_id)(session)
+        return f"created {item_id}".encode()
+
+    return work
+
+
+def test_a_retry_in_the_same_batch_replays_the_first_answer(db: Database) -> None:
+    runs: list[int] = []
+    works = [keyed(db, Record, key("same"), counted(n, runs)) for n in (1, 2, 3)]
+    reused = keyed(db, Record, key("same", b"another request"), counted(4, runs))
+
+    answers = in_one_batch(db, [*works, reused])
+
+    assert answers[:3] == [b"created 1"] * 3
+    assert isinstance(answers[3], ValidationError)
+    assert answers[3].reason == "REQUEST_ID_REUSED"
+    assert runs == [1]
+    assert items(db) == [1]
+
+
+def test_a_retry_in_a_later_batch_replays_and_a_reused_id_is_refused(db: Database) -> None:
+    runs: list[int] = []
+    first = run_idempotent(db, Record, key("later"), counted(1, runs))
+
+    again = run_idempotent(db, Record, key("later"), counted(2, runs))
+    with pytest.raises(ValidationError) as reused:
+        run_idempotent(db, Record, key("later", b"another request"), counted(3, runs))
+
+    assert (first, again, runs) == (b"created 1", b"created 1", [1])
+    assert reused.value.reason == "REQUEST_ID_REUSED"
+    assert items(db) == [1]
+
+
+def test_a_keyed_write_that_fails_leaves_its_key_free(db: Database) -> None:
+    def failing(session: Session) -> bytes:
+        insert(7)(session)
+        raise NotFoundError("gone", reason="GONE")
+
+    with pytest.raises(NotFoundError):
+        run_idempotent(db, Record, key("free"), failing)
+
+    assert run_idempotent(db, Record, key("free"), counted(8, [])) == b"created 8"
+    assert items(db) == [8]
