@@ -1,7 +1,8 @@
 """A small pure-Python model of one loan: what each call should answer, and what it changes.
 
-It is written from DESIGN §3 (who may do what, in which state) and the stable
-reasons of the contract, independently of the service's code. ``expect_*``
+It is written from the rules in docs/ARCHITECTURE.md (who may do what, in
+which state) and the stable reasons of the contract, independently of the
+service's code. ``expect_*``
 says what a call should answer without changing anything; ``apply_*`` records
 the effect of a call that succeeded. ``Expect.events`` is how many audit
 events the successful call writes: one per changed resource.

@@ -1,8 +1,9 @@
 """Step 3 for every LoanService RPC: who may call it on a loan in the state it needs.
 
 The matrix is data: one row per RPC, one column per caller, the expected
-envelope outcome in each cell (DESIGN §3). Each cell runs the real RPC, as that
-caller, against a fresh loan brought to the row's state through the real RPCs.
+envelope outcome in each cell (docs/ARCHITECTURE.md, "The loan domain's rules").
+Each cell runs the real RPC, as that caller, against a fresh loan brought to the
+row's state through the real RPCs.
 A LoanService RPC missing from the matrix fails the coverage test.
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import pytest
 from google.protobuf.field_mask_pb2 import FieldMask
@@ -18,8 +19,9 @@ from google.protobuf.message import Message
 from loansuite.common.v1 import error_pb2
 from loansuite.loans.v1 import loan_service_pb2 as pb
 
-from services.loans.rpc.watch import SUBSCRIBED
-from tests.loans.journey import KPI, LOAN, PERIODS, Journey, LoanAt, login_admin
+from tests.loans.factories import kpi_request, loan_request, period, ratchet_request
+from tests.loans.journey import Journey, LoanAt
+from tests.loans.watching import Watches
 from tests.support import Account, Suite
 
 OK = "OK"  # the call succeeds
@@ -76,7 +78,7 @@ MATRIX: dict[str, Row] = {
 
 Build = Callable[[LoanAt], Message]
 REQUESTS: dict[str, Build] = {
-    "CreateLoan": lambda at: LOAN,
+    "CreateLoan": lambda at: loan_request(),
     "GetLoan": lambda at: pb.GetLoanRequest(loan_id=at.loan.id),
     "ListLoans": lambda at: pb.ListLoansRequest(page_size=100),
     "UpdateLoan": lambda at: pb.UpdateLoanRequest(
@@ -93,45 +95,30 @@ REQUESTS: dict[str, Build] = {
     "ActivateLoan": lambda at: pb.ActivateLoanRequest(loan_id=at.loan.id),
     "CloseLoan": lambda at: pb.CloseLoanRequest(loan_id=at.loan.id),
     "ListLoanHistory": lambda at: pb.ListLoanHistoryRequest(loan_id=at.loan.id),
-    "CreateKpi": lambda at: _with(KPI, loan_id=at.loan.id, name="Water use"),
+    "CreateKpi": lambda at: kpi_request(at.loan.id, name="Water use"),
     "UpdateKpi": lambda at: pb.UpdateKpiRequest(
-        kpi_id=_kpi(at).id,
-        etag=_kpi(at).etag,
+        kpi_id=at.kpi.id,
+        etag=at.kpi.etag,
         update_mask=FieldMask(paths=["target_value"]),
         target_value="700",
     ),
-    "DeleteKpi": lambda at: pb.DeleteKpiRequest(kpi_id=_kpi(at).id),
-    "AcceptKpi": lambda at: pb.AcceptKpiRequest(kpi_id=_kpi(at).id, etag=_kpi(at).etag),
-    "RejectKpi": lambda at: pb.RejectKpiRequest(kpi_id=_kpi(at).id, reason="Baseline unaudited"),
+    "DeleteKpi": lambda at: pb.DeleteKpiRequest(kpi_id=at.kpi.id),
+    "AcceptKpi": lambda at: pb.AcceptKpiRequest(kpi_id=at.kpi.id, etag=at.kpi.etag),
+    "RejectKpi": lambda at: pb.RejectKpiRequest(kpi_id=at.kpi.id, reason="Baseline unaudited"),
     "ListKpis": lambda at: pb.ListKpisRequest(loan_id=at.loan.id),
-    "CreateMarginRatchet": lambda at: pb.CreateMarginRatchetRequest(
-        loan_id=at.loan.id, kpi_id=_kpi(at).id, step_up_bps=10, step_down_bps=5, cap_bps=25
-    ),
+    "CreateMarginRatchet": lambda at: ratchet_request(at.loan.id, at.kpi.id),
     "UpdateMarginRatchet": lambda at: pb.UpdateMarginRatchetRequest(
         ratchet_id=_ratchet(at).id, update_mask=FieldMask(paths=["cap_bps"]), cap_bps=50
     ),
     "DeleteMarginRatchet": lambda at: pb.DeleteMarginRatchetRequest(ratchet_id=_ratchet(at).id),
     "ReportKpiResult": lambda at: pb.ReportKpiResultRequest(
-        kpi_id=_kpi(at).id, period_start=PERIODS[1][0], period_end=PERIODS[1][1], value="790"
+        kpi_id=at.kpi.id, value="790", **period(1)
     ),
     "VerifyKpiResult": lambda at: pb.VerifyKpiResultRequest(kpi_result_id=_result(at).id),
     "ListKpiResults": lambda at: pb.ListKpiResultsRequest(loan_id=at.loan.id),
     "ListMarginAdjustments": lambda at: pb.ListMarginAdjustmentsRequest(loan_id=at.loan.id),
     "WatchLoans": lambda at: pb.WatchLoansRequest(),
 }
-
-
-def _with(base: Message, **fields: Any) -> Message:
-    request = type(base)()
-    request.CopyFrom(base)
-    for name, value in fields.items():
-        setattr(request, name, value)
-    return request
-
-
-def _kpi(at: LoanAt) -> pb.Kpi:
-    assert at.kpi is not None
-    return at.kpi
 
 
 def _ratchet(at: LoanAt) -> pb.MarginRatchet:
@@ -145,12 +132,12 @@ def _result(at: LoanAt) -> pb.KpiResult:
 
 
 FIXTURES: dict[str, Callable[[Journey], LoanAt]] = {
-    "none": lambda journey: LoanAt(pb.Loan()),
+    "none": lambda journey: LoanAt(pb.Loan(), pb.Kpi()),
     "draft": lambda journey: journey.draft(),
-    "draft_unratcheted": lambda journey: journey.draft(ratchet=False),
-    "pending": lambda journey: journey.pending(),
-    "approved": lambda journey: journey.approved(),
-    "active": lambda journey: journey.active(),
+    "draft_unratcheted": lambda journey: journey.draft(ratchet=None),
+    "pending": lambda journey: journey.to("PENDING_APPROVAL"),
+    "approved": lambda journey: journey.to("APPROVED"),
+    "active": lambda journey: journey.reported(),  # with a REPORTED result
 }
 LOAN_SERVICE = pb.DESCRIPTOR.services_by_name["LoanService"]
 
@@ -171,13 +158,13 @@ class People:
 
 
 @pytest.fixture(scope="module")
-def people(suite: Suite) -> People:
+def people(suite: Suite, borrower: Account, lender: Account, admin: Account) -> People:
     return People(
-        borrower=suite.register("BORROWER"),
-        lender=suite.register("LENDER"),
+        borrower=borrower,
+        lender=lender,
         other_borrower=suite.register("BORROWER"),
         other_lender=suite.register("LENDER"),
-        admin=login_admin(suite),
+        admin=admin,
     )
 
 
@@ -185,24 +172,27 @@ def outcome(suite: Suite, rpc: str, request: Message, caller: Account | None, at
     """What the envelope said: OK, HIDDEN (a list without the loan), or the error code's name."""
     metadata = () if caller is None else caller.metadata
     if rpc == "WatchLoans":
-        return _watch_outcome(suite, request, metadata)
+        return _watch_outcome(suite, caller)
     response = getattr(suite.loans, rpc)(request, metadata=metadata)
     if response.HasField("error"):
-        return error_pb2.ErrorCode.Name(response.error.code).removeprefix("ERROR_CODE_")
+        return _code_name(response.error.code)
     if rpc == "ListLoans" and at.loan.id not in {loan.id for loan in response.page.loans}:
         return HIDDEN
     return OK
 
 
-def _watch_outcome(suite: Suite, request: Message, metadata: Any) -> str:
-    call: Any = suite.loans.WatchLoans(request, metadata=metadata)
+def _watch_outcome(suite: Suite, caller: Account | None) -> str:
+    """OK for a stream the server took on; otherwise the code of the one error it sent."""
+    watches = Watches()
     try:
-        if SUBSCRIBED in tuple(call.initial_metadata()):
-            return OK
-        response = next(call)
-        return error_pb2.ErrorCode.Name(response.error.code).removeprefix("ERROR_CODE_")
+        watch = watches.open(suite.loans, caller)
+        return OK if watch.subscribed() else _code_name(watch.error().code)
     finally:
-        call.cancel()
+        watches.cancel_all()
+
+
+def _code_name(code: error_pb2.ErrorCode.ValueType) -> str:
+    return error_pb2.ErrorCode.Name(code).removeprefix("ERROR_CODE_")
 
 
 def test_the_matrix_covers_every_loan_service_rpc() -> None:
@@ -214,9 +204,10 @@ def test_the_matrix_covers_every_loan_service_rpc() -> None:
 
 
 @pytest.mark.parametrize("rpc", sorted(MATRIX))
-def test_each_caller_gets_what_the_matrix_says(suite: Suite, people: People, rpc: str) -> None:
+def test_each_caller_gets_what_the_matrix_says(
+    suite: Suite, people: People, journey: Journey, rpc: str
+) -> None:
     expected = MATRIX[rpc]
-    journey = Journey(suite, people.borrower, people.lender)
     actual: dict[str, str] = {}
     at = None
     for caller in CALLERS:

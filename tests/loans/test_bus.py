@@ -7,8 +7,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from services.loans.bus import ChangeBus, Subscription, SubscriptionClosedError
-from services.loans.changes import ChangeKind, LoanChanged, decode_change, encode_change
+from services.loans.vocabulary import ChangeKind
+from services.loans.watching.bus import ChangeBus, Subscription, SubscriptionClosedError
+from services.loans.watching.changes import LoanChanged, decode_change, encode_change
 from services.shared.errors import ResourceExhaustedError, UnavailableError
 
 
@@ -32,9 +33,12 @@ def test_a_full_queue_ends_that_subscription_and_no_other() -> None:
 def test_publishing_never_waits_for_a_subscriber_that_does_not_read() -> None:
     bus = ChangeBus(max_subscribers=1, queue_size=10)
     bus.subscribe("org-a")
-    publisher = threading.Thread(
-        target=lambda: [bus.publish([change(str(n), "org-a")]) for n in range(10_000)]
-    )
+
+    def publish_many() -> None:
+        for n in range(10_000):
+            bus.publish([change(str(n), "org-a")])
+
+    publisher = threading.Thread(target=publish_many)
 
     publisher.start()
     publisher.join(30)

@@ -8,45 +8,16 @@ from typing import Any
 import pytest
 from loansuite.common.v1 import error_pb2
 from loansuite.loans.v1 import loan_service_pb2 as pb
-from sqlalchemy import create_engine, text
 
+from tests.loans.database import count
+from tests.loans.factories import create_loan, get_loan, loan_request
 from tests.support import Account, Suite
-
-VALID: dict[str, Any] = {
-    "name": "Green Term Loan 2027",
-    "loan_type": pb.LOAN_TYPE_FIXED_RATE,
-    "currency_code": "EUR",
-    "principal_amount": "1250000.00",
-    "committed_amount": "1000000.00",
-    "drawn_amount": "250000.50",
-    "start_date": "2027-01-01",
-    "maturity_date": "2032-01-01",
-}
-
-
-def create(suite: Suite, account: Account, **overrides: Any) -> pb.CreateLoanResponse:
-    request = pb.CreateLoanRequest(**{**VALID, **overrides})
-    return suite.loans.CreateLoan(request, metadata=account.metadata)
-
-
-def count(suite: Suite, table: str) -> int:
-    engine = create_engine(suite.settings.database_url("loans"))
-    try:
-        with engine.connect() as conn:
-            return int(conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one())  # noqa: S608
-    finally:
-        engine.dispose()
-
-
-@pytest.fixture(scope="module")
-def borrower(suite: Suite) -> Account:
-    return suite.register("BORROWER")
 
 
 def test_a_valid_loan_is_created_as_a_draft_of_the_borrowers_organization(
     suite: Suite, borrower: Account
 ) -> None:
-    response = create(suite, borrower)
+    response = create_loan(suite.loans, borrower)
 
     assert response.WhichOneof("result") == "loan"
     loan = response.loan
@@ -67,17 +38,15 @@ def test_a_valid_loan_is_created_as_a_draft_of_the_borrowers_organization(
 
 
 def test_amounts_come_back_exact_with_the_currency_digits(suite: Suite, borrower: Account) -> None:
-    yen = create(
-        suite,
+    yen = create_loan(
+        suite.loans,
         borrower,
         currency_code="JPY",
         principal_amount="999999999999999",
         committed_amount="1",
         drawn_amount="",
     )
-    fetched = suite.loans.GetLoan(
-        pb.GetLoanRequest(loan_id=yen.loan.id), metadata=borrower.metadata
-    )
+    fetched = get_loan(suite.loans, borrower, yen.loan.id)
 
     assert (
         fetched.loan.principal_amount,
@@ -136,7 +105,7 @@ def test_invalid_input_is_an_envelope_error_naming_the_field_and_writes_nothing(
 ) -> None:
     loans_before, events_before = count(suite, "loans"), count(suite, "outbox_events")
 
-    response = create(suite, borrower, **overrides)
+    response = create_loan(suite.loans, borrower, **overrides)
 
     assert response.WhichOneof("result") == "error"
     assert response.error.code == error_pb2.ERROR_CODE_INVALID_ARGUMENT
@@ -147,7 +116,9 @@ def test_invalid_input_is_an_envelope_error_naming_the_field_and_writes_nothing(
 
 
 def test_every_invalid_field_is_reported_at_once(suite: Suite, borrower: Account) -> None:
-    response = create(suite, borrower, name="", currency_code="XXX", maturity_date="2020-01-01")
+    response = create_loan(
+        suite.loans, borrower, name="", currency_code="XXX", maturity_date="2020-01-01"
+    )
 
     assert {v.field for v in response.error.field_violations} == {
         "name",
@@ -162,8 +133,8 @@ def test_a_retry_with_the_same_request_id_returns_the_original_loan_and_writes_o
     request_id = uuid.uuid4().hex
     loans_before, events_before = count(suite, "loans"), count(suite, "outbox_events")
 
-    first = create(suite, borrower, request_id=request_id)
-    second = create(suite, borrower, request_id=request_id)
+    first = create_loan(suite.loans, borrower, request_id=request_id)
+    second = create_loan(suite.loans, borrower, request_id=request_id)
 
     assert first.HasField("loan")
     assert second == first
@@ -175,9 +146,9 @@ def test_a_request_id_reused_for_another_request_is_refused(
     suite: Suite, borrower: Account
 ) -> None:
     request_id = uuid.uuid4().hex
-    assert create(suite, borrower, request_id=request_id).HasField("loan")
+    assert create_loan(suite.loans, borrower, request_id=request_id).HasField("loan")
 
-    response = create(suite, borrower, request_id=request_id, name="Another loan")
+    response = create_loan(suite.loans, borrower, request_id=request_id, name="Another loan")
 
     assert response.error.code == error_pb2.ERROR_CODE_INVALID_ARGUMENT
     assert response.error.reason == "REQUEST_ID_REUSED"
@@ -188,8 +159,8 @@ def test_the_same_request_id_of_two_users_makes_two_loans(suite: Suite, borrower
     other = suite.register("BORROWER")
     request_id = uuid.uuid4().hex
 
-    mine = create(suite, borrower, request_id=request_id)
-    theirs = create(suite, other, request_id=request_id)
+    mine = create_loan(suite.loans, borrower, request_id=request_id)
+    theirs = create_loan(suite.loans, other, request_id=request_id)
 
     assert mine.loan.id != theirs.loan.id
     assert theirs.loan.borrower_organization_id == other.organization_id
@@ -199,7 +170,7 @@ def test_the_request_id_is_echoed_in_the_error_and_trailing_metadata(
     suite: Suite, borrower: Account
 ) -> None:
     response, call = suite.loans.CreateLoan.with_call(
-        pb.CreateLoanRequest(**{**VALID, "name": ""}),
+        loan_request(name=""),
         metadata=(*borrower.metadata, ("x-request-id", "req-12345")),
     )
 
@@ -209,7 +180,7 @@ def test_the_request_id_is_echoed_in_the_error_and_trailing_metadata(
 
 def test_a_request_id_is_made_up_when_absent(suite: Suite, borrower: Account) -> None:
     response, call = suite.loans.CreateLoan.with_call(
-        pb.CreateLoanRequest(**{**VALID, "name": ""}), metadata=borrower.metadata
+        loan_request(name=""), metadata=borrower.metadata
     )
 
     trailing = dict(call.trailing_metadata())

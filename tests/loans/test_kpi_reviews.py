@@ -8,56 +8,29 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from loansuite.common.v1 import error_pb2
 from loansuite.loans.v1 import loan_service_pb2 as pb
 from sqlalchemy import text
 
-from services.loans.changes import ChangeKind
+from services.loans.aggregate import Event, save
 from services.loans.models import Kpi, Loan
-from services.loans.parts import changed
+from services.loans.vocabulary import ChangeKind
+from services.shared._types import Change
 from services.shared.db import Database
 from services.shared.errors import AbortedError
-from tests.loans.kpi_support import (
-    accept,
-    actions,
-    events,
-    failure,
-    new_kpi,
-    new_loan,
-    reject_kpi,
-    update_kpi,
-)
+from services.shared.identity import Caller, Role
+from tests.loans.database import actions, events
+from tests.loans.envelope import ABORTED, DENIED, INVALID, NOT_FOUND, PRECONDITION, failure
+from tests.loans.factories import accept_kpi, new_kpi, reject_kpi, update_kpi
 from tests.support import Account, Suite
-
-INVALID = error_pb2.ERROR_CODE_INVALID_ARGUMENT
-DENIED = error_pb2.ERROR_CODE_PERMISSION_DENIED
-NOT_FOUND = error_pb2.ERROR_CODE_NOT_FOUND
-PRECONDITION = error_pb2.ERROR_CODE_FAILED_PRECONDITION
-
-
-@pytest.fixture(scope="module")
-def borrower(suite: Suite) -> Account:
-    return suite.register("BORROWER")
-
-
-@pytest.fixture(scope="module")
-def lender(suite: Suite) -> Account:
-    return suite.register("LENDER")
-
-
-@pytest.fixture(scope="module")
-def loan(suite: Suite, borrower: Account, lender: Account) -> pb.Loan:
-    """A DRAFT loan with a lender, shared by the tests that only add KPIs to it."""
-    return new_loan(suite, borrower, lender)
 
 
 def test_an_update_changes_only_the_masked_fields(
     suite: Suite, borrower: Account, loan: pb.Loan
 ) -> None:
-    kpi = new_kpi(suite, borrower, loan.id)
+    kpi = new_kpi(suite.loans, borrower, loan.id)
 
     response = update_kpi(
-        suite,
+        suite.loans,
         borrower,
         kpi.id,
         name="Scope 1 emissions",
@@ -102,42 +75,53 @@ def test_an_invalid_update_changes_nothing(
     violated: list[str],
     reason: str,
 ) -> None:
-    kpi = new_kpi(suite, borrower, loan.id)
+    kpi = new_kpi(suite.loans, borrower, loan.id)
 
-    assert failure(update_kpi(suite, borrower, kpi.id, **fields)) == (INVALID, reason, violated)
+    assert failure(update_kpi(suite.loans, borrower, kpi.id, **fields)) == (
+        INVALID,
+        reason,
+        violated,
+    )
     assert actions(suite, kpi.id) == ["KPI_CREATED"]
 
 
 def test_a_stale_etag_is_aborted_and_a_fresh_one_accepted(
     suite: Suite, borrower: Account, loan: pb.Loan
 ) -> None:
-    kpi = new_kpi(suite, borrower, loan.id)
-    fresh = update_kpi(suite, borrower, kpi.id, name="Edited", etag=kpi.etag).kpi
+    kpi = new_kpi(suite.loans, borrower, loan.id)
+    fresh = update_kpi(suite.loans, borrower, kpi.id, name="Edited", etag=kpi.etag).kpi
 
-    stale = update_kpi(suite, borrower, kpi.id, name="Lost update", etag=kpi.etag)
+    stale = update_kpi(suite.loans, borrower, kpi.id, name="Lost update", etag=kpi.etag)
     stale_delete = suite.loans.DeleteKpi(
         pb.DeleteKpiRequest(kpi_id=kpi.id, etag=kpi.etag), metadata=borrower.metadata
     )
 
-    assert failure(stale) == (error_pb2.ERROR_CODE_ABORTED, "ETAG_MISMATCH", [])
+    assert failure(stale) == (ABORTED, "ETAG_MISMATCH", [])
     assert failure(stale_delete)[1] == "ETAG_MISMATCH"
-    assert update_kpi(suite, borrower, kpi.id, name="Again", etag=fresh.etag).kpi.name == "Again"
+    assert (
+        update_kpi(suite.loans, borrower, kpi.id, name="Again", etag=fresh.etag).kpi.name == "Again"
+    )
 
 
 def write_after_losing_a_race(db: Database, kpi_id: str, loan_id: str) -> None:
     """Edit a KPI whose version another writer moved after we loaded it."""
     with db.write() as session:
         row, owner = session.get_one(Kpi, kpi_id), session.get_one(Loan, loan_id)
+        caller = Caller(owner.creator_user_id, owner.borrower_organization_id, Role.BORROWER)
         bump = "UPDATE kpis SET version = version + 1 WHERE id = :id"
         session.execute(text(bump), {"id": kpi_id})
         row.name = "Lost update"
-        changed(session, owner, ChangeKind.KPI_CHANGED, datetime.now(UTC))
+        event = Event("KPI_UPDATED", "kpi", kpi_id, [Change("name", "", '"Lost update"')])
+        now = datetime.now(UTC)
+        save(
+            session, caller=caller, loan=owner, kind=ChangeKind.KPI_CHANGED, events=[event], now=now
+        )
 
 
 def test_a_row_version_that_moved_under_a_write_aborts_it(
     suite: Suite, borrower: Account, loan: pb.Loan
 ) -> None:
-    kpi = new_kpi(suite, borrower, loan.id)
+    kpi = new_kpi(suite.loans, borrower, loan.id)
     db = Database(suite.settings.database_url("loans"))
     try:
         with pytest.raises(AbortedError) as caught:
@@ -145,7 +129,7 @@ def test_a_row_version_that_moved_under_a_write_aborts_it(
     finally:
         db.dispose()
 
-    assert caught.value.reason == "CONCURRENT_MODIFICATION"
+    assert caught.value.reason == "ETAG_MISMATCH"  # one reason for every lost race
     fetched = suite.loans.ListKpis(pb.ListKpisRequest(loan_id=loan.id), metadata=borrower.metadata)
     assert [k for k in fetched.kpis.kpis if k.id == kpi.id] == [kpi]  # all rolled back
 
@@ -153,15 +137,16 @@ def test_a_row_version_that_moved_under_a_write_aborts_it(
 def test_the_lender_accepts_a_proposed_kpi_once(
     suite: Suite, borrower: Account, lender: Account, loan: pb.Loan
 ) -> None:
-    kpi = new_kpi(suite, borrower, loan.id)
+    kpi = new_kpi(suite.loans, borrower, loan.id)
 
-    accepted = accept(suite, lender, kpi.id)
+    accepted = accept_kpi(suite.loans, lender, kpi.id)
     again = suite.loans.AcceptKpi(pb.AcceptKpiRequest(kpi_id=kpi.id), metadata=lender.metadata)
 
     assert accepted.status == pb.KPI_STATUS_ACCEPTED
     assert failure(again) == (PRECONDITION, "KPI_ALREADY_REVIEWED", [])
     assert (
-        failure(reject_kpi(suite, lender, kpi.id, "changed my mind"))[1] == "KPI_ALREADY_REVIEWED"
+        failure(reject_kpi(suite.loans, lender, kpi.id, "changed my mind"))[1]
+        == "KPI_ALREADY_REVIEWED"
     )
     assert actions(suite, kpi.id) == ["KPI_CREATED", "KPI_ACCEPTED"]
 
@@ -169,16 +154,16 @@ def test_the_lender_accepts_a_proposed_kpi_once(
 def test_the_lender_rejects_with_a_reason(
     suite: Suite, borrower: Account, lender: Account, loan: pb.Loan
 ) -> None:
-    kpi = new_kpi(suite, borrower, loan.id)
+    kpi = new_kpi(suite.loans, borrower, loan.id)
 
-    assert failure(reject_kpi(suite, lender, kpi.id, "  ")) == (
+    assert failure(reject_kpi(suite.loans, lender, kpi.id, "  ")) == (
         INVALID,
         "REASON_REQUIRED",
         ["reason"],
     )
-    too_long = reject_kpi(suite, lender, kpi.id, "r" * 1001)
+    too_long = reject_kpi(suite.loans, lender, kpi.id, "r" * 1001)
     assert failure(too_long) == (INVALID, "REASON_TOO_LONG", ["reason"])
-    rejected = reject_kpi(suite, lender, kpi.id, "Baseline is not verified").kpi
+    rejected = reject_kpi(suite.loans, lender, kpi.id, "Baseline is not verified").kpi
 
     assert (rejected.status, rejected.rejection_reason) == (
         pb.KPI_STATUS_REJECTED,
@@ -188,7 +173,7 @@ def test_the_lender_rejects_with_a_reason(
 
 
 def test_only_the_loans_lender_reviews_kpis(suite: Suite, borrower: Account, loan: pb.Loan) -> None:
-    kpi = new_kpi(suite, borrower, loan.id)
+    kpi = new_kpi(suite.loans, borrower, loan.id)
     other_lender = suite.register("LENDER")
 
     mine = suite.loans.AcceptKpi(pb.AcceptKpiRequest(kpi_id=kpi.id), metadata=borrower.metadata)
@@ -197,7 +182,7 @@ def test_only_the_loans_lender_reviews_kpis(suite: Suite, borrower: Account, loa
     )
 
     assert failure(mine) == (DENIED, "NOT_THE_LENDER", [])
-    assert failure(reject_kpi(suite, borrower, kpi.id, ""))[:2] == (DENIED, "NOT_THE_LENDER")
+    assert failure(reject_kpi(suite.loans, borrower, kpi.id, ""))[:2] == (DENIED, "NOT_THE_LENDER")
     # Another organization's KPI is as absent as a KPI that does not exist.
     assert failure(theirs) == (NOT_FOUND, "KPI_NOT_FOUND", [])
     missing = suite.loans.AcceptKpi(
@@ -210,15 +195,15 @@ def test_only_the_loans_lender_reviews_kpis(suite: Suite, borrower: Account, loa
 def test_editing_a_reviewed_kpi_sends_it_back_to_proposed(
     suite: Suite, borrower: Account, lender: Account, loan: pb.Loan, review: str
 ) -> None:
-    kpi = new_kpi(suite, borrower, loan.id)
+    kpi = new_kpi(suite.loans, borrower, loan.id)
     if review == "accept":
-        accept(suite, lender, kpi.id)
+        accept_kpi(suite.loans, lender, kpi.id)
     else:
-        reject_kpi(suite, lender, kpi.id, "Target too lax")
+        reject_kpi(suite.loans, lender, kpi.id, "Target too lax")
 
-    edited = update_kpi(suite, borrower, kpi.id, target_value="8000").kpi
+    edited = update_kpi(suite.loans, borrower, kpi.id, target_value="8000").kpi
 
     assert (edited.status, edited.rejection_reason) == (pb.KPI_STATUS_PROPOSED, "")
-    assert accept(suite, lender, kpi.id).status == pb.KPI_STATUS_ACCEPTED
+    assert accept_kpi(suite.loans, lender, kpi.id).status == pb.KPI_STATUS_ACCEPTED
     changes = {field: (old, new) for field, old, new in events(suite, kpi.id)[2]["changes"]}
-    assert changes["status"][1] == json.dumps("PROPOSED")
+    assert changes["status"][1] == json.dumps("KPI_STATUS_PROPOSED")

@@ -7,55 +7,30 @@ import uuid
 from typing import Any
 
 import pytest
-from loansuite.common.v1 import error_pb2
 from loansuite.loans.v1 import loan_service_pb2 as pb
 
-from tests.loans.kpi_support import (
+from tests.loans.database import actions, count, events, set_state
+from tests.loans.envelope import DENIED, INVALID, NOT_FOUND, PRECONDITION, failure
+from tests.loans.factories import (
     KPI,
     SHARE_KPI,
-    actions,
-    count,
     create_kpi,
-    events,
-    failure,
-    loan_etag,
+    get_loan,
     new_kpi,
     new_loan,
     new_ratchet,
     reject_kpi,
-    set_loan,
     update_kpi,
 )
 from tests.support import Account, Suite
-
-INVALID = error_pb2.ERROR_CODE_INVALID_ARGUMENT
-DENIED = error_pb2.ERROR_CODE_PERMISSION_DENIED
-NOT_FOUND = error_pb2.ERROR_CODE_NOT_FOUND
-PRECONDITION = error_pb2.ERROR_CODE_FAILED_PRECONDITION
-
-
-@pytest.fixture(scope="module")
-def borrower(suite: Suite) -> Account:
-    return suite.register("BORROWER")
-
-
-@pytest.fixture(scope="module")
-def lender(suite: Suite) -> Account:
-    return suite.register("LENDER")
-
-
-@pytest.fixture(scope="module")
-def loan(suite: Suite, borrower: Account, lender: Account) -> pb.Loan:
-    """A DRAFT loan with a lender, shared by the tests that only add KPIs to it."""
-    return new_loan(suite, borrower, lender)
 
 
 def test_a_borrower_proposes_a_kpi_and_the_loan_gets_a_new_etag(
     suite: Suite, borrower: Account, loan: pb.Loan
 ) -> None:
-    before = loan_etag(suite, borrower, loan.id)
+    before = get_loan(suite.loans, borrower, loan.id).loan.etag
 
-    kpi = new_kpi(suite, borrower, loan.id, threshold_value="10000.000000")
+    kpi = new_kpi(suite.loans, borrower, loan.id, threshold_value="10000.000000")
 
     assert uuid.UUID(kpi.id)
     assert kpi.loan_id == loan.id
@@ -72,13 +47,13 @@ def test_a_borrower_proposes_a_kpi_and_the_loan_gets_a_new_etag(
     assert (kpi.status, kpi.rejection_reason) == (pb.KPI_STATUS_PROPOSED, "")
     assert kpi.etag
     assert kpi.create_time == kpi.update_time
-    assert loan_etag(suite, borrower, loan.id) != before
+    assert get_loan(suite.loans, borrower, loan.id).loan.etag != before
 
 
 def test_creating_a_kpi_writes_one_kpi_created_event_with_both_organizations(
     suite: Suite, borrower: Account, lender: Account, loan: pb.Loan
 ) -> None:
-    kpi = new_kpi(suite, borrower, loan.id)
+    kpi = new_kpi(suite.loans, borrower, loan.id)
 
     [event] = events(suite, kpi.id)
     assert (event["action"], event["resource_type"], event["source"]) == (
@@ -92,11 +67,11 @@ def test_creating_a_kpi_writes_one_kpi_created_event_with_both_organizations(
     )
     changes = {field: (old, new) for field, old, new in event["changes"]}
     assert changes["target_value"] == ("", json.dumps("9000"))
-    assert changes["status"] == ("", json.dumps("PROPOSED"))
+    assert changes["status"] == ("", json.dumps("KPI_STATUS_PROPOSED"))
 
 
 def test_an_unset_threshold_stays_empty(suite: Suite, borrower: Account, loan: pb.Loan) -> None:
-    assert new_kpi(suite, borrower, loan.id, threshold_value="").threshold_value == ""
+    assert new_kpi(suite.loans, borrower, loan.id, threshold_value="").threshold_value == ""
 
 
 @pytest.mark.parametrize(
@@ -142,21 +117,21 @@ def test_an_unset_threshold_stays_empty(suite: Suite, borrower: Account, loan: p
 def test_each_kpi_rule_names_its_field_and_reason(
     suite: Suite, borrower: Account, loan: pb.Loan, fields: dict[str, Any], field: str, reason: str
 ) -> None:
-    response = create_kpi(suite, borrower, loan.id, **fields)
+    response = create_kpi(suite.loans, borrower, loan.id, **fields)
     assert failure(response) == (INVALID, reason, [field])
 
 
 def test_a_share_may_be_exactly_one_hundred_percent(
     suite: Suite, borrower: Account, loan: pb.Loan
 ) -> None:
-    kpi = new_kpi(suite, borrower, loan.id, **{**SHARE_KPI, "target_value": "100.000"})
+    kpi = new_kpi(suite.loans, borrower, loan.id, **{**SHARE_KPI, "target_value": "100.000"})
     assert (kpi.unit, kpi.target_value) == ("%", "100")
 
 
 def test_every_invalid_field_is_reported_at_once(
     suite: Suite, borrower: Account, loan: pb.Loan
 ) -> None:
-    response = create_kpi(suite, borrower, loan.id, name="", unit="", target_value="x")
+    response = create_kpi(suite.loans, borrower, loan.id, name="", unit="", target_value="x")
     assert failure(response) == (INVALID, "NAME_REQUIRED", ["name", "unit", "target_value"])
 
 
@@ -166,13 +141,13 @@ def test_only_the_loans_borrower_proposes_kpis(
     outsider = suite.register("BORROWER")
 
     # The party check comes before validation: an invalid request is still refused as such.
-    assert failure(create_kpi(suite, lender, loan.id, name="")) == (
+    assert failure(create_kpi(suite.loans, lender, loan.id, name="")) == (
         DENIED,
         "NOT_THE_BORROWER",
         [],
     )
-    assert failure(create_kpi(suite, outsider, loan.id)) == (NOT_FOUND, "LOAN_NOT_FOUND", [])
-    assert failure(create_kpi(suite, lender, str(uuid.uuid4())))[:2] == (
+    assert failure(create_kpi(suite.loans, outsider, loan.id)) == (NOT_FOUND, "LOAN_NOT_FOUND", [])
+    assert failure(create_kpi(suite.loans, lender, str(uuid.uuid4())))[:2] == (
         NOT_FOUND,
         "LOAN_NOT_FOUND",
     )
@@ -181,32 +156,38 @@ def test_only_the_loans_borrower_proposes_kpis(
 def test_kpis_change_only_while_the_loan_is_draft_or_pending_approval(
     suite: Suite, borrower: Account, lender: Account
 ) -> None:
-    loan = new_loan(suite, borrower, lender)
-    kpi = new_kpi(suite, borrower, loan.id)
-    set_loan(suite, loan.id, state="PENDING_APPROVAL")
-    pending = new_kpi(suite, borrower, loan.id)
-    assert update_kpi(suite, borrower, pending.id, name="Pending edit").HasField("kpi")
+    loan = new_loan(suite.loans, borrower, lender)
+    kpi = new_kpi(suite.loans, borrower, loan.id)
+    set_state(suite, loan.id, "PENDING_APPROVAL")
+    pending = new_kpi(suite.loans, borrower, loan.id)
+    assert update_kpi(suite.loans, borrower, pending.id, name="Pending edit").HasField("kpi")
 
     for state in ("APPROVED", "ACTIVE", "CLOSED", "REJECTED", "WITHDRAWN"):
-        set_loan(suite, loan.id, state=state)
-        assert failure(create_kpi(suite, borrower, loan.id))[:2] == (
+        set_state(suite, loan.id, state)
+        assert failure(create_kpi(suite.loans, borrower, loan.id))[:2] == (
             PRECONDITION,
             "LOAN_NOT_EDITABLE",
         )
-        assert failure(update_kpi(suite, borrower, kpi.id, name="Late"))[1] == "LOAN_NOT_EDITABLE"
+        assert (
+            failure(update_kpi(suite.loans, borrower, kpi.id, name="Late"))[1]
+            == "LOAN_NOT_EDITABLE"
+        )
         deleted = suite.loans.DeleteKpi(
             pb.DeleteKpiRequest(kpi_id=kpi.id), metadata=borrower.metadata
         )
         assert failure(deleted)[1] == "LOAN_NOT_EDITABLE"
-        assert failure(reject_kpi(suite, lender, kpi.id, "no"))[1] == "LOAN_NOT_EDITABLE"
+        assert failure(reject_kpi(suite.loans, lender, kpi.id, "no"))[1] == "LOAN_NOT_EDITABLE"
     # Validation comes before the state: the client learns what to fix first.
-    assert failure(create_kpi(suite, borrower, loan.id, name=""))[:2] == (INVALID, "NAME_REQUIRED")
+    assert failure(create_kpi(suite.loans, borrower, loan.id, name=""))[:2] == (
+        INVALID,
+        "NAME_REQUIRED",
+    )
     assert actions(suite, kpi.id) == ["KPI_CREATED"]
 
 
 def test_deleting_a_kpi_deletes_its_ratchet(suite: Suite, borrower: Account, loan: pb.Loan) -> None:
-    kpi = new_kpi(suite, borrower, loan.id)
-    ratchet = new_ratchet(suite, borrower, loan.id, kpi.id, up=10, down=5, cap=25)
+    kpi = new_kpi(suite.loans, borrower, loan.id)
+    ratchet = new_ratchet(suite.loans, borrower, loan.id, kpi.id)
 
     response = suite.loans.DeleteKpi(pb.DeleteKpiRequest(kpi_id=kpi.id), metadata=borrower.metadata)
 
@@ -224,8 +205,8 @@ def test_deleting_a_kpi_deletes_its_ratchet(suite: Suite, borrower: Account, loa
 def test_both_parties_list_the_kpis_in_creation_order(
     suite: Suite, borrower: Account, lender: Account
 ) -> None:
-    loan = new_loan(suite, borrower, lender)
-    created = [new_kpi(suite, borrower, loan.id, name=f"KPI {i}").id for i in range(3)]
+    loan = new_loan(suite.loans, borrower, lender)
+    created = [new_kpi(suite.loans, borrower, loan.id, name=f"KPI {i}").id for i in range(3)]
 
     for account in (borrower, lender):
         listed = suite.loans.ListKpis(
@@ -242,12 +223,12 @@ def test_a_replayed_create_returns_the_original_and_writes_once(
 ) -> None:
     request_id = f"create-kpi-{uuid.uuid4().hex}"
 
-    first = create_kpi(suite, borrower, loan.id, request_id=request_id)
-    second = create_kpi(suite, borrower, loan.id, request_id=request_id)
+    first = create_kpi(suite.loans, borrower, loan.id, request_id=request_id)
+    second = create_kpi(suite.loans, borrower, loan.id, request_id=request_id)
 
     assert first.kpi.id
     assert second == first
     assert count(suite, "kpis", id=first.kpi.id) == 1
     assert actions(suite, first.kpi.id) == ["KPI_CREATED"]
-    reused = create_kpi(suite, borrower, loan.id, request_id=request_id, name="Other")
+    reused = create_kpi(suite.loans, borrower, loan.id, request_id=request_id, name="Other")
     assert failure(reused) == (INVALID, "REQUEST_ID_REUSED", ["request_id"])

@@ -7,63 +7,19 @@ import time
 import uuid
 from typing import Any
 
-import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from loansuite.common.v1 import error_pb2
 from loansuite.loans.v1 import loan_service_pb2 as pb
-from sqlalchemy import create_engine, text
 
+from tests.loans.factories import loan_request, new_loan
+from tests.loans.tokens import SigningKey, mint
 from tests.support import Account, Suite
-
-LOAN = pb.CreateLoanRequest(
-    name="Solar Park Facility",
-    loan_type=pb.LOAN_TYPE_CREDIT_LINE,
-    currency_code="USD",
-    principal_amount="5000000.00",
-    committed_amount="5000000.00",
-    drawn_amount="0.00",
-    start_date="2027-03-01",
-    maturity_date="2030-03-01",
-)
-
-
-@pytest.fixture(scope="module")
-def borrower(suite: Suite) -> Account:
-    return suite.register("BORROWER")
-
-
-@pytest.fixture(scope="module")
-def signing_key(suite: Suite) -> tuple[str, Any]:
-    """The auth service's current signing key, read from its database."""
-    engine = create_engine(suite.settings.database_url("auth"))
-    with engine.connect() as conn:
-        kid, pem = conn.execute(
-            text("SELECT kid, private_key_pem FROM signing_keys ORDER BY generation DESC LIMIT 1")
-        ).one()
-    engine.dispose()
-    return kid, load_pem_private_key(pem.encode(), password=None)
-
-
-def mint(key: Any, kid: str, account: Account, **overrides: Any) -> str:
-    now = int(time.time())
-    claims = {
-        "iss": "loansuite-auth",
-        "aud": "loansuite",
-        "sub": account.user_id,
-        "iat": now,
-        "exp": now + 300,
-        "org": account.organization_id,
-        "role": "BORROWER",
-        **overrides,
-    }
-    return jwt.encode(claims, key, algorithm="EdDSA", headers={"kid": kid})
 
 
 def create_with(suite: Suite, authorization: str | None) -> error_pb2.Error:
     metadata = () if authorization is None else (("authorization", authorization),)
-    response = suite.loans.CreateLoan(LOAN, metadata=metadata)
+    response = suite.loans.CreateLoan(loan_request(), metadata=metadata)
     assert response.WhichOneof("result") == "error"
     return response.error
 
@@ -97,11 +53,10 @@ def test_a_tampered_signature_is_unauthenticated(suite: Suite, borrower: Account
 
 
 def test_a_tampered_payload_is_unauthenticated(
-    suite: Suite, borrower: Account, signing_key: tuple[str, Any]
+    suite: Suite, borrower: Account, signing_key: SigningKey
 ) -> None:
-    kid, key = signing_key
     other = suite.register("BORROWER")
-    forged_payload = mint(key, kid, other).split(".")[1]
+    forged_payload = mint(signing_key, other).split(".")[1]
     header, _, signature = borrower.access_token.split(".")
     error = create_with(suite, f"Bearer {header}.{forged_payload}.{signature}")
     assert error.reason == "TOKEN_BAD_SIGNATURE"
@@ -118,47 +73,43 @@ def test_a_tampered_payload_is_unauthenticated(
 def test_a_validly_signed_but_unacceptable_token_is_unauthenticated(
     suite: Suite,
     borrower: Account,
-    signing_key: tuple[str, Any],
+    signing_key: SigningKey,
     overrides: dict[str, Any],
     reason: str,
 ) -> None:
-    kid, key = signing_key
-    error = create_with(suite, f"Bearer {mint(key, kid, borrower, **overrides)}")
+    error = create_with(suite, f"Bearer {mint(signing_key, borrower, **overrides)}")
     assert (error.code, error.reason) == (error_pb2.ERROR_CODE_UNAUTHENTICATED, reason)
 
 
 def test_a_token_signed_by_another_key_is_unauthenticated(
-    suite: Suite, borrower: Account, signing_key: tuple[str, Any]
+    suite: Suite, borrower: Account, signing_key: SigningKey
 ) -> None:
-    kid, _ = signing_key
     impostor = Ed25519PrivateKey.generate()
+    same_kid = SigningKey(signing_key.kid, impostor)
+    unknown_kid = SigningKey(f"kid-{uuid.uuid4().hex}", impostor)
 
-    same_kid = create_with(suite, f"Bearer {mint(impostor, kid, borrower)}")
-    unknown_kid = create_with(
-        suite, f"Bearer {mint(impostor, 'kid-' + uuid.uuid4().hex, borrower)}"
-    )
+    same_kid_error = create_with(suite, f"Bearer {mint(same_kid, borrower)}")
+    unknown_kid_error = create_with(suite, f"Bearer {mint(unknown_kid, borrower)}")
 
-    assert same_kid.reason == "TOKEN_BAD_SIGNATURE"
-    assert unknown_kid.reason == "TOKEN_UNKNOWN_KEY"
+    assert same_kid_error.reason == "TOKEN_BAD_SIGNATURE"
+    assert unknown_kid_error.reason == "TOKEN_UNKNOWN_KEY"
 
 
 def test_a_minted_token_that_is_acceptable_works(
-    suite: Suite, borrower: Account, signing_key: tuple[str, Any]
+    suite: Suite, borrower: Account, signing_key: SigningKey
 ) -> None:
     """The counterpart of the refusals above: the same minting, nothing wrong, succeeds."""
-    kid, key = signing_key
     response = suite.loans.CreateLoan(
-        LOAN, metadata=(("authorization", f"Bearer {mint(key, kid, borrower)}"),)
+        loan_request(), metadata=(("authorization", f"Bearer {mint(signing_key, borrower)}"),)
     )
     assert response.HasField("loan")
 
 
 def test_the_role_comes_from_the_current_profile_not_the_token(
-    suite: Suite, signing_key: tuple[str, Any]
+    suite: Suite, signing_key: SigningKey
 ) -> None:
-    kid, key = signing_key
     lender = suite.register("LENDER")
-    claims_borrower = mint(key, kid, lender, role="BORROWER")
+    claims_borrower = mint(signing_key, lender, role="BORROWER")
     error = create_with(suite, f"Bearer {claims_borrower}")
     assert (error.code, error.reason) == (
         error_pb2.ERROR_CODE_PERMISSION_DENIED,
@@ -176,7 +127,7 @@ def test_a_lender_cannot_create_a_loan_even_with_invalid_input(suite: Suite) -> 
 
 
 def test_another_organizations_loan_is_not_found(suite: Suite, borrower: Account) -> None:
-    loan = suite.loans.CreateLoan(LOAN, metadata=borrower.metadata).loan
+    loan = new_loan(suite.loans, borrower)
     outsiders = [suite.register("BORROWER"), suite.register("LENDER")]
 
     for outsider in outsiders:
@@ -207,7 +158,7 @@ def test_get_loan_of_no_loan(suite: Suite, borrower: Account, loan_id: str, code
 
 def test_list_loans_pages_newest_first_without_gaps(suite: Suite) -> None:
     owner = suite.register("BORROWER")
-    created = [suite.loans.CreateLoan(LOAN, metadata=owner.metadata).loan.id for _ in range(5)]
+    created = [new_loan(suite.loans, owner).id for _ in range(5)]
     seen: list[str] = []
     token = ""
     for _ in range(5):
@@ -224,7 +175,7 @@ def test_list_loans_pages_newest_first_without_gaps(suite: Suite) -> None:
 
 def test_list_loans_filters_by_state(suite: Suite) -> None:
     owner = suite.register("BORROWER")
-    suite.loans.CreateLoan(LOAN, metadata=owner.metadata)
+    new_loan(suite.loans, owner)
 
     drafts = suite.loans.ListLoans(
         pb.ListLoansRequest(filter=pb.LoanFilter(states=[pb.LOAN_STATE_DRAFT])),
@@ -242,7 +193,7 @@ def test_list_loans_filters_by_state(suite: Suite) -> None:
 def test_page_tokens_cannot_be_forged_or_reused_for_another_query(suite: Suite) -> None:
     owner = suite.register("BORROWER")
     for _ in range(3):
-        suite.loans.CreateLoan(LOAN, metadata=owner.metadata)
+        new_loan(suite.loans, owner)
     token = suite.loans.ListLoans(
         pb.ListLoansRequest(page_size=1), metadata=owner.metadata
     ).page.next_page_token

@@ -3,54 +3,39 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import pytest
-from loansuite.common.v1 import error_pb2
 from loansuite.loans.v1 import loan_service_pb2 as pb
 
-from tests.loans.kpi_support import (
+from tests.loans.database import actions, events, set_state
+from tests.loans.envelope import DENIED, INVALID, NOT_FOUND, PRECONDITION, failure
+from tests.loans.factories import (
     MISS,
     SHARE_KPI,
-    accept,
-    actions,
-    active,
-    events,
-    failure,
+    accept_kpi,
+    get_loan,
     listed,
-    loan_etag,
     new_kpi,
     new_loan,
     report,
     reported,
-    set_loan,
     verify,
 )
+from tests.loans.journey import Journey
 from tests.support import Account, Suite
-
-INVALID = error_pb2.ERROR_CODE_INVALID_ARGUMENT
-PRECONDITION = error_pb2.ERROR_CODE_FAILED_PRECONDITION
-
-
-@pytest.fixture(scope="module")
-def borrower(suite: Suite) -> Account:
-    return suite.register("BORROWER")
-
-
-@pytest.fixture(scope="module")
-def lender(suite: Suite) -> Account:
-    return suite.register("LENDER")
 
 
 def test_the_borrower_reports_a_result_of_an_accepted_kpi(
-    suite: Suite, borrower: Account, lender: Account
+    suite: Suite, borrower: Account, lender: Account, journey: Journey
 ) -> None:
-    loan, kpi = active(suite, borrower, lender)
-    before = loan_etag(suite, borrower, loan.id)
+    at = journey.to("ACTIVE")
+    before = get_loan(suite.loans, borrower, at.loan.id).loan.etag
 
-    response = report(suite, borrower, kpi.id, value="8750.50", note=" audited ")
+    response = report(suite.loans, borrower, at.kpi.id, value="8750.50", note=" audited ")
 
     result = response.kpi_result
-    assert (result.loan_id, result.kpi_id) == (loan.id, kpi.id)
+    assert (result.loan_id, result.kpi_id) == (at.loan.id, at.kpi.id)
     assert (result.period_start, result.period_end) == ("2027-01-01", "2027-03-31")
     assert (result.value, result.note) == ("8750.5", "audited")
     assert (result.status, result.outcome) == (
@@ -60,7 +45,7 @@ def test_the_borrower_reports_a_result_of_an_accepted_kpi(
     assert result.reporter_user_id == borrower.user_id
     assert not result.verifier_user_id
     assert not result.HasField("verify_time")
-    assert loan_etag(suite, borrower, loan.id) != before
+    assert get_loan(suite.loans, borrower, at.loan.id).loan.etag != before
     [event] = events(suite, result.id)
     assert (event["action"], event["resource_type"]) == ("KPI_RESULT_REPORTED", "kpi_result")
     assert sorted(event["organization_ids"]) == sorted(
@@ -87,86 +72,91 @@ def test_the_borrower_reports_a_result_of_an_accepted_kpi(
 def test_each_result_rule_names_its_field_and_reason(
     suite: Suite,
     borrower: Account,
-    lender: Account,
-    fields: dict[str, str],
+    journey: Journey,
+    fields: dict[str, Any],
     field: str,
     reason: str,
 ) -> None:
-    _, kpi = active(suite, borrower, lender)
-    assert failure(report(suite, borrower, kpi.id, **fields)) == (INVALID, reason, [field])
+    kpi = journey.to("ACTIVE").kpi
+    assert failure(report(suite.loans, borrower, kpi.id, **fields)) == (INVALID, reason, [field])
 
 
-def test_a_share_result_is_a_percentage(suite: Suite, borrower: Account, lender: Account) -> None:
-    _, kpi = active(suite, borrower, lender, **SHARE_KPI)
+def test_a_share_result_is_a_percentage(suite: Suite, borrower: Account, journey: Journey) -> None:
+    kpi = journey.to("ACTIVE", **SHARE_KPI).kpi
 
-    too_much = report(suite, borrower, kpi.id, value="100.5")
+    too_much = report(suite.loans, borrower, kpi.id, value="100.5")
 
     assert failure(too_much) == (INVALID, "VALUE_NOT_A_PERCENTAGE", ["value"])
-    assert report(suite, borrower, kpi.id, value="100").kpi_result.value == "100"
+    assert report(suite.loans, borrower, kpi.id, value="100").kpi_result.value == "100"
 
 
 def test_results_are_reported_on_active_loans_for_accepted_kpis_only(
     suite: Suite, borrower: Account, lender: Account
 ) -> None:
-    loan = new_loan(suite, borrower, lender)
-    kpi, proposed = new_kpi(suite, borrower, loan.id), new_kpi(suite, borrower, loan.id)
-    accept(suite, lender, kpi.id)
-    set_loan(suite, loan.id, state="ACTIVE")  # with `proposed` never reviewed
+    loan = new_loan(suite.loans, borrower, lender)
+    kpi, proposed = new_kpi(suite.loans, borrower, loan.id), new_kpi(suite.loans, borrower, loan.id)
+    accept_kpi(suite.loans, lender, kpi.id)
+    set_state(suite, loan.id, "ACTIVE")  # with `proposed` never reviewed
 
-    not_accepted = report(suite, borrower, proposed.id)
+    not_accepted = report(suite.loans, borrower, proposed.id)
     assert failure(not_accepted) == (PRECONDITION, "KPI_NOT_ACCEPTED", [])
     for state in ("APPROVED", "CLOSED"):
-        set_loan(suite, loan.id, state=state)
-        assert failure(report(suite, borrower, kpi.id)) == (PRECONDITION, "LOAN_NOT_ACTIVE", [])
+        set_state(suite, loan.id, state)
+        assert failure(report(suite.loans, borrower, kpi.id)) == (
+            PRECONDITION,
+            "LOAN_NOT_ACTIVE",
+            [],
+        )
         # Validation first, then the state.
-        assert failure(report(suite, borrower, kpi.id, value="x"))[1] == "VALUE_NOT_DECIMAL"
+        assert failure(report(suite.loans, borrower, kpi.id, value="x"))[1] == "VALUE_NOT_DECIMAL"
 
 
 def test_only_the_borrower_reports_and_only_the_lender_verifies(
-    suite: Suite, borrower: Account, lender: Account
+    suite: Suite, borrower: Account, lender: Account, journey: Journey
 ) -> None:
-    _, kpi = active(suite, borrower, lender)
-    result_id = reported(suite, borrower, kpi.id)
-    denied = error_pb2.ERROR_CODE_PERMISSION_DENIED
+    kpi = journey.to("ACTIVE").kpi
+    result_id = reported(suite.loans, borrower, kpi.id)
+    denied = DENIED
 
-    assert failure(report(suite, lender, kpi.id, n=1)) == (denied, "NOT_THE_BORROWER", [])
-    assert failure(verify(suite, borrower, result_id)) == (denied, "NOT_THE_LENDER", [])
+    assert failure(report(suite.loans, lender, kpi.id, n=1)) == (denied, "NOT_THE_BORROWER", [])
+    assert failure(verify(suite.loans, borrower, result_id)) == (denied, "NOT_THE_LENDER", [])
     outsider = suite.register("LENDER")
-    hidden = verify(suite, outsider, result_id)
-    assert failure(hidden) == (error_pb2.ERROR_CODE_NOT_FOUND, "KPI_RESULT_NOT_FOUND", [])
-    missing = verify(suite, lender, str(uuid.uuid4()))
-    assert failure(missing) == (error_pb2.ERROR_CODE_NOT_FOUND, "KPI_RESULT_NOT_FOUND", [])
+    hidden = verify(suite.loans, outsider, result_id)
+    assert failure(hidden) == (NOT_FOUND, "KPI_RESULT_NOT_FOUND", [])
+    missing = verify(suite.loans, lender, str(uuid.uuid4()))
+    assert failure(missing) == (NOT_FOUND, "KPI_RESULT_NOT_FOUND", [])
 
 
 def test_periods_of_one_kpi_never_overlap(suite: Suite, borrower: Account, lender: Account) -> None:
-    loan = new_loan(suite, borrower, lender)
-    kpi, other = new_kpi(suite, borrower, loan.id), new_kpi(suite, borrower, loan.id)
-    accept(suite, lender, kpi.id)
-    accept(suite, lender, other.id)
-    set_loan(suite, loan.id, state="ACTIVE")
-    first = reported(suite, borrower, kpi.id, n=0)
+    loan = new_loan(suite.loans, borrower, lender)
+    kpi, other = new_kpi(suite.loans, borrower, loan.id), new_kpi(suite.loans, borrower, loan.id)
+    accept_kpi(suite.loans, lender, kpi.id)
+    accept_kpi(suite.loans, lender, other.id)
+    set_state(suite, loan.id, "ACTIVE")
+    first = reported(suite.loans, borrower, kpi.id, n=0)
 
     # Periods are inclusive: sharing the last day is an overlap.
-    for period in (
+    overlaps: list[dict[str, Any]] = [
         {"period_start": "2027-03-31", "period_end": "2027-06-30"},
         {"period_start": "2026-10-01", "period_end": "2027-01-01"},
         {"period_start": "2027-02-01", "period_end": "2027-02-15"},
         {"period_start": "2026-01-01", "period_end": "2028-01-01"},
-    ):
-        overlapping = report(suite, borrower, kpi.id, **period)
+    ]
+    for overlap in overlaps:
+        overlapping = report(suite.loans, borrower, kpi.id, **overlap)
         assert failure(overlapping) == (PRECONDITION, "PERIOD_OVERLAPS", [])
         assert first in overlapping.error.message
-    assert reported(suite, borrower, kpi.id, n=1)
-    assert reported(suite, borrower, other.id, n=0)  # another KPI has its own periods
+    assert reported(suite.loans, borrower, kpi.id, n=1)
+    assert reported(suite.loans, borrower, other.id, n=0)  # another KPI has its own periods
 
 
 def test_a_restatement_supersedes_the_result_it_restates(
-    suite: Suite, borrower: Account, lender: Account
+    suite: Suite, borrower: Account, lender: Account, journey: Journey
 ) -> None:
-    loan, kpi = active(suite, borrower, lender)
-    original = reported(suite, borrower, kpi.id, value=MISS)
+    at = journey.to("ACTIVE")
+    original = reported(suite.loans, borrower, at.kpi.id, value=MISS)
 
-    restated = report(suite, borrower, kpi.id, value="8999", restates_result_id=original)
+    restated = report(suite.loans, borrower, at.kpi.id, value="8999", restates_result_id=original)
 
     new = restated.kpi_result
     assert (new.status, new.restates_result_id, new.value) == (
@@ -174,44 +164,47 @@ def test_a_restatement_supersedes_the_result_it_restates(
         original,
         "8999",
     )
-    results = {result.id: result for result in listed(suite, lender, loan.id)}
+    results = {result.id: result for result in listed(suite.loans, lender, at.loan.id)}
     assert list(results) == [original, new.id]  # kept, never deleted
     assert results[original].status == pb.KPI_RESULT_STATUS_SUPERSEDED
     assert results[original].superseded_by_result_id == new.id
     assert actions(suite, original) == ["KPI_RESULT_REPORTED", "KPI_RESULT_SUPERSEDED"]
     assert actions(suite, new.id) == ["KPI_RESULT_REPORTED"]
     # A superseded result cannot be restated twice, nor does it block its period.
-    again = report(suite, borrower, kpi.id, restates_result_id=original)
+    again = report(suite.loans, borrower, at.kpi.id, restates_result_id=original)
     assert failure(again) == (PRECONDITION, "RESULT_ALREADY_SUPERSEDED", [])
-    third = report(suite, borrower, kpi.id, value="8998", restates_result_id=new.id)
+    third = report(suite.loans, borrower, at.kpi.id, value="8998", restates_result_id=new.id)
     assert third.kpi_result.restates_result_id == new.id
 
 
 def test_a_restatement_names_a_result_of_the_same_kpi_and_still_may_not_overlap(
-    suite: Suite, borrower: Account, lender: Account
+    suite: Suite, borrower: Account, journey: Journey
 ) -> None:
-    _, kpi = active(suite, borrower, lender)
-    _, stranger_kpi = active(suite, borrower, lender)
-    first = reported(suite, borrower, kpi.id, n=0)
-    reported(suite, borrower, kpi.id, n=1)
-    elsewhere = reported(suite, borrower, stranger_kpi.id, n=0)
+    kpi = journey.to("ACTIVE").kpi
+    stranger_kpi = journey.to("ACTIVE").kpi
+    first = reported(suite.loans, borrower, kpi.id, n=0)
+    reported(suite.loans, borrower, kpi.id, n=1)
+    elsewhere = reported(suite.loans, borrower, stranger_kpi.id, n=0)
 
-    foreign = report(suite, borrower, kpi.id, restates_result_id=elsewhere)
-    spanning = report(suite, borrower, kpi.id, restates_result_id=first, period_end="2027-04-30")
+    foreign = report(suite.loans, borrower, kpi.id, restates_result_id=elsewhere)
+    spanning = report(
+        suite.loans, borrower, kpi.id, restates_result_id=first, period_end="2027-04-30"
+    )
 
     assert failure(foreign) == (INVALID, "RESULT_NOT_IN_KPI", ["restates_result_id"])
     assert failure(spanning) == (PRECONDITION, "PERIOD_OVERLAPS", [])
 
 
 def test_results_are_listed_per_loan_or_per_kpi(
-    suite: Suite, borrower: Account, lender: Account
+    suite: Suite, borrower: Account, lender: Account, journey: Journey
 ) -> None:
-    loan, kpi = active(suite, borrower, lender)
-    _, elsewhere = active(suite, borrower, lender)
-    first, second = reported(suite, borrower, kpi.id, n=0), reported(suite, borrower, kpi.id, n=1)
+    at = journey.to("ACTIVE")
+    elsewhere = journey.to("ACTIVE").kpi
+    first = reported(suite.loans, borrower, at.kpi.id, n=0)
+    second = reported(suite.loans, borrower, at.kpi.id, n=1)
 
-    assert [r.id for r in listed(suite, borrower, loan.id)] == [first, second]
-    assert [r.id for r in listed(suite, lender, loan.id, kpi.id)] == [first, second]
-    request = pb.ListKpiResultsRequest(loan_id=loan.id, kpi_id=elsewhere.id)
+    assert [r.id for r in listed(suite.loans, borrower, at.loan.id)] == [first, second]
+    assert [r.id for r in listed(suite.loans, lender, at.loan.id, at.kpi.id)] == [first, second]
+    request = pb.ListKpiResultsRequest(loan_id=at.loan.id, kpi_id=elsewhere.id)
     foreign = suite.loans.ListKpiResults(request, metadata=borrower.metadata)
     assert failure(foreign) == (INVALID, "KPI_NOT_IN_LOAN", ["kpi_id"])

@@ -9,15 +9,14 @@ must have exactly one audit event (and nothing that failed any).
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 import pytest
 from google.protobuf.field_mask_pb2 import FieldMask
-from google.protobuf.timestamp_pb2 import Timestamp
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -28,14 +27,13 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
-from loansuite.audit.v1 import audit_service_pb2 as audit_pb
 from loansuite.common.v1 import error_pb2
 from loansuite.loans.v1 import loan_service_pb2 as pb
-from sqlalchemy import create_engine, text
 
 from tests.loans import loan_model as m
-from tests.loans.journey import KPI, LOAN, PERIODS, RATCHET
-from tests.support import Account, Suite
+from tests.loans.database import undelivered
+from tests.loans.factories import KPI, LOAN, MEET, MISS, RATCHET, audit_log, period
+from tests.support import Account, Suite, eventually
 
 SETTINGS = settings(
     max_examples=20,
@@ -91,25 +89,28 @@ class LoanMachine(RuleBasedStateMachine):
     # Half the examples start ACTIVE: results are reached from nowhere else in a few steps.
     @initialize(start=st.sampled_from(["active", "draft", "verified", "ready"]))
     def create_loan(self, start: str) -> None:
-        loan = self.call("CreateLoan", m.BORROWER, m.Expect(), **_fields(LOAN))
+        loan = self.call("CreateLoan", m.BORROWER, m.Expect(), **LOAN)
         self.loan_id = loan.id
         self.resources.add(loan.id)
-        steps = {
-            "InviteLender": self.invite_lender,
-            "CreateKpi": self.create_kpi,
+        steps: dict[str, Callable[[str], None]] = {
+            "InviteLender": self._invite_lender,
+            "CreateKpi": self._create_kpi,
             "CreateMarginRatchet": lambda who: self._create_ratchet(who, self._first_kpi()),
             "AcceptKpi": lambda who: self._review("AcceptKpi", who, self._first_kpi()),
-            "ReportKpiResult": lambda who: self.report_result(who, period=0, value="750"),
+            "ReportKpiResult": lambda who: self._report(who, 0, MEET),
             "VerifyKpiResult": lambda who: self._verify(who, sorted(self.model.results)[0]),
         }
         for rpc, who in STARTS[start]:
             if rpc in steps:
                 steps[rpc](who)
             else:
-                self.transition(rpc, who)
+                self._transition(rpc, who)
 
     @rule(who=WHO)
     def invite_lender(self, who: str) -> None:
+        self._invite_lender(who)
+
+    def _invite_lender(self, who: str) -> None:
         expect = self.model.expect_invite(who)
         fields = {"loan_id": self.loan_id, "lender_email": self.parties[m.LENDER].email}
         if self.call("InviteLender", who, expect, **fields) is not None:
@@ -117,6 +118,9 @@ class LoanMachine(RuleBasedStateMachine):
 
     @rule(rpc=st.sampled_from(sorted(m.TRANSITIONS)), who=WHO)
     def transition(self, rpc: str, who: str) -> None:
+        self._transition(rpc, who)
+
+    def _transition(self, rpc: str, who: str) -> None:
         fields = {"reason": "Targets too weak"} if rpc == "RejectLoan" else {}
         expect = self.model.expect_transition(rpc, who)
         if self.call(rpc, who, expect, loan_id=self.loan_id, **fields) is not None:
@@ -124,8 +128,11 @@ class LoanMachine(RuleBasedStateMachine):
 
     @rule(who=WHO)
     def create_kpi(self, who: str) -> None:
+        self._create_kpi(who)
+
+    def _create_kpi(self, who: str) -> None:
         expect = self.model.expect_create_kpi(who)
-        kpi = self.call("CreateKpi", who, expect, **_fields(KPI), loan_id=self.loan_id)
+        kpi = self.call("CreateKpi", who, expect, **KPI, loan_id=self.loan_id)
         if kpi is not None:
             self.model.apply_create_kpi(kpi.id)
             self.resources.add(kpi.id)
@@ -167,15 +174,18 @@ class LoanMachine(RuleBasedStateMachine):
             kpi.ratchet_id = ""
 
     @precondition(lambda self: self.model.kpis)
-    @rule(who=WHO, period=st.integers(0, len(PERIODS) - 1), value=st.sampled_from(["750", "850"]))
-    def report_result(self, who: str, period: int, value: str) -> None:
-        kpi_id = sorted(self.model.kpis)[0]
-        start, end = PERIODS[period]
-        expect = self.model.expect_report(who, kpi_id, period)
-        fields = {"kpi_id": kpi_id, "period_start": start, "period_end": end, "value": value}
+    @rule(who=WHO, n=st.integers(0, 4), value=st.sampled_from([MEET, MISS]))
+    def report_result(self, who: str, n: int, value: str) -> None:
+        self._report(who, n, value)
+
+    def _report(self, who: str, n: int, value: str) -> None:
+        """Report a result of the first KPI for the n-th period."""
+        kpi_id = self._first_kpi()
+        expect = self.model.expect_report(who, kpi_id, n)
+        fields = {"kpi_id": kpi_id, "value": value, **period(n)}
         result = self.call("ReportKpiResult", who, expect, **fields)
         if result is not None:
-            self.model.apply_report(kpi_id, result.id, period)
+            self.model.apply_report(kpi_id, result.id, n)
             self.resources.add(result.id)
 
     @precondition(lambda self: self.model.results)
@@ -236,10 +246,10 @@ class LoanMachine(RuleBasedStateMachine):
         """Every committed change has exactly one audit event; nothing else has any."""
         if not self.loan_id:
             return
-        wait_for_outbox_to_drain(self.suite)
+        eventually(lambda: undelivered(self.suite) == 0, "the outbox drained", timeout=20)
         events = [
             e
-            for e in audit_events(self.suite, self.parties[m.BORROWER], self.started)
+            for e in audit_log(self.suite.audit, self.parties[m.BORROWER], self.started)
             if e.request_id in self.events or e.resource_id in self.resources
         ]
 
@@ -247,49 +257,9 @@ class LoanMachine(RuleBasedStateMachine):
         assert len(events) == sum(self.events.values())
 
 
-def _fields(message: Any) -> dict[str, Any]:
-    return {f.name: v for f, v in message.ListFields()}
-
-
-def wait_for_outbox_to_drain(suite: Suite, timeout: float = 20.0) -> None:
-    engine = create_engine(suite.settings.database_url("loans"))
-    query = text("SELECT count(*) FROM outbox_events WHERE delivered_time IS NULL")
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            with engine.connect() as conn:
-                if conn.execute(query).scalar_one() == 0:
-                    return
-            time.sleep(0.05)
-    finally:
-        engine.dispose()
-    raise AssertionError("the outbox did not drain")
-
-
-def audit_events(suite: Suite, account: Account, since: datetime) -> list[Any]:
-    """Every audit event the account's organization may read since a moment."""
-    start = Timestamp()
-    start.FromDatetime(since)
-    events, token = [], ""
-    while True:
-        response = suite.audit.ListAuditEvents(
-            audit_pb.ListAuditEventsRequest(
-                page_size=500,
-                page_token=token,
-                filter=audit_pb.AuditEventFilter(occur_time_from=start),
-            ),
-            metadata=account.metadata,
-        )
-        assert response.HasField("page"), response.error
-        events += list(response.page.events)
-        token = response.page.next_page_token
-        if not token:
-            return events
-
-
 @pytest.fixture(scope="module")
-def parties(suite: Suite) -> dict[str, Account]:
-    return {m.BORROWER: suite.register("BORROWER"), m.LENDER: suite.register("LENDER")}
+def parties(borrower: Account, lender: Account) -> dict[str, Account]:
+    return {m.BORROWER: borrower, m.LENDER: lender}
 
 
 def test_random_calls_from_both_sides_agree_with_the_model(

@@ -9,45 +9,22 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
 
-import jwt
 import pytest
-from cryptography.hazmat.primitives.serialization import load_pem_private_key
-from google.protobuf.field_mask_pb2 import FieldMask
 from loansuite.common.v1 import error_pb2
 from loansuite.loans.v1 import loan_service_pb2 as pb
-from sqlalchemy import create_engine, text
 
-from services.loans.rpc import watch as watch_rpcs
-from tests.loans.journey import login_admin
-from tests.loans.watching import LOAN, Watches, create_loan, kind
+from services.loans.watching import rpc as watch_rpcs
+from tests.loans.database import refusing_inserts
+from tests.loans.factories import create_loan, invite, new_loan, update_loan
+from tests.loans.tokens import SigningKey, mint
+from tests.loans.watching import Watches, kind
 from tests.support import Account, Suite
 
 
-@pytest.fixture
-def watches() -> Iterator[Watches]:
-    opened = Watches()
-    yield opened
-    opened.cancel_all()
-
-
 def rename(suite: Suite, account: Account, loan: pb.Loan, name: str) -> pb.Loan:
-    response = suite.loans.UpdateLoan(
-        pb.UpdateLoanRequest(
-            loan_id=loan.id, etag=loan.etag, update_mask=FieldMask(paths=["name"]), name=name
-        ),
-        metadata=account.metadata,
-    )
-    assert response.HasField("loan"), response.error
-    return response.loan
-
-
-def invite(suite: Suite, borrower: Account, loan: pb.Loan, lender: Account) -> pb.Loan:
-    response = suite.loans.InviteLender(
-        pb.InviteLenderRequest(loan_id=loan.id, lender_email=lender.email),
-        metadata=borrower.metadata,
-    )
+    """The loan under a new name, renamed at its etag."""
+    response = update_loan(suite.loans, account, loan.id, etag=loan.etag, name=name)
     assert response.HasField("loan"), response.error
     return response.loan
 
@@ -58,7 +35,7 @@ def test_a_subscriber_hears_each_committed_change_with_the_new_etag(
     borrower = suite.register("BORROWER")
     watch = watches.subscribe(suite.loans, borrower)
 
-    created = create_loan(suite.loans, borrower)
+    created = new_loan(suite.loans, borrower)
     renamed = rename(suite, borrower, created, "Heat Pump Rollout II")
 
     first, second = watch.change(), watch.change()
@@ -81,11 +58,11 @@ def test_no_subscriber_hears_of_another_organizations_loans(suite: Suite, watche
     our_watch = watches.subscribe(suite.loans, ours)
     lender_watch = watches.subscribe(suite.loans, lender)
 
-    create_loan(suite.loans, theirs)  # nobody above is a party to it
-    sentinel = create_loan(suite.loans, ours)
+    new_loan(suite.loans, theirs)  # nobody above is a party to it
+    sentinel = new_loan(suite.loans, ours)
 
     assert our_watch.change().loan_id == sentinel.id
-    invited = invite(suite, ours, sentinel, lender)
+    invited = invite(suite.loans, ours, sentinel.id, lender)
     assert our_watch.change().etag == invited.etag
     heard = lender_watch.change()
     assert (heard.loan_id, kind(heard)) == (sentinel.id, "CHANGE_KIND_LENDER_INVITED")
@@ -95,7 +72,7 @@ def test_both_parties_hear_of_a_change_and_a_deletion_has_no_etag(
     suite: Suite, watches: Watches
 ) -> None:
     borrower, lender = suite.register("BORROWER"), suite.register("LENDER")
-    loan = invite(suite, borrower, create_loan(suite.loans, borrower), lender)
+    loan = new_loan(suite.loans, borrower, lender)
     borrower_watch = watches.subscribe(suite.loans, borrower)
     lender_watch = watches.subscribe(suite.loans, lender)
 
@@ -113,54 +90,43 @@ def test_both_parties_hear_of_a_change_and_a_deletion_has_no_etag(
         )
 
 
-# Real fault injection: the idempotency row is written after the change was recorded
-# (on PostgreSQL: after pg_notify ran), so the whole transaction rolls back late.
-FAIL_LATE = {
-    "sqlite": [
-        """CREATE TRIGGER fail_late BEFORE INSERT ON idempotency_records
-           BEGIN SELECT RAISE(ABORT, 'injected failure'); END"""
-    ],
-    "postgresql": [
-        """CREATE FUNCTION fail_late() RETURNS trigger LANGUAGE plpgsql AS
-           $$ BEGIN RAISE EXCEPTION 'injected failure'; END $$""",
-        """CREATE TRIGGER fail_late BEFORE INSERT ON idempotency_records
-           FOR EACH ROW EXECUTE FUNCTION fail_late()""",
-    ],
-}
-HEAL = {
-    "sqlite": ["DROP TRIGGER fail_late"],
-    "postgresql": ["DROP TRIGGER fail_late ON idempotency_records", "DROP FUNCTION fail_late()"],
-}
+def test_a_replaced_lender_hears_the_invitation_that_removes_it(
+    suite: Suite, watches: Watches
+) -> None:
+    borrower = suite.register("BORROWER")
+    replaced, invited = suite.register("LENDER"), suite.register("LENDER")
+    loan = new_loan(suite.loans, borrower, replaced)
+    replaced_watch = watches.subscribe(suite.loans, replaced)
+    invited_watch = watches.subscribe(suite.loans, invited)
 
+    moved = invite(suite.loans, borrower, loan.id, invited)
 
-def execute(suite: Suite, statements: list[str]) -> None:
-    engine = create_engine(suite.settings.database_url("loans"))
-    with engine.begin() as conn:
-        for statement in statements:
-            conn.execute(text(statement))
-    engine.dispose()
+    for watch in (replaced_watch, invited_watch):
+        heard = watch.change()
+        assert (heard.loan_id, kind(heard), heard.etag) == (
+            loan.id,
+            "CHANGE_KIND_LENDER_INVITED",
+            moved.etag,
+        )
+    # From now on the loan is no business of the replaced lender's: a later change to it
+    # goes unheard, while a change to one of its own loans (the sentinel) arrives.
+    rename(suite, borrower, moved, "Heat Pump Rollout III")
+    sentinel = new_loan(suite.loans, borrower, replaced)
+    assert replaced_watch.change().loan_id == sentinel.id
 
 
 def test_a_change_that_rolled_back_is_never_announced(suite: Suite, watches: Watches) -> None:
     borrower = suite.register("BORROWER")
     watch = watches.subscribe(suite.loans, borrower)
-    execute(suite, FAIL_LATE[suite.backend])
-    try:
-        doomed = suite.loans.CreateLoan(
-            pb.CreateLoanRequest(**{**_fields(LOAN), "request_id": f"doomed-{uuid.uuid4()}"}),
-            metadata=borrower.metadata,
-        )
-    finally:
-        execute(suite, HEAL[suite.backend])
-    sentinel = create_loan(suite.loans, borrower)
+    # Real fault injection: the idempotency row is written after the change was recorded
+    # (on PostgreSQL: after pg_notify ran), so the whole transaction rolls back late.
+    with refusing_inserts(suite, "idempotency_records"):
+        doomed = create_loan(suite.loans, borrower, request_id=f"doomed-{uuid.uuid4()}")
+    sentinel = new_loan(suite.loans, borrower)
 
     assert doomed.error.code == error_pb2.ERROR_CODE_INTERNAL
     change = watch.change()
     assert (change.loan_id, kind(change)) == (sentinel.id, "CHANGE_KIND_CREATED")
-
-
-def _fields(request: pb.CreateLoanRequest) -> dict[str, object]:
-    return {f.name: v for f, v in request.ListFields()}
 
 
 @pytest.mark.parametrize(
@@ -171,9 +137,9 @@ def _fields(request: pb.CreateLoanRequest) -> dict[str, object]:
     ],
 )
 def test_who_is_no_party_gets_one_error_and_the_stream_ends(
-    suite: Suite, watches: Watches, who: str, code: int
+    suite: Suite, watches: Watches, admin: Account, who: str, code: int
 ) -> None:
-    account = login_admin(suite) if who == "admin" else None
+    account = admin if who == "admin" else None
 
     error = watches.open(suite.loans, account).error()
 
@@ -182,36 +148,16 @@ def test_who_is_no_party_gets_one_error_and_the_stream_ends(
 
 
 def test_a_stream_ends_once_its_token_is_no_longer_valid(
-    suite: Suite, watches: Watches, monkeypatch: pytest.MonkeyPatch
+    suite: Suite, watches: Watches, signing_key: SigningKey, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A stream is re-authenticated as it goes: it never outlives its caller's right to it."""
     monkeypatch.setattr(watch_rpcs, "RECHECK_SECONDS", 0.2)  # the servers run in this process
     borrower = suite.register("BORROWER")
     # Expired 3 s ago: still accepted within the verifier's 5 s leeway, for 2 s more.
-    token = mint_token(suite, borrower, exp=int(time.time()) - 3)
+    expired = int(time.time()) - 3
+    token = mint(signing_key, borrower, iat=expired - 60, exp=expired)
     watch = watches.subscribe(suite.loans, Account(borrower.email, "", "", token))
 
     error = watch.error()
 
     assert (error.code, error.reason) == (error_pb2.ERROR_CODE_UNAUTHENTICATED, "TOKEN_EXPIRED")
-
-
-def mint_token(suite: Suite, account: Account, *, exp: int) -> str:
-    """A token signed with the auth service's current key, as auth would sign it."""
-    engine = create_engine(suite.settings.database_url("auth"))
-    with engine.connect() as conn:
-        kid, pem = conn.execute(
-            text("SELECT kid, private_key_pem FROM signing_keys ORDER BY generation DESC LIMIT 1")
-        ).one()
-    engine.dispose()
-    claims = {
-        "iss": suite.settings.token_issuer,
-        "aud": suite.settings.token_audience,
-        "sub": account.user_id,
-        "iat": exp - 60,
-        "exp": exp,
-        "org": account.organization_id,
-        "role": "BORROWER",
-    }
-    key = load_pem_private_key(pem.encode(), password=None)
-    return jwt.encode(claims, key, algorithm="EdDSA", headers={"kid": kid})  # type: ignore[arg-type]

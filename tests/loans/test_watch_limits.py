@@ -10,33 +10,17 @@ changes silently.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 
 import psycopg
 import pytest
 from loansuite.common.v1 import error_pb2
 from loansuite.loans.v1 import loan_service_pb2 as pb
 
-from services.loans.pg_listener import APPLICATION_NAME
-from services.loans.rpc.watch import SUBSCRIBED
+from services.loans.watching.pg_listener import APPLICATION_NAME
 from services.loans.wiring import start as start_loans
-from tests.loans.watching import (
-    WAIT,
-    Watch,
-    Watches,
-    create_loan,
-    replica,
-    stub_of,
-    subscribe_retrying,
-)
+from tests.loans.factories import new_loan
+from tests.loans.watching import WAIT, Watch, Watches, replica, stub_of
 from tests.support import PG_ADMIN_DSN, Suite
-
-
-@pytest.fixture
-def watches() -> Iterator[Watches]:
-    opened = Watches()
-    yield opened
-    opened.cancel_all()
 
 
 def test_watchers_beyond_the_limit_are_refused_until_one_leaves(
@@ -45,14 +29,13 @@ def test_watchers_beyond_the_limit_are_refused_until_one_leaves(
     borrower = suite.register("BORROWER")
     limit = suite.settings.max_workers // 2
     live = [
-        subscribe_retrying(watches, suite.loans, borrower, "TOO_MANY_WATCHERS")
-        for _ in range(limit)
+        watches.subscribe_retrying(suite.loans, borrower, "TOO_MANY_WATCHERS") for _ in range(limit)
     ]
 
     refused = watches.open(suite.loans, borrower).error()
     live[0].call.cancel()
-    replacement = subscribe_retrying(watches, suite.loans, borrower, "TOO_MANY_WATCHERS")
-    loan = create_loan(suite.loans, borrower)
+    replacement = watches.subscribe_retrying(suite.loans, borrower, "TOO_MANY_WATCHERS")
+    loan = new_loan(suite.loans, borrower)
 
     assert (refused.code, refused.reason) == (
         error_pb2.ERROR_CODE_RESOURCE_EXHAUSTED,
@@ -71,10 +54,9 @@ def test_a_subscriber_that_falls_behind_is_dropped_while_writers_go_on(
     with replica(suite, watch_queue_size=3) as server:
         slow_channel, slow_stub = stub_of(server.port, tiny_window)
         channel, stub = stub_of(server.port)
-        call = slow_stub.WatchLoans(pb.WatchLoansRequest(), metadata=borrower.metadata)
-        assert SUBSCRIBED in tuple(call.initial_metadata())  # type: ignore[attr-defined]
-        loans = [create_loan(stub, borrower) for _ in range(60)]
-        slow = Watch(call)
+        slow = Watch(slow_stub.WatchLoans(pb.WatchLoansRequest(), metadata=borrower.metadata))
+        assert slow.subscribed()
+        loans = [new_loan(stub, borrower) for _ in range(60)]
         slow.start_reading()  # only now does the client read what was sent
         error = slow.error()
         slow_channel.close()
@@ -114,8 +96,8 @@ def test_every_replica_hears_every_commit(suite: Suite, watches: Watches) -> Non
         here = watches.subscribe(suite.loans, borrower)
         there = watches.subscribe(other_stub, borrower)
 
-        written_here = create_loan(suite.loans, borrower)
-        written_there = create_loan(other_stub, borrower)
+        written_here = new_loan(suite.loans, borrower)
+        written_there = new_loan(other_stub, borrower)
 
         heard = [(w.change().loan_id, w.change().loan_id) for w in (here, there)]
         channel.close()
@@ -133,8 +115,8 @@ def test_a_lost_listener_connection_ends_streams_then_recovers(
 
     terminate_listeners(suite)
     error = watch.error()
-    resumed = subscribe_retrying(watches, suite.loans, borrower, "CHANGE_FEED_INTERRUPTED")
-    loan = create_loan(suite.loans, borrower)
+    resumed = watches.subscribe_retrying(suite.loans, borrower, "CHANGE_FEED_INTERRUPTED")
+    loan = new_loan(suite.loans, borrower)
 
     assert (error.code, error.reason) == (
         error_pb2.ERROR_CODE_UNAVAILABLE,

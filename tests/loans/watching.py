@@ -1,4 +1,4 @@
-"""Test support for WatchLoans: streams read in the background, replicas, retries."""
+"""WatchLoans streams read in the background, second replicas, and stubs on their ports."""
 
 from __future__ import annotations
 
@@ -11,23 +11,13 @@ from dataclasses import dataclass, field
 import grpc
 from loansuite.common.v1 import error_pb2
 from loansuite.loans.v1 import loan_service_pb2 as pb
-from loansuite.loans.v1 import loan_service_pb2_grpc
+from loansuite.loans.v1.loan_service_pb2_grpc import LoanServiceStub
 
-from services.loans.rpc.watch import SUBSCRIBED
+from services.loans.watching.rpc import SUBSCRIBED
 from services.loans.wiring import start as start_loans
 from services.shared.server import Server
 from tests.support import Account, Suite
 
-LOAN = pb.CreateLoanRequest(
-    name="Heat Pump Rollout",
-    loan_type=pb.LOAN_TYPE_AMORTIZED,
-    currency_code="EUR",
-    principal_amount="2000000.00",
-    committed_amount="1500000.00",
-    drawn_amount="0.00",
-    start_date="2027-02-01",
-    maturity_date="2033-02-01",
-)
 WAIT = 10.0  # bounded waits: a change is due within a second of its commit
 
 
@@ -35,23 +25,29 @@ WAIT = 10.0  # bounded waits: a change is due within a second of its commit
 class Watch:
     """An open WatchLoans stream, read by a background thread into a queue."""
 
-    call: grpc.Future
+    call: grpc.CallIterator[pb.WatchLoansResponse]
     responses: queue.Queue[pb.WatchLoansResponse | None] = field(default_factory=queue.Queue)
 
     def start_reading(self) -> None:
+        """Read the stream into the queue in a background thread."""
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self) -> None:
         with contextlib.suppress(grpc.RpcError):  # cancelled by the test
-            for response in self.call:  # type: ignore[attr-defined]
+            for response in self.call:
                 self.responses.put(response)
         self.responses.put(None)  # the stream ended
+
+    def subscribed(self) -> bool:
+        """Whether the server took the stream on: changes committed from now on reach it."""
+        return SUBSCRIBED in tuple(self.call.initial_metadata())
 
     def next(self) -> pb.WatchLoansResponse | None:
         """The next response; None when the stream ended."""
         return self.responses.get(timeout=WAIT)
 
     def change(self) -> pb.LoanChange:
+        """The next response, which must be a change."""
         response = self.next()
         assert response is not None, "the stream ended"
         assert response.HasField("change"), response.error
@@ -73,37 +69,36 @@ class Watches:
     def __init__(self) -> None:
         self._open: list[Watch] = []
 
-    def open(self, stub: loan_service_pb2_grpc.LoanServiceStub, account: Account | None) -> Watch:
+    def open(self, stub: LoanServiceStub, account: Account | None) -> Watch:
+        """A stream opened as account (None: without a token), read in the background."""
         metadata = () if account is None else account.metadata
         watch = Watch(stub.WatchLoans(pb.WatchLoansRequest(), metadata=metadata))
         self._open.append(watch)
         watch.start_reading()
         return watch
 
-    def subscribe(self, stub: loan_service_pb2_grpc.LoanServiceStub, account: Account) -> Watch:
+    def subscribe(self, stub: LoanServiceStub, account: Account) -> Watch:
         """A stream that is live: changes committed from now on reach it."""
         watch = self.open(stub, account)
-        if SUBSCRIBED not in tuple(watch.call.initial_metadata()):  # type: ignore[attr-defined]
+        if not watch.subscribed():
             raise AssertionError(f"not subscribed: {watch.error()}")
         return watch
 
+    def subscribe_retrying(self, stub: LoanServiceStub, account: Account, reason: str) -> Watch:
+        """Subscribe, retrying (bounded) while the server answers the transient error reason."""
+        for _ in range(100):
+            watch = self.open(stub, account)
+            if watch.subscribed():
+                return watch
+            error = watch.error()
+            assert error.reason == reason, error
+            threading.Event().wait(0.1)
+        raise AssertionError(f"still {reason} after 100 attempts")
+
     def cancel_all(self) -> None:
+        """Cancel every stream this opened."""
         for watch in self._open:
             watch.call.cancel()
-
-
-def subscribe_retrying(
-    watches: Watches, stub: loan_service_pb2_grpc.LoanServiceStub, account: Account, reason: str
-) -> Watch:
-    """Subscribe, retrying (bounded) while the server answers the transient error reason."""
-    for _ in range(100):
-        watch = watches.open(stub, account)
-        if SUBSCRIBED in tuple(watch.call.initial_metadata()):  # type: ignore[attr-defined]
-            return watch
-        error = watch.error()
-        assert error.reason == reason, error
-        threading.Event().wait(0.1)
-    raise AssertionError(f"still {reason} after 100 attempts")
 
 
 @contextlib.contextmanager
@@ -118,16 +113,12 @@ def replica(suite: Suite, **options: int) -> Iterator[Server]:
 
 def stub_of(
     port: int, options: tuple[tuple[str, int], ...] = ()
-) -> tuple[grpc.Channel, loan_service_pb2_grpc.LoanServiceStub]:
+) -> tuple[grpc.Channel, LoanServiceStub]:
+    """A channel to a server on this machine, and a loan service stub on it."""
     channel = grpc.insecure_channel(f"127.0.0.1:{port}", options=options)
-    return channel, loan_service_pb2_grpc.LoanServiceStub(channel)
-
-
-def create_loan(stub: loan_service_pb2_grpc.LoanServiceStub, account: Account) -> pb.Loan:
-    response = stub.CreateLoan(LOAN, metadata=account.metadata)
-    assert response.HasField("loan"), response.error
-    return response.loan
+    return channel, LoanServiceStub(channel)
 
 
 def kind(change: pb.LoanChange) -> str:
+    """The change's kind by its proto name."""
     return pb.ChangeKind.Name(change.kind)
