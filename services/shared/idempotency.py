@@ -14,6 +14,7 @@ the other, so the second reads the first's answer.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,12 +22,12 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, ClassVar
 
 from sqlalchemy import (
-    ColumnElement,
     Executable,
     FromClause,
     LargeBinary,
     String,
     TableClause,
+    bindparam,
     select,
     update,
 )
@@ -88,59 +89,60 @@ def keyed(
     write: Callable[[Session], bytes],
 ) -> Callable[[Session], bytes]:
     """The write, run only if its key is new; otherwise the stored response of the key."""
-    claim = _claim_statement(db, model)
-    return lambda session: _once(session, model, claim, key, write)
+    statements = _statements(_table(model), "sqlite" if db.is_sqlite else "postgresql")
+    return lambda session: _once(session, statements, key, write)
+
+
+@dataclass(frozen=True)
+class _Statements:
+    """The three statements of a keyed write, built once per table and dialect."""
+
+    claim: Executable  # INSERT … ON CONFLICT DO NOTHING RETURNING: a row only if the key was new
+    store: Executable  # UPDATE the claimed row with the response
+    stored: Executable  # SELECT the fingerprint and response of a key
 
 
 def _once(
     session: Session,
-    model: type[IdempotencyMixin],
-    claim: Executable,
+    statements: _Statements,
     key: IdempotencyKey,
     write: Callable[[Session], bytes],
 ) -> bytes:
+    connection = session.connection()
     row = {**vars(key), "response": b"", "create_time": datetime.now(UTC)}
-    if session.execute(claim, row).first() is None:  # the key was taken: replay its answer
-        return _stored(session, model, key)
+    if connection.execute(statements.claim, row).first() is None:  # taken: replay its answer
+        found = connection.execute(statements.stored, _key_params(key)).one()
+        if found.fingerprint != key.fingerprint:
+            raise ValidationError(
+                [("request_id", "REQUEST_ID_REUSED", "was already used for a different request")]
+            )
+        return bytes(found.response)
     response = write(session)
-    table = _table(model)
-    session.execute(update(table).where(*_matches(table, key)).values(response=response))
+    connection.execute(statements.store, {**_key_params(key), "new_response": response})
     return response
 
 
-def _claim_statement(db: Database, model: type[IdempotencyMixin]) -> Executable:
-    """INSERT … ON CONFLICT DO NOTHING RETURNING: a row back only when the key was new.
-
-    RETURNING rather than the row count, which drivers do not all report for it.
-    """
-    table = _table(model)
-    if db.is_sqlite:
-        return sqlite_insert(table).on_conflict_do_nothing().returning(table.c.scope)
-    return postgresql_insert(table).on_conflict_do_nothing().returning(table.c.scope)
+def _key_params(key: IdempotencyKey) -> dict[str, str]:
+    return {"k_scope": key.scope, "k_rpc": key.rpc, "k_request_id": key.request_id}
 
 
 def _table(model: type[IdempotencyMixin]) -> TableClause:
-    table = model.__table__  # Core statements: this runs on every keyed write
+    table = model.__table__
     if not isinstance(table, TableClause):  # narrows for insert(): declarative maps to a Table
         raise TypeError(f"{model.__name__} is not mapped to a table")
     return table
 
 
-def _matches(table: TableClause, key: IdempotencyKey) -> list[ColumnElement[bool]]:
-    return [
-        table.c.scope == key.scope,
-        table.c.rpc == key.rpc,
-        table.c.request_id == key.request_id,
-    ]
-
-
-def _stored(session: Session, model: type[IdempotencyMixin], key: IdempotencyKey) -> bytes:
-    table = _table(model)
-    row = session.execute(
-        select(table.c.fingerprint, table.c.response).where(*_matches(table, key))
-    ).one()
-    if row.fingerprint != key.fingerprint:
-        raise ValidationError(
-            [("request_id", "REQUEST_ID_REUSED", "was already used for a different request")]
-        )
-    return bytes(row.response)
+@functools.cache
+def _statements(table: TableClause, dialect: str) -> _Statements:
+    # Drivers do not all report a row count for ON CONFLICT DO NOTHING; RETURNING is exact.
+    insert = sqlite_insert if dialect == "sqlite" else postgresql_insert
+    claim = insert(table).on_conflict_do_nothing().returning(table.c.scope)
+    matches = (
+        table.c.scope == bindparam("k_scope"),
+        table.c.rpc == bindparam("k_rpc"),
+        table.c.request_id == bindparam("k_request_id"),
+    )
+    store = update(table).where(*matches).values(response=bindparam("new_response"))
+    stored = select(table.c.fingerprint, table.c.response).where(*matches)
+    return _Statements(claim, store, stored)

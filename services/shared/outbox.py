@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import json
 import os
 import uuid
@@ -22,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from sqlalchemy import FromClause, Index, Integer, String, TableClause, Text, insert
+from sqlalchemy import FromClause, Index, Insert, Integer, String, TableClause, Text, insert
 from sqlalchemy.orm import Mapped, Session, declared_attr, mapped_column
 
 from services.shared._types import Change
@@ -111,8 +112,8 @@ def record_event(
         source=source,
         changes=[Change(*change) for change in changes or ()],
     )
-    session.execute(
-        insert(_table(model)),
+    session.connection().execute(
+        _insert(_table(model)),
         {"event_id": record.event_id, "payload": record.to_json(), "create_time": now},
     )
     session.info["outbox_written"] = True
@@ -120,10 +121,16 @@ def record_event(
 
 
 def _table(model: type[OutboxMixin]) -> TableClause:
-    table = model.__table__  # Core insert: this runs on every audited write
+    table = model.__table__
     if not isinstance(table, TableClause):  # narrows for insert(): declarative maps to a Table
         raise TypeError(f"{model.__name__} is not mapped to a table")
     return table
+
+
+@functools.cache
+def _insert(table: TableClause) -> Insert:
+    """The outbox INSERT, built once: a statement reused keeps its compiled form and cache key."""
+    return insert(table)
 
 
 class RelayLock:

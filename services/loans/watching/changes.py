@@ -18,7 +18,7 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from services.loans.vocabulary import ChangeKind
@@ -33,6 +33,7 @@ __all__ = [
 ]
 
 CHANNEL = "loansuite_loan_changes"
+_NOTIFY = select(func.pg_notify(CHANNEL, bindparam("payload")))
 _PENDING = "loan_changes"
 
 
@@ -57,7 +58,7 @@ def record_change(
     change = LoanChanged(loan_id, kind, etag, organization_ids, now)
     if session.get_bind().dialect.name == "postgresql":
         # Transactional: PostgreSQL sends it at COMMIT, to every listening replica.
-        session.execute(select(func.pg_notify(CHANNEL, encode_change(change))))
+        session.connection().execute(_NOTIFY, {"payload": encode_change(change)})
     else:
         session.info.setdefault(_PENDING, []).append(change)
 
