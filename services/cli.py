@@ -42,6 +42,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("service", choices=SERVICES)
     _data_dir(serve)
     serve.add_argument("--port", type=int, help="listen port (default: the service's own)")
+    serve.add_argument(
+        "--workers", type=int, default=1, help="processes sharing the port (default 1)"
+    )
     serve.set_defaults(handler=_serve)
 
     bench = commands.add_parser("bench", help="CreateLoan against Health/Check, side by side")
@@ -106,6 +109,15 @@ def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
 def _serve(args: argparse.Namespace) -> int:
     settings = _settings(args)
     configure_logging(settings.log_level, service=args.service)
+    if args.workers != 1:
+        from services.workers import WorkersError, serve_workers
+
+        port = settings.port(args.service) if args.port is None else args.port
+        try:
+            return serve_workers(args.service, settings, args.workers, port)
+        except WorkersError as exc:
+            print(f"loansuite: {exc}", file=sys.stderr)
+            return 2
     wiring = importlib.import_module(f"services.{args.service}.wiring")
     server = wiring.start(settings, port=args.port)
     logging.getLogger("loansuite").info(

@@ -51,6 +51,7 @@ def start(settings: Settings, *, port: int | None = None, heads_path: Path | Non
         f"{settings.host}:{settings.port('audit') if port is None else port}",
         max_workers=settings.max_workers,
         model=settings.server_model,
+        reuse_port=settings.reuse_port,
     )
     server.on_stopping(tails.close)  # open tails end at once instead of holding the grace
     for release in (db.dispose, channel.close):

@@ -36,6 +36,7 @@ def start(settings: Settings, *, port: int | None = None) -> Server:
             f"{settings.host}:{port if port is not None else settings.port('auth')}",
             max_workers=settings.max_workers,
             model=settings.server_model,
+            reuse_port=settings.reuse_port,
         )
     except BaseException:
         db.dispose()

@@ -92,6 +92,7 @@ def _serve(servicer: LoanServicer, settings: Settings, port: int | None) -> Serv
         f"{settings.host}:{settings.port('loans') if port is None else port}",
         max_workers=settings.max_workers,
         model=settings.server_model,
+        reuse_port=settings.reuse_port,
     )
 
 

@@ -25,8 +25,12 @@ __all__ = ["Registration", "Server", "create_server"]
 
 log = logging.getLogger("loansuite.server")
 
-# A taken port must fail loudly, not be silently shared (grpc's default is on).
+Options = tuple[tuple[str, int], ...]
+
+# A taken port must fail loudly, not be silently shared (grpc's default is on). Only the
+# workers of one `serve --workers N`, whose supervisor checked the port first, share it.
 SERVER_OPTIONS = (("grpc.so_reuseport", 0),)
+SHARED_PORT_OPTIONS = (("grpc.so_reuseport", 1),)
 _STATUSES = {
     True: health_pb2.HealthCheckResponse.SERVING,
     False: health_pb2.HealthCheckResponse.NOT_SERVING,
@@ -92,9 +96,9 @@ class Server:
 class _Engine:
     """The thread-pool server."""
 
-    def __init__(self, max_workers: int) -> None:
+    def __init__(self, max_workers: int, options: Options) -> None:
         pool = futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rpc")
-        self.server: Any = grpc.server(pool, options=SERVER_OPTIONS)
+        self.server: Any = grpc.server(pool, options=options)
 
     def start(self) -> None:
         self.server.start()
@@ -106,14 +110,14 @@ class _Engine:
 class _AioEngine(_Engine):
     """grpc.aio on its own event-loop thread, running the servicers on a thread pool."""
 
-    def __init__(self, max_workers: int) -> None:
+    def __init__(self, max_workers: int, options: Options) -> None:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="aio", daemon=True)
         self._thread.start()
         pool = futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rpc")
 
         async def make() -> grpc.aio.Server:
-            return grpc.aio.server(migration_thread_pool=pool, options=SERVER_OPTIONS)
+            return grpc.aio.server(migration_thread_pool=pool, options=options)
 
         self.server = self._run(make())
 
@@ -136,9 +140,11 @@ def create_server(
     *,
     max_workers: int = 32,
     model: Literal["thread", "aio"] = "thread",
+    reuse_port: bool = False,
 ) -> Server:
     """Start a server on address ("host:0" picks a free port) with health and reflection."""
-    engine = _AioEngine(max_workers) if model == "aio" else _Engine(max_workers)
+    options = SHARED_PORT_OPTIONS if reuse_port else SERVER_OPTIONS
+    engine = (_AioEngine if model == "aio" else _Engine)(max_workers, options)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, engine.server)
     names = [r.name for r in registrations]

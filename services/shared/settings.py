@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     user_cache_ttl_seconds: float = 10.0
     server_model: Literal["thread", "aio"] = "thread"
     max_workers: int = 32
+    # Set for the worker processes of `serve --workers N`, which share one port; a
+    # lone server keeps it off, so that a taken port fails loudly.
+    reuse_port: bool = False
     grace_seconds: float = 10.0
     log_level: str = "INFO"
 
