@@ -32,7 +32,7 @@ from services.shared.context import current_request_id
 from services.shared.db import Database
 from services.shared.identity import Caller
 
-__all__ = ["AuditRecord", "Change", "OutboxMixin", "RelayLock", "record_event"]
+__all__ = ["AuditRecord", "Change", "OutboxMixin", "RelayLock", "outbox_table", "record_event"]
 
 
 @dataclass(frozen=True)
@@ -113,14 +113,15 @@ def record_event(
         changes=[Change(*change) for change in changes or ()],
     )
     session.connection().execute(
-        _insert(_table(model)),
+        _insert(outbox_table(model)),
         {"event_id": record.event_id, "payload": record.to_json(), "create_time": now},
     )
     session.info["outbox_written"] = True
     return record
 
 
-def _table(model: type[OutboxMixin]) -> TableClause:
+def outbox_table(model: type[OutboxMixin]) -> TableClause:
+    """The Core table of a service's mapped outbox class."""
     table = model.__table__
     if not isinstance(table, TableClause):  # narrows for insert(): declarative maps to a Table
         raise TypeError(f"{model.__name__} is not mapped to a table")

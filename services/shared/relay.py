@@ -21,12 +21,12 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import ClassVar, Protocol
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from services.shared.db import Database
 from services.shared.metrics import OutboxSnapshot, OutboxStats, RelayState, outboxes
-from services.shared.outbox import AuditRecord, OutboxMixin, RelayLock
+from services.shared.outbox import AuditRecord, OutboxMixin, RelayLock, outbox_table
 
 __all__ = ["HEALTH_PREFIX", "EventSink", "HealthReport", "OutboxRelay"]
 
@@ -155,6 +155,20 @@ class OutboxRelay:
         self._unmarked: dict[str, None] = {}  # insertion-ordered set
         self._last_report = OutboxSnapshot(source)
         self._next_report = 0.0
+        # Built once: these run every round.
+        table = outbox_table(model)
+        self._read_pending = (
+            select(table.c.payload)
+            .where(table.c.delivered_time.is_(None))
+            .order_by(table.c.id)
+            .limit(batch_size)
+        )
+        self._claim_pending = self._read_pending.with_for_update(skip_locked=True)
+        self._mark_delivered = (
+            update(table)
+            .where(table.c.event_id.in_(bindparam("acked", expanding=True)))
+            .values(delivered_time=bindparam("now"))
+        )
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -201,15 +215,9 @@ class OutboxRelay:
         return len(acked)
 
     def _pending(self, session: Session, *, lock: bool) -> list[AuditRecord]:
-        query = (
-            select(self._model.payload)
-            .where(self._model.delivered_time.is_(None))
-            .order_by(self._model.id)
-            .limit(self._batch_size)
-        )
-        if lock:
-            query = query.with_for_update(skip_locked=True)
-        return [AuditRecord.from_json(payload) for payload in session.scalars(query)]
+        query = self._claim_pending if lock else self._read_pending
+        rows = session.connection().execute(query).scalars()
+        return [AuditRecord.from_json(payload) for payload in rows]
 
     def _send(self, records: list[AuditRecord]) -> set[str]:
         if not records:
@@ -225,11 +233,8 @@ class OutboxRelay:
 
     def _mark(self, session: Session, acked: set[str]) -> None:
         if acked:
-            session.execute(
-                update(self._model)
-                .where(self._model.event_id.in_(acked))
-                .values(delivered_time=datetime.now(UTC))
-            )
+            params = {"acked": list(acked), "now": datetime.now(UTC)}
+            session.connection().execute(self._mark_delivered, params)
 
     def _settle(self, acked: set[str]) -> None:
         """After the mark committed: these events are done."""
