@@ -47,7 +47,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.set_defaults(handler=_serve)
 
-    bench = commands.add_parser("bench", help="CreateLoan against Health/Check, side by side")
+    bench = commands.add_parser(
+        "bench", help="CreateLoan, GetLoan, ListLoans and audit ingest against Health/Check"
+    )
     bench.add_argument("--json", action="store_true", help="print one JSON object")
     bench.add_argument("--seconds", type=float, default=10.0, help="length of each phase")
     bench.add_argument("--concurrency", type=int, default=16, help="calls in flight")
@@ -59,6 +61,12 @@ def _parser() -> argparse.ArgumentParser:
         help="grpcio server model to measure (default: the configured one)",
     )
     bench.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
+    bench.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="loans processes sharing its port (default 1; above 1 needs PostgreSQL)",
+    )
     bench.set_defaults(handler=_bench)
 
     admin = commands.add_parser("create-admin", help="create a platform admin (operator only)")
@@ -222,6 +230,7 @@ def _bench(args: argparse.Namespace) -> int:
         users=args.users,
         server_model=args.server_model,
         database=args.database,
+        workers=args.workers,
     )
 
 
