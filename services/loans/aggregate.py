@@ -49,6 +49,7 @@ __all__ = [
     "created",
     "deleted",
     "diff",
+    "is_uuid",
     "load_loan",
     "load_part",
     "require_party",
@@ -248,7 +249,7 @@ def _flush(session: Session) -> None:
 
 def _visible(session: Session, caller: Caller, loan_id: str, *, for_update: bool) -> Loan:
     loan = None
-    if _is_uuid(loan_id):
+    if is_uuid(loan_id):
         query = select(Loan).where(Loan.id == loan_id)
         if for_update:  # PostgreSQL: concurrent writers of one loan queue here
             query = query.with_for_update()
@@ -258,7 +259,8 @@ def _visible(session: Session, caller: Caller, loan_id: str, *, for_update: bool
     return loan
 
 
-def _is_uuid(value: str) -> bool:
+def is_uuid(value: str) -> bool:
+    """Whether value is a UUID in canonical form, as every id here is."""
     try:
         return str(uuid.UUID(value)) == value
     except ValueError:

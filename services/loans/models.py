@@ -41,6 +41,7 @@ __all__ = [
     "MarginAdjustment",
     "MarginRatchet",
     "OutboxEvent",
+    "etag_of",
 ]
 
 
@@ -96,7 +97,7 @@ class Loan(Base):
 
     @property
     def etag(self) -> str:
-        return _etag("loan", self.id, self.version)
+        return etag_of("loan", self.id, self.version)
 
     def parties(self) -> tuple[str, ...]:
         """The organizations on either side of the loan (the lender once invited)."""
@@ -122,7 +123,8 @@ class Loan(Base):
             )
 
 
-def _etag(kind: str, entity_id: str, version: int) -> str:
+def etag_of(kind: str, entity_id: str, version: int) -> str:
+    """The etag of version `version` of an entity: opaque, and new with every version."""
     return hashlib.blake2b(f"{kind}:{entity_id}:{version}".encode(), digest_size=8).hexdigest()
 
 
@@ -170,7 +172,7 @@ class Kpi(Base):
 
     @property
     def etag(self) -> str:
-        return _etag("kpi", self.id, self.version)
+        return etag_of("kpi", self.id, self.version)
 
     def revise(self, now: datetime.datetime) -> None:
         """Any edit sends the KPI back to PROPOSED: the lender reviews what it will be held to."""
@@ -206,7 +208,7 @@ class MarginRatchet(Base):
 
     @property
     def etag(self) -> str:
-        return _etag("ratchet", self.id, self.version)
+        return etag_of("ratchet", self.id, self.version)
 
 
 class KpiResult(Base):
@@ -238,7 +240,7 @@ class KpiResult(Base):
 
     @property
     def etag(self) -> str:
-        return _etag("result", self.id, self.version)
+        return etag_of("result", self.id, self.version)
 
 
 class MarginAdjustment(Base):

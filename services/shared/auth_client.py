@@ -8,12 +8,12 @@ from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 import grpc
-from cachetools import TTLCache
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from loansuite.auth.v1 import auth_service_pb2 as pb
 from loansuite.auth.v1 import auth_service_pb2_grpc as pb_grpc
 
 from services.shared._types import Metadata
+from services.shared.caches import ExpiringCache
 from services.shared.context import outgoing_metadata
 from services.shared.envelope import Envelope, error_from_message
 from services.shared.errors import (
@@ -117,12 +117,11 @@ class RemoteUserDirectory:
     ) -> None:
         self._stub = stub
         self._credentials = credentials
-        self._cache: TTLCache[str, Caller] = TTLCache(size, ttl=ttl)
-        self._lock = threading.Lock()
+        self._ttl = ttl
+        self._cache: ExpiringCache[str, Caller] = ExpiringCache(size)
 
     def load(self, user_id: str) -> Caller:
-        with self._lock:
-            caller = self._cache.get(user_id)
+        caller = self._cache.get(user_id)
         if caller is not None:
             return caller
         try:
@@ -144,8 +143,7 @@ class RemoteUserDirectory:
             role=role_from_proto(user.role),
             email=user.email,
         )
-        with self._lock:
-            self._cache[user_id] = caller
+        self._cache.put(user_id, caller, expires_at=time.monotonic() + self._ttl)
         return caller
 
 

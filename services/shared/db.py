@@ -23,7 +23,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -51,13 +51,18 @@ class Database:
         self.url = make_url(url)
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
         if self.is_sqlite:
-            self.engine = _sqlite_engine(self.url)
+            self.engine = _sqlite_engine(self.url, pool_size)
         else:
             self.engine = create_engine(
                 self.url, pool_size=pool_size, max_overflow=2 * pool_size, pool_pre_ping=True
             )
         writer = self.engine.execution_options(sqlite_begin="IMMEDIATE")
         self._reads = sessionmaker(self.engine, expire_on_commit=False)
+        # One statement is its own consistent snapshot: a single-statement read needs no
+        # BEGIN and ROLLBACK around it (two more round trips on PostgreSQL).
+        self._single_reads = self.engine.execution_options(
+            **({"sqlite_begin": None} if self.is_sqlite else {"isolation_level": "AUTOCOMMIT"})
+        )
         self._writes = sessionmaker(writer, expire_on_commit=False)
         self._write_lock: contextlib.AbstractContextManager[Any] = (
             threading.Lock() if self.is_sqlite else contextlib.nullcontext()
@@ -94,6 +99,18 @@ class Database:
         finally:
             session.close()  # rolls back without expiring what was loaded
 
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[Connection]:
+        """A pooled connection for ONE read statement, which is its own snapshot.
+
+        What a read loads through the ORM costs several times more than the row: a
+        read that needs no unit of work (GetLoan, ListLoans) runs one prebuilt Core
+        statement here, with no transaction around it. Several statements that must
+        agree with each other belong in ``read()``.
+        """
+        with self._single_reads.connect() as connection:
+            yield connection
+
     def on_commit(self, callback: Callable[[Session], None]) -> None:
         """Run callback after each committed write transaction (e.g. to wake a relay)."""
         self._after_commit.append(callback)
@@ -102,12 +119,17 @@ class Database:
         self.engine.dispose()
 
 
-def _sqlite_engine(url: URL) -> Engine:
+def _sqlite_engine(url: URL, pool_size: int) -> Engine:
     if url.database and url.database != ":memory:":
         from pathlib import Path
 
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, connect_args={"check_same_thread": False})
+    engine = create_engine(
+        url,
+        connect_args={"check_same_thread": False},
+        pool_size=pool_size,
+        max_overflow=2 * pool_size,
+    )
 
     @event.listens_for(engine, "connect")
     def _connect(dbapi_connection: Any, _record: Any) -> None:
@@ -120,6 +142,7 @@ def _sqlite_engine(url: URL) -> Engine:
     @event.listens_for(engine, "begin")
     def _begin(conn: Any) -> None:
         mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
-        conn.exec_driver_sql(f"BEGIN {mode}")
+        if mode is not None:  # None: a single-statement read, in SQLite's autocommit mode
+            conn.exec_driver_sql(f"BEGIN {mode}")
 
     return engine

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import jwt
-from cachetools import TTLCache
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
+from services.shared.caches import ExpiringCache
 from services.shared.errors import UnauthenticatedError
 
 __all__ = [
@@ -165,18 +165,15 @@ class TokenVerifier:
         self._issuer = issuer
         self._audience = audience
         self._clock = clock
-        # Bounded; an entry never outlives its token (checked on every hit).
-        self._verified: TTLCache[str, Claims] = TTLCache(cache_size, ttl=3600, timer=clock)
-        self._lock = threading.Lock()
+        # Bounded; an entry expires with its token.
+        self._verified: ExpiringCache[str, Claims] = ExpiringCache(cache_size, clock=clock)
 
     def verify(self, token: str) -> Claims:
-        with self._lock:
-            claims = self._verified.get(token)
-        if claims is not None and claims.expires_at > self._clock():
+        claims = self._verified.get(token)
+        if claims is not None:
             return claims
         claims = self._decode(token)
-        with self._lock:
-            self._verified[token] = claims
+        self._verified.put(token, claims, expires_at=claims.expires_at)
         return claims
 
     def _decode(self, token: str) -> Claims:

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Final, Protocol
 
 from loansuite.loans.v1 import loan_service_pb2 as pb
 
 from services.loans.loan.schemas import format_amount
-from services.loans.models import Loan
-from services.loans.vocabulary import LoanState
+from services.loans.models import etag_of
+from services.loans.vocabulary import LoanState, LoanType
 from services.loans.wire import enum_name
 from services.shared.timestamps import timestamp
 
-__all__ = ["deletion_to_proto", "loan_form", "loan_to_proto", "states_of"]
+__all__ = ["LoanLike", "deletion_to_proto", "loan_form", "loan_to_proto", "states_of"]
 
 
 def loan_form(request: pb.CreateLoanRequest | pb.UpdateLoanRequest) -> dict[str, str]:
@@ -43,17 +45,60 @@ def deletion_to_proto(loan_id: str, delete_time: datetime) -> pb.LoanDeletion:
     return pb.LoanDeletion(loan_id=loan_id, delete_time=timestamp(delete_time))
 
 
-def loan_to_proto(loan: Loan) -> pb.Loan:
+class LoanLike(Protocol):
+    """A loan's stored columns: a Loan, or a row of the loans table read with Core."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def loan_type(self) -> LoanType: ...
+    @property
+    def state(self) -> LoanState: ...
+    @property
+    def version(self) -> int: ...
+    @property
+    def currency_code(self) -> str: ...
+    @property
+    def principal_amount(self) -> Decimal: ...
+    @property
+    def committed_amount(self) -> Decimal: ...
+    @property
+    def drawn_amount(self) -> Decimal: ...
+    @property
+    def start_date(self) -> date: ...
+    @property
+    def maturity_date(self) -> date: ...
+    @property
+    def borrower_organization_id(self) -> str: ...
+    @property
+    def lender_organization_id(self) -> str | None: ...
+    @property
+    def creator_user_id(self) -> str: ...
+    @property
+    def create_time(self) -> datetime: ...
+    @property
+    def update_time(self) -> datetime: ...
+
+
+# Looked up once: the proto enum number of each stored value.
+_LOAN_TYPES: Final = {member: pb.LoanType.Value(member.wire) for member in LoanType}
+_LOAN_STATES: Final = {member: pb.LoanState.Value(member.wire) for member in LoanState}
+
+
+def loan_to_proto(loan: LoanLike) -> pb.Loan:
+    currency = loan.currency_code
     return pb.Loan(
         id=loan.id,
         name=loan.name,
-        loan_type=pb.LoanType.Value(loan.loan_type.wire),
-        state=pb.LoanState.Value(loan.state.wire),
-        etag=loan.etag,
-        currency_code=loan.currency_code,
-        principal_amount=format_amount(loan.principal_amount, loan.currency_code),
-        committed_amount=format_amount(loan.committed_amount, loan.currency_code),
-        drawn_amount=format_amount(loan.drawn_amount, loan.currency_code),
+        loan_type=_LOAN_TYPES[loan.loan_type],
+        state=_LOAN_STATES[loan.state],
+        etag=etag_of("loan", loan.id, loan.version),
+        currency_code=currency,
+        principal_amount=format_amount(loan.principal_amount, currency),
+        committed_amount=format_amount(loan.committed_amount, currency),
+        drawn_amount=format_amount(loan.drawn_amount, currency),
         start_date=loan.start_date.isoformat(),
         maturity_date=loan.maturity_date.isoformat(),
         borrower_organization_id=loan.borrower_organization_id,

@@ -9,7 +9,7 @@ import grpc
 from loansuite.loans.v1 import loan_service_pb2 as pb
 
 from services.loans.aggregate import require_party
-from services.loans.loan import conversions, terms, use_cases
+from services.loans.loan import conversions, queries, terms, use_cases
 from services.loans.loan.conversions import loan_to_proto
 from services.loans.loan.schemas import parse_new_loan
 from services.loans.rpc import LoanRpcBase, Write, mutation
@@ -40,9 +40,9 @@ class LoanRpcs(LoanRpcBase):
     ) -> pb.GetLoanResponse:
         """Return a loan that the caller's organization borrows or lends."""
         caller = self._caller(context)
-        with self._db.read() as session:
-            loan = use_cases.get_loan(session, caller=caller, loan_id=request.loan_id)
-            return pb.GetLoanResponse(loan=loan_to_proto(loan))
+        with self._db.reading() as connection:
+            loan = queries.find_loan(connection, caller=caller, loan_id=request.loan_id)
+        return pb.GetLoanResponse(loan=loan_to_proto(loan))
 
     @unary(pb.ListLoansResponse)
     def ListLoans(
@@ -55,9 +55,9 @@ class LoanRpcs(LoanRpcBase):
         counterparty = request.filter.counterparty_organization_id
         scope = {"org": caller.organization_id, "states": states, "counterparty": counterparty}
         after = self._cursor(request.page_token, scope)
-        with self._db.read() as session:
-            loans = use_cases.list_loans(
-                session,
+        with self._db.reading() as connection:
+            loans = queries.page_of_loans(
+                connection,
                 caller=caller,
                 states=states,
                 limit=limit + 1,
@@ -132,11 +132,11 @@ class LoanRpcs(LoanRpcBase):
             raise UnavailableError("no user directory is configured", reason="USERS_UNAVAILABLE")
         return self._users.find_by_email(email)
 
-    def _cursor(self, token: str, scope: Mapping[str, object]) -> use_cases.LoanCursor | None:
+    def _cursor(self, token: str, scope: Mapping[str, object]) -> tuple[datetime, str] | None:
         if not token:
             return None
         cursor = self._pages.decode(token)
         if any(cursor.get(k) != v for k, v in scope.items()):
             # A token is only good for the query that issued it.
             raise self._pages.invalid()
-        return use_cases.LoanCursor(datetime.fromisoformat(cursor["time"]), cursor["id"])
+        return datetime.fromisoformat(cursor["time"]), cursor["id"]

@@ -7,16 +7,14 @@ RPC layer owns the transaction. They know nothing of gRPC or protobuf.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Final, cast
 
-from sqlalchemy import ColumnElement, Table, and_, insert, or_, select, tuple_
+from sqlalchemy import Table, insert
 from sqlalchemy.orm import Session
 
-from services.loans.aggregate import Event, Party, announce, created, load_loan, require_party
+from services.loans.aggregate import Event, Party, announce, created, load_loan
 from services.loans.loan.schemas import NewLoan, format_amount
 from services.loans.models import Loan
 from services.loans.vocabulary import ChangeKind, LoanState, WireEnum
@@ -24,24 +22,14 @@ from services.shared.errors import PermissionDeniedError
 from services.shared.identity import Caller, Role
 
 __all__ = [
-    "LoanCursor",
     "authorize_loan_creation",
     "create_loan",
     "described",
     "get_loan",
-    "list_loans",
 ]
 
 
 _INSERT_LOAN: Final = insert(cast(Table, Loan.__table__))
-
-
-@dataclass(frozen=True)
-class LoanCursor:
-    """Position after the last loan of a page (newest first)."""
-
-    create_time: datetime
-    loan_id: str
 
 
 def authorize_loan_creation(caller: Caller) -> None:
@@ -83,41 +71,6 @@ def create_loan(session: Session, *, caller: Caller, new_loan: NewLoan) -> Loan:
 def get_loan(session: Session, *, caller: Caller, loan_id: str) -> Loan:
     """A loan the caller's organization borrows or lends; any other is NOT_FOUND."""
     return load_loan(session, caller=caller, loan_id=loan_id, party=Party.EITHER)
-
-
-def list_loans(
-    session: Session,
-    *,
-    caller: Caller,
-    states: Sequence[LoanState],
-    limit: int,
-    after: LoanCursor | None,
-    counterparty: str = "",
-) -> list[Loan]:
-    """Up to limit loans of the caller's organization, newest first, after the cursor.
-
-    With a counterparty, only loans with that organization on the other side.
-    """
-    require_party(caller)
-    org = caller.organization_id
-    query = select(Loan).where(_party_to(org, caller.role, counterparty))
-    if states:
-        query = query.where(Loan.state.in_(states))
-    if after is not None:
-        query = query.where(tuple_(Loan.create_time, Loan.id) < (after.create_time, after.loan_id))
-    query = query.order_by(Loan.create_time.desc(), Loan.id.desc()).limit(limit)
-    return list(session.scalars(query))
-
-
-def _party_to(org: str, role: Role, counterparty: str) -> ColumnElement[bool]:
-    if not counterparty:
-        return or_(Loan.borrower_organization_id == org, Loan.lender_organization_id == org)
-    # Organizations take one side by their role: borrowers borrow, lenders lend.
-    if role is Role.BORROWER:
-        return and_(
-            Loan.borrower_organization_id == org, Loan.lender_organization_id == counterparty
-        )
-    return and_(Loan.lender_organization_id == org, Loan.borrower_organization_id == counterparty)
 
 
 def described(loan: Loan) -> dict[str, str | WireEnum]:

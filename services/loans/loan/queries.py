@@ -1,0 +1,116 @@
+"""GetLoan and ListLoans as prebuilt Core statements: the authorization filter in the query.
+
+A read needs no unit of work, and loading a loan through an ORM Session cost
+several times the row itself. These statements are built once (ListLoans: one
+per shape of filter) and run on a pooled connection; rows come back with the
+loan's columns as attributes, which is all the conversions read. Visibility is
+the same as for writes: a loan of another organization is NOT_FOUND.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from typing import Any, Final, Literal, cast
+
+from sqlalchemy import (
+    BindParameter,
+    Connection,
+    Row,
+    Select,
+    Table,
+    and_,
+    bindparam,
+    or_,
+    select,
+    tuple_,
+)
+
+from services.loans.aggregate import is_uuid, require_party
+from services.loans.models import Loan
+from services.loans.vocabulary import LoanState
+from services.shared.errors import NotFoundError, ValidationError
+from services.shared.identity import Caller, Role
+
+__all__ = ["LoanRow", "find_loan", "page_of_loans"]
+
+LoanRow = Row[Any]  # a loan's columns by name, as Loan has them
+_LOANS: Final = cast(Table, Loan.__table__)
+_C = _LOANS.c
+_ORG: BindParameter[Any] = bindparam("org")
+_GET: Final = select(_LOANS).where(
+    _C.id == bindparam("loan_id"),
+    or_(_C.borrower_organization_id == _ORG, _C.lender_organization_id == _ORG),
+)
+Side = Literal["", "borrower", "lender"]
+
+
+def find_loan(connection: Connection, *, caller: Caller, loan_id: str) -> LoanRow:
+    """A loan the caller's organization borrows or lends; any other is NOT_FOUND."""
+    require_party(caller)
+    if not loan_id:
+        raise ValidationError([("loan_id", "LOAN_ID_REQUIRED", "is required")])
+    row = None
+    if is_uuid(loan_id):
+        params = {"loan_id": loan_id, "org": caller.organization_id}
+        row = connection.execute(_GET, params).first()
+    if row is None:
+        raise NotFoundError("no such loan", reason="LOAN_NOT_FOUND")
+    return row
+
+
+def page_of_loans(
+    connection: Connection,
+    *,
+    caller: Caller,
+    states: Sequence[LoanState],
+    limit: int,
+    after: tuple[Any, str] | None,
+    counterparty: str = "",
+) -> list[LoanRow]:
+    """Up to limit loans of the caller's organization, newest first, after (time, id).
+
+    With a counterparty, only loans with that organization on the other side.
+    """
+    require_party(caller)
+    side: Side = ""
+    if counterparty:
+        # Organizations take one side by their role: borrowers borrow, lenders lend.
+        side = "borrower" if caller.role is Role.BORROWER else "lender"
+    params: dict[str, Any] = {
+        "org": caller.organization_id,
+        "counterparty": counterparty,
+        "states": list(states),
+    }
+    if after is not None:
+        params["after_time"], params["after_id"] = after
+    statement = _list_statement(bool(states), after is not None, side, limit)
+    return list(connection.execute(statement, params))
+
+
+@functools.cache
+def _list_statement(by_state: bool, after: bool, side: Side, limit: int) -> Select[Any]:
+    """The ListLoans statement of one shape of filter and page size, built once.
+
+    The limit is part of the statement, not a parameter: SQLite renders a bound
+    LIMIT anew on every execution.
+    """
+    statement = select(_LOANS).where(_party_to(side))
+    if by_state:
+        statement = statement.where(_C.state.in_(bindparam("states", expanding=True)))
+    if after:
+        after_time: BindParameter[Any] = bindparam("after_time", type_=_C.create_time.type)
+        after_id: BindParameter[Any] = bindparam("after_id")
+        statement = statement.where(tuple_(_C.create_time, _C.id) < tuple_(after_time, after_id))
+    order = (_C.create_time.desc(), _C.id.desc())
+    return statement.order_by(*order).limit(limit)
+
+
+def _party_to(side: Side) -> Any:
+    org = _ORG
+    counterparty: BindParameter[Any] = bindparam("counterparty")
+    if side == "borrower":
+        return and_(_C.borrower_organization_id == org, _C.lender_organization_id == counterparty)
+    if side == "lender":
+        return and_(_C.lender_organization_id == org, _C.borrower_organization_id == counterparty)
+    return or_(_C.borrower_organization_id == org, _C.lender_organization_id == org)
