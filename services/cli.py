@@ -47,6 +47,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.set_defaults(handler=_serve)
 
+    _bench_parser(commands)
+
+    admin = commands.add_parser("create-admin", help="create a platform admin (operator only)")
+    _data_dir(admin)
+    admin.add_argument("--email", required=True)
+    admin.add_argument("--name", required=True)
+    admin.set_defaults(handler=_create_admin)
+    _audit_parser(commands)
+    return parser
+
+
+def _bench_parser(commands: Any) -> None:
     bench = commands.add_parser(
         "bench", help="CreateLoan, GetLoan, ListLoans and audit ingest against Health/Check"
     )
@@ -68,14 +80,6 @@ def _parser() -> argparse.ArgumentParser:
         help="loans processes sharing its port (default 1; above 1 needs PostgreSQL)",
     )
     bench.set_defaults(handler=_bench)
-
-    admin = commands.add_parser("create-admin", help="create a platform admin (operator only)")
-    _data_dir(admin)
-    admin.add_argument("--email", required=True)
-    admin.add_argument("--name", required=True)
-    admin.set_defaults(handler=_create_admin)
-    _audit_parser(commands)
-    return parser
 
 
 def _audit_parser(commands: Any) -> None:

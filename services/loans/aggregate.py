@@ -43,6 +43,7 @@ __all__ = [
     "SOURCE",
     "Changes",
     "Event",
+    "LoanChange",
     "Party",
     "announce",
     "check_etag",
@@ -70,6 +71,18 @@ class Party:
     BORROWER = Role.BORROWER
     LENDER = Role.LENDER
     EITHER = None
+
+
+@dataclass(frozen=True)
+class LoanChange:
+    """One write to a loan aggregate: who, what kind, its audit events, and when."""
+
+    caller: Caller
+    loan: Loan
+    kind: ChangeKind
+    events: Sequence[Event]
+    now: datetime
+    also_for: str | None = None  # one more organization that hears of it: a replaced lender
 
 
 @dataclass(frozen=True)
@@ -151,47 +164,26 @@ def check_etag(current: str, given: str, *, what: str = "loan") -> None:
         )
 
 
-def save(
-    session: Session,
-    *,
-    caller: Caller,
-    loan: Loan,
-    kind: ChangeKind,
-    events: Sequence[Event],
-    now: datetime,
-    also_for: str | None = None,
-) -> None:
+def save(session: Session, change: LoanChange) -> None:
     """Write a change to the loan aggregate: new version, audit events, change notification.
 
-    ``also_for`` names one more organization that hears of it, e.g. a lender the
-    change replaced. A DELETED change removes the loan after recording it.
+    A DELETED change removes the loan after recording it.
     """
-    if kind is not ChangeKind.DELETED:
-        loan.update_time = now  # the ORM bumps `version` on flush (version_id_col)
+    loan = change.loan
+    if change.kind is not ChangeKind.DELETED:
+        loan.update_time = change.now  # the ORM bumps `version` on flush (version_id_col)
     _flush(session)
-    announce(
-        session, caller=caller, loan=loan, kind=kind, events=events, now=now, also_for=also_for
-    )
-    if kind is ChangeKind.DELETED:
+    announce(session, change)
+    if change.kind is ChangeKind.DELETED:
         session.delete(loan)
         _flush(session)
 
 
-def announce(
-    session: Session,
-    *,
-    caller: Caller,
-    loan: Loan,
-    kind: ChangeKind,
-    events: Sequence[Event],
-    now: datetime,
-    also_for: str | None = None,
-) -> None:
+def announce(session: Session, change: LoanChange) -> None:
     """Steps 6 and 7: the audit events and the change notification, to the same organizations."""
-    organizations = _organizations(
-        loan.borrower_organization_id, loan.lender_organization_id, also_for
-    )
-    for event in events:
+    loan = change.loan
+    organizations = _organizations(*loan.parties(), change.also_for)
+    for event in change.events:
         record_event(
             session,
             OutboxEvent,
@@ -199,13 +191,13 @@ def announce(
             action=event.action,
             resource_type=event.resource_type,
             resource_id=event.resource_id,
-            actor=caller,
+            actor=change.caller,
             organization_ids=list(organizations),
             changes=event.changes,
-            now=now,
+            now=change.now,
         )
-    etag = "" if kind is ChangeKind.DELETED else loan.etag
-    record_change(session, loan.id, kind, etag, organizations, now)
+    etag = "" if change.kind is ChangeKind.DELETED else loan.etag
+    record_change(session, loan.id, change.kind, etag, organizations, change.now)
 
 
 def created(after: Described) -> Changes:

@@ -10,9 +10,10 @@ from __future__ import annotations
 import datetime
 import hashlib
 from decimal import Decimal
+from typing import Any, ClassVar
 
 from sqlalchemy import Date, Enum, ForeignKey, Index, Integer, String, Text, UniqueConstraint
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column
 
 from services.loans.vocabulary import (
     KpiDirection,
@@ -66,8 +67,26 @@ class Base(DeclarativeBase):
     pass
 
 
-class Loan(Base):
+class Versioned:
+    """A row whose every write bumps its version (the ORM checks it); its etag names it."""
+
+    ETAG_KIND: ClassVar[str]
+    id: Mapped[str]
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+    @declared_attr.directive
+    def __mapper_args__(cls) -> dict[str, Any]:
+        return {"version_id_col": cls.__table__.c.version}  # type: ignore[attr-defined]
+
+    @property
+    def etag(self) -> str:
+        return etag_of(self.ETAG_KIND, self.id, self.version)
+
+
+class Loan(Versioned, Base):
     """A sustainability-linked loan between a borrower and (once invited) a lender."""
+
+    ETAG_KIND = "loan"
 
     __tablename__ = "loans"
     __table_args__ = (
@@ -88,16 +107,8 @@ class Loan(Base):
     borrower_organization_id: Mapped[str] = mapped_column(String(36))
     lender_organization_id: Mapped[str | None] = mapped_column(String(36), default=None)
     creator_user_id: Mapped[str] = mapped_column(String(36))
-    # Bumped on every write; the etag is derived from it.
-    version: Mapped[int] = mapped_column(Integer, default=1)
     create_time: Mapped[datetime.datetime] = mapped_column(UTCDateTime)
     update_time: Mapped[datetime.datetime] = mapped_column(UTCDateTime)
-
-    __mapper_args__ = {"version_id_col": version}  # noqa: RUF012 - SQLAlchemy's convention
-
-    @property
-    def etag(self) -> str:
-        return etag_of("loan", self.id, self.version)
 
     def parties(self) -> tuple[str, ...]:
         """The organizations on either side of the loan (the lender once invited)."""
@@ -143,8 +154,10 @@ class LoanStateChange(Base):
     change_time: Mapped[datetime.datetime] = mapped_column(UTCDateTime)
 
 
-class Kpi(Base):
+class Kpi(Versioned, Base):
     """A sustainability KPI the borrower proposes and the lender accepts or rejects."""
+
+    ETAG_KIND = "kpi"
 
     __tablename__ = "kpis"
 
@@ -164,15 +177,8 @@ class Kpi(Base):
     effective_to: Mapped[datetime.date] = mapped_column(Date)
     status: Mapped[KpiStatus] = mapped_column(_enum(KpiStatus, "kpi_status", 16))
     rejection_reason: Mapped[str] = mapped_column(Text, default="")
-    version: Mapped[int] = mapped_column(Integer, default=1)
     create_time: Mapped[datetime.datetime] = mapped_column(UTCDateTime)
     update_time: Mapped[datetime.datetime] = mapped_column(UTCDateTime)
-
-    __mapper_args__ = {"version_id_col": version}  # noqa: RUF012 - SQLAlchemy's convention
-
-    @property
-    def etag(self) -> str:
-        return etag_of("kpi", self.id, self.version)
 
     def revise(self, now: datetime.datetime) -> None:
         """Any edit sends the KPI back to PROPOSED: the lender reviews what it will be held to."""
@@ -188,8 +194,10 @@ class Kpi(Base):
         self.status, self.rejection_reason, self.update_time = status, reason, now
 
 
-class MarginRatchet(Base):
+class MarginRatchet(Versioned, Base):
     """How a KPI's verified results move the loan's margin, in basis points."""
+
+    ETAG_KIND = "ratchet"
 
     __tablename__ = "margin_ratchets"
     __table_args__ = (UniqueConstraint("kpi_id", name="uq_margin_ratchets_kpi_id"),)
@@ -200,19 +208,14 @@ class MarginRatchet(Base):
     step_up_bps: Mapped[int] = mapped_column(Integer)
     step_down_bps: Mapped[int] = mapped_column(Integer)
     cap_bps: Mapped[int] = mapped_column(Integer)
-    version: Mapped[int] = mapped_column(Integer, default=1)
     create_time: Mapped[datetime.datetime] = mapped_column(UTCDateTime)
     update_time: Mapped[datetime.datetime] = mapped_column(UTCDateTime)
 
-    __mapper_args__ = {"version_id_col": version}  # noqa: RUF012
 
-    @property
-    def etag(self) -> str:
-        return etag_of("ratchet", self.id, self.version)
-
-
-class KpiResult(Base):
+class KpiResult(Versioned, Base):
     """A reported value of a KPI for a period; restated results are superseded, never deleted."""
+
+    ETAG_KIND = "result"
 
     __tablename__ = "kpi_results"
     __table_args__ = (Index("ix_kpi_results_kpi_period", "kpi_id", "period_start"),)
@@ -234,13 +237,6 @@ class KpiResult(Base):
     verifier_user_id: Mapped[str | None] = mapped_column(String(36), default=None)
     report_time: Mapped[datetime.datetime] = mapped_column(UTCDateTime)
     verify_time: Mapped[datetime.datetime | None] = mapped_column(UTCDateTime, default=None)
-    version: Mapped[int] = mapped_column(Integer, default=1)
-
-    __mapper_args__ = {"version_id_col": version}  # noqa: RUF012
-
-    @property
-    def etag(self) -> str:
-        return etag_of("result", self.id, self.version)
 
 
 class MarginAdjustment(Base):

@@ -14,25 +14,24 @@ one relay per SQLite file is enforced with an exclusive ``flock`` beside it.
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import ClassVar, Protocol
+from typing import Any, Protocol
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import Select, Update, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from services.shared.db import Database
-from services.shared.metrics import OutboxSnapshot, OutboxStats, RelayState, outboxes
+from services.shared.metrics import OutboxSnapshot, OutboxStats, outboxes
 from services.shared.outbox import AuditRecord, OutboxMixin, RelayLock, outbox_table
+from services.shared.relay_watch import HEALTH_PREFIX, DeliveryWatch, HealthReport
 
 __all__ = ["HEALTH_PREFIX", "EventSink", "HealthReport", "OutboxRelay"]
 
 log = logging.getLogger("loansuite.relay")
 
-HEALTH_PREFIX = "loansuite.outbox."
 # Events sent but not yet marked, remembered to count re-sends; bounded so that rows
 # another replica delivered (and this relay will never mark) cannot grow it for ever.
 _UNMARKED_CAP = 100_000
@@ -42,83 +41,6 @@ class EventSink(Protocol):
     """Where events go; returns the event ids that are durably stored there."""
 
     def send(self, records: Sequence[AuditRecord]) -> set[str]: ...
-
-
-# Sets a health service name: True is SERVING, False NOT_SERVING, None UNKNOWN.
-HealthReport = Callable[[str, bool | None], None]
-
-
-class _Watch:
-    """Turns delivery outcomes into backoff delays, health, log lines and metrics."""
-
-    _SERVING: ClassVar[dict[RelayState, bool | None]] = {
-        "delivering": True,
-        "stalled": False,
-        "standby": None,  # this process cannot tell whether the lock holder delivers
-    }
-
-    def __init__(self, stats: OutboxStats, stall_seconds: float, max_backoff: float) -> None:
-        self._stats = stats
-        self._stall = stall_seconds
-        self._max_backoff = max_backoff
-        self._report: HealthReport | None = None
-        self._state: RelayState | None = None
-        self._failures = 0
-        self._failing_since = 0.0
-
-    def attach(self, report: HealthReport | None) -> None:
-        self._report = report
-
-    def set_state(self, state: RelayState) -> None:
-        if state == self._state:
-            return
-        self._state = state
-        self._stats.set_state(state)
-        if self._report is not None:
-            self._report(HEALTH_PREFIX + self._stats.source, self._SERVING[state])
-
-    def failed(self, exc: Exception) -> float:
-        """Count a failed round; returns how long to wait before the next one."""
-        now = time.monotonic()
-        if self._failures == 0:
-            self._failing_since = now
-        self._failures += 1
-        self._stats.add_failed_attempt()
-        delay = min(self._max_backoff, 0.2 * 2.0 ** min(self._failures, 10))
-        delay *= random.uniform(0.5, 1)  # jitter: replicas must not retry in lockstep
-        outage = now - self._failing_since
-        if outage < self._stall:
-            delay = min(delay, self._stall - outage)  # retry at the threshold, so health is on time
-        elif self._state != "stalled":
-            log.error("audit delivery stalled", extra={"outage_seconds": round(outage, 1)})
-            self.set_state("stalled")
-        log.warning(
-            "audit delivery failed; retrying",
-            extra={**_describe(exc), "attempt": self._failures, "retry_in": round(delay, 2)},
-        )
-        return delay
-
-    def succeeded(self) -> None:
-        if self._failures:
-            outage = time.monotonic() - self._failing_since
-            # A warning like the failures it ends, so a filter that shows one shows both.
-            log.warning(
-                "audit delivery recovered",
-                extra={"failed_attempts": self._failures, "outage_seconds": round(outage, 1)},
-            )
-            self._failures = 0
-        self.set_state("delivering")
-
-
-def _describe(exc: Exception) -> dict[str, str]:
-    # The first public class: grpc raises private subclasses of RpcError.
-    public = next(c for c in type(exc).__mro__ if not c.__name__.startswith("_"))
-    described = {"error": public.__name__}
-    code = getattr(exc, "code", None)  # a grpc.RpcError names its status
-    if callable(code):
-        status = code()
-        described["status"] = str(getattr(status, "name", status))
-    return described
 
 
 class OutboxRelay:
@@ -149,25 +71,14 @@ class OutboxRelay:
         self._linger = linger_seconds
         self._report_every = report_seconds
         self.stats = OutboxStats(source)
-        self._watch = _Watch(self.stats, stall_seconds, max_backoff_seconds)
+        self._watch = DeliveryWatch(self.stats, stall_seconds, max_backoff_seconds)
         self._lock = RelayLock.beside(db)
         self._active: bool | None = None
         self._unmarked: dict[str, None] = {}  # insertion-ordered set
         self._last_report = OutboxSnapshot(source)
         self._next_report = 0.0
-        # Built once: these run every round.
-        table = outbox_table(model)
-        self._read_pending = (
-            select(table.c.payload)
-            .where(table.c.delivered_time.is_(None))
-            .order_by(table.c.id)
-            .limit(batch_size)
-        )
-        self._claim_pending = self._read_pending.with_for_update(skip_locked=True)
-        self._mark_delivered = (
-            update(table)
-            .where(table.c.event_id.in_(bindparam("acked", expanding=True)))
-            .values(delivered_time=bindparam("now"))
+        self._read_pending, self._claim_pending, self._mark_delivered = _statements(
+            model, batch_size
         )
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -317,3 +228,22 @@ class OutboxRelay:
     def _on_commit(self, session: Session) -> None:
         if session.info.pop("outbox_written", False):
             self._wake.set()
+
+
+def _statements(
+    model: type[OutboxMixin], batch_size: int
+) -> tuple[Select[Any], Select[Any], Update]:
+    """Built once, as they run every round: read pending rows, claim them, mark them."""
+    table = outbox_table(model)
+    read = (
+        select(table.c.payload)
+        .where(table.c.delivered_time.is_(None))
+        .order_by(table.c.id)
+        .limit(batch_size)
+    )
+    mark = (
+        update(table)
+        .where(table.c.event_id.in_(bindparam("acked", expanding=True)))
+        .values(delivered_time=bindparam("now"))
+    )
+    return read, read.with_for_update(skip_locked=True), mark

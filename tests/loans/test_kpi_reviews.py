@@ -11,7 +11,7 @@ import pytest
 from loansuite.loans.v1 import loan_service_pb2 as pb
 from sqlalchemy import text
 
-from services.loans.aggregate import Event, save
+from services.loans.aggregate import Event, LoanChange, save
 from services.loans.models import Kpi, Loan
 from services.loans.vocabulary import ChangeKind
 from services.shared._types import Change
@@ -113,9 +113,7 @@ def write_after_losing_a_race(db: Database, kpi_id: str, loan_id: str) -> None:
         row.name = "Lost update"
         event = Event("KPI_UPDATED", "kpi", kpi_id, [Change("name", "", '"Lost update"')])
         now = datetime.now(UTC)
-        save(
-            session, caller=caller, loan=owner, kind=ChangeKind.KPI_CHANGED, events=[event], now=now
-        )
+        save(session, LoanChange(caller, owner, ChangeKind.KPI_CHANGED, [event], now))
 
 
 def test_a_row_version_that_moved_under_a_write_aborts_it(

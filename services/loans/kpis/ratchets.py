@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from services.loans.aggregate import (
     Changes,
     Event,
+    LoanChange,
     Party,
     check_etag,
     created,
@@ -146,5 +147,4 @@ def _save(
     now: datetime,
 ) -> None:
     event = Event(action, "margin_ratchet", ratchet.id, changes)
-    kind = ChangeKind.RATCHET_CHANGED
-    save(session, caller=caller, loan=loan, kind=kind, events=[event], now=now)
+    save(session, LoanChange(caller, loan, ChangeKind.RATCHET_CHANGED, [event], now))

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from services.loans.aggregate import (
     Changes,
     Event,
+    LoanChange,
     Party,
     check_etag,
     created,
@@ -201,4 +202,4 @@ def _save(
     now: datetime,
 ) -> None:
     event = Event(action, "kpi", kpi.id, changes)
-    save(session, caller=caller, loan=loan, kind=ChangeKind.KPI_CHANGED, events=[event], now=now)
+    save(session, LoanChange(caller, loan, ChangeKind.KPI_CHANGED, [event], now))

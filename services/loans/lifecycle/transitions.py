@@ -19,7 +19,16 @@ from typing import Final
 from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
-from services.loans.aggregate import Event, Party, check_etag, created, diff, load_loan, save
+from services.loans.aggregate import (
+    Event,
+    LoanChange,
+    Party,
+    check_etag,
+    created,
+    diff,
+    load_loan,
+    save,
+)
 from services.loans.models import Kpi, Loan, LoanStateChange
 from services.loans.vocabulary import ChangeKind, KpiStatus, LoanState
 from services.shared.errors import FailedPreconditionError
@@ -146,7 +155,7 @@ def transition_loan(
     if reason:
         changes += created({"reason": reason})
     event = Event(transition.action, "loan", loan.id, changes)
-    save(session, caller=caller, loan=loan, kind=ChangeKind.STATE_CHANGED, events=[event], now=now)
+    save(session, LoanChange(caller, loan, ChangeKind.STATE_CHANGED, [event], now))
     return loan
 
 

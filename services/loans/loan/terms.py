@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from services.loans.aggregate import (
     Event,
+    LoanChange,
     Party,
     check_etag,
     deleted,
@@ -76,7 +77,7 @@ def update_loan(
     if changes:  # the same values again change nothing, so nothing is written or audited
         event = Event("LOAN_UPDATED", "loan", loan.id, changes)
         now = datetime.now(UTC)
-        save(session, caller=caller, loan=loan, kind=ChangeKind.UPDATED, events=[event], now=now)
+        save(session, LoanChange(caller, loan, ChangeKind.UPDATED, [event], now))
     return loan
 
 
@@ -87,7 +88,7 @@ def delete_loan(session: Session, *, caller: Caller, loan_id: str, etag: str) ->
     _require_draft(loan)
     now = datetime.now(UTC)
     event = Event("LOAN_DELETED", "loan", loan.id, deleted(described(loan)))
-    save(session, caller=caller, loan=loan, kind=ChangeKind.DELETED, events=[event], now=now)
+    save(session, LoanChange(caller, loan, ChangeKind.DELETED, [event], now))
     return now
 
 
@@ -113,15 +114,8 @@ def invite_lender(
     field = "lender_organization_id"
     event = Event("LENDER_INVITED", "loan", loan.id, diff({field: previous}, {field: invited}))
     # The replaced lender hears of the change that removes it, in the audit log and on its watch.
-    save(
-        session,
-        caller=caller,
-        loan=loan,
-        kind=ChangeKind.LENDER_INVITED,
-        events=[event],
-        now=datetime.now(UTC),
-        also_for=previous,
-    )
+    now = datetime.now(UTC)
+    save(session, LoanChange(caller, loan, ChangeKind.LENDER_INVITED, [event], now, previous))
     return loan
 
 

@@ -14,7 +14,7 @@ from typing import Final, cast
 from sqlalchemy import Table, insert
 from sqlalchemy.orm import Session
 
-from services.loans.aggregate import Event, Party, announce, created, load_loan
+from services.loans.aggregate import Event, LoanChange, Party, announce, created, load_loan
 from services.loans.loan.schemas import NewLoan, format_amount
 from services.loans.models import Loan
 from services.loans.vocabulary import ChangeKind, LoanState, WireEnum
@@ -64,7 +64,7 @@ def create_loan(session: Session, *, caller: Caller, new_loan: NewLoan) -> Loan:
     session.connection().execute(_INSERT_LOAN, values)
     loan = Loan(**values)
     event = Event("LOAN_CREATED", "loan", loan.id, created(described(loan)))
-    announce(session, caller=caller, loan=loan, kind=ChangeKind.CREATED, events=[event], now=now)
+    announce(session, LoanChange(caller, loan, ChangeKind.CREATED, [event], now))
     return loan
 
 

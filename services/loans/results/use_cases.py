@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from services.loans.aggregate import (
     Event,
+    LoanChange,
     Party,
     check_etag,
     created,
@@ -227,5 +228,4 @@ def _described(result: KpiResult) -> dict[str, str | WireEnum]:
 
 
 def _save(session: Session, caller: Caller, loan: Loan, events: list[Event], now: datetime) -> None:
-    kind = ChangeKind.RESULT_CHANGED
-    save(session, caller=caller, loan=loan, kind=kind, events=events, now=now)
+    save(session, LoanChange(caller, loan, ChangeKind.RESULT_CHANGED, events, now))
