@@ -159,14 +159,14 @@ def unary(
             started = time.perf_counter()
             try:
                 response = _call(method, self, request, ctx, response_type, request_id)
+                ctx.set_trailing_metadata(((context.REQUEST_ID_HEADER, request_id),))
+                _record(_rpc_name(self, method), response, started)
+                return response
             except AppError as exc:  # as_status: answered with a real gRPC status
                 _log_call(_rpc_name(self, method), exc.code.name, started)
                 abort_with_error(ctx, exc, request_id)
-            finally:
+            finally:  # after the call's log line, which carries the request id
                 context.reset_request_id(token)
-            ctx.set_trailing_metadata(((context.REQUEST_ID_HEADER, request_id),))
-            _record(_rpc_name(self, method), response, started)
-            return response
 
         return handler
 

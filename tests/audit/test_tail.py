@@ -92,16 +92,13 @@ def test_an_admin_sees_new_matching_events_in_log_order_and_nothing_else(stack: 
 
     stack.ingest([first, other_action(), other_organization(), second], [other_action()])
     stack.ingest([other_organization(), last])
-    committed = time.monotonic()
     received = tail.events(3)
-    latency = time.monotonic() - committed
     tail.call.cancel()
 
     # Non-matching events were committed before `last`: had they leaked, they came first.
     assert [e.event_id for e in received] == [first.event_id, second.event_id, last.event_id]
     assert [e.sequence for e in received] == [2, 5, 8]
     assert all(e.hash and e.action == "LOAN_APPROVED" for e in received)
-    assert latency < 1.0
 
 
 def test_a_tail_can_start_after_a_given_sequence(stack: Stack) -> None:

