@@ -47,8 +47,12 @@ def count(suite: Suite, table: str, **where: str) -> int:
 
 
 def set_state(suite: Suite, loan_id: str, state: str) -> None:
-    """Put a loan in a state directly, without the transition that would lead there."""
-    sql(suite, "UPDATE loans SET state = :state WHERE id = :id", state=state, id=loan_id)
+    """Put a loan in a state directly, without the transition that would lead there.
+
+    Like every write, it gives the loan a new version (a new etag).
+    """
+    statement = "UPDATE loans SET state = :state, version = version + 1 WHERE id = :id"
+    sql(suite, statement, state=state, id=loan_id)
 
 
 def outbox(suite: Suite) -> list[dict[str, Any]]:

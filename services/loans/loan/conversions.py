@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from datetime import date, datetime
 from decimal import Decimal
@@ -13,9 +14,17 @@ from services.loans.loan.schemas import format_amount
 from services.loans.models import etag_of
 from services.loans.vocabulary import LoanState, LoanType
 from services.loans.wire import enum_name
+from services.shared.caches import ExpiringCache
 from services.shared.timestamps import timestamp
 
-__all__ = ["LoanLike", "deletion_to_proto", "loan_form", "loan_to_proto", "states_of"]
+__all__ = [
+    "LoanLike",
+    "committed_loan_to_proto",
+    "deletion_to_proto",
+    "loan_form",
+    "loan_to_proto",
+    "states_of",
+]
 
 
 def loan_form(request: pb.CreateLoanRequest | pb.UpdateLoanRequest) -> dict[str, str]:
@@ -85,6 +94,26 @@ class LoanLike(Protocol):
 # Looked up once: the proto enum number of each stored value.
 _LOAN_TYPES: Final = {member: pb.LoanType.Value(member.wire) for member in LoanType}
 _LOAN_STATES: Final = {member: pb.LoanState.Value(member.wire) for member in LoanState}
+
+
+# Committed versions of loans as messages. A loan's version moves with every committed
+# write (its etag is made from it), so (id, version) names one content for good.
+_COMMITTED: Final[ExpiringCache[tuple[str, int], pb.Loan]] = ExpiringCache(10_000)
+
+
+def committed_loan_to_proto(loan: LoanLike) -> pb.Loan:
+    """loan_to_proto for a row read from committed data, converted once per version.
+
+    Only reads may use it: inside a write, a version is not committed yet and a
+    rolled-back write's version comes again with other content. The message is
+    shared: callers copy it into their response and never change it.
+    """
+    key = (loan.id, loan.version)
+    message = _COMMITTED.get(key)
+    if message is None:
+        message = loan_to_proto(loan)
+        _COMMITTED.put(key, message, expires_at=math.inf)
+    return message
 
 
 def loan_to_proto(loan: LoanLike) -> pb.Loan:

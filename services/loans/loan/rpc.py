@@ -42,7 +42,7 @@ class LoanRpcs(LoanRpcBase):
         caller = self._caller(context)
         with self._db.reading() as connection:
             loan = queries.find_loan(connection, caller=caller, loan_id=request.loan_id)
-        return pb.GetLoanResponse(loan=loan_to_proto(loan))
+        return pb.GetLoanResponse(loan=conversions.committed_loan_to_proto(loan))
 
     @unary(pb.ListLoansResponse)
     def ListLoans(
@@ -64,7 +64,9 @@ class LoanRpcs(LoanRpcBase):
                 after=after,
                 counterparty=counterparty,
             )
-        page = pb.LoanPage(loans=[loan_to_proto(loan) for loan in loans[:limit]])
+        page = pb.LoanPage(
+            loans=[conversions.committed_loan_to_proto(row) for row in loans[:limit]]
+        )
         if len(loans) > limit:
             last = loans[limit - 1]
             page.next_page_token = self._pages.encode(
