@@ -24,6 +24,7 @@ from sqlalchemy import (
     or_,
     select,
     tuple_,
+    union_all,
 )
 
 from services.loans.aggregate import is_uuid, require_party
@@ -93,24 +94,43 @@ def _list_statement(by_state: bool, after: bool, side: Side, limit: int) -> Sele
     """The ListLoans statement of one shape of filter and page size, built once.
 
     The limit is part of the statement, not a parameter: SQLite renders a bound
-    LIMIT anew on every execution.
+    LIMIT anew on every execution. Without a counterparty the caller's
+    organization may be on either side; "borrower OR lender" would read every
+    loan of the organization and sort them, so each side is read in its own
+    index order, a page at most, and the two pages are merged.
     """
-    statement = select(_LOANS).where(_party_to(side))
+    filters = _filters(by_state, after)
+    if side:
+        return _newest(select(_LOANS).where(_party_to(side), *filters), limit)
+    borrowed = _newest(select(_LOANS).where(_C.borrower_organization_id == _ORG, *filters), limit)
+    lent = _newest(
+        select(_LOANS).where(
+            _C.lender_organization_id == _ORG, _C.borrower_organization_id != _ORG, *filters
+        ),
+        limit,
+    )
+    both = union_all(borrowed.subquery().select(), lent.subquery().select()).subquery()
+    return select(both).order_by(both.c.create_time.desc(), both.c.id.desc()).limit(limit)
+
+
+def _newest(statement: Select[Any], limit: int) -> Select[Any]:
+    return statement.order_by(_C.create_time.desc(), _C.id.desc()).limit(limit)
+
+
+def _filters(by_state: bool, after: bool) -> list[Any]:
+    filters: list[Any] = []
     if by_state:
-        statement = statement.where(_C.state.in_(bindparam("states", expanding=True)))
+        filters.append(_C.state.in_(bindparam("states", expanding=True)))
     if after:
         after_time: BindParameter[Any] = bindparam("after_time", type_=_C.create_time.type)
         after_id: BindParameter[Any] = bindparam("after_id")
-        statement = statement.where(tuple_(_C.create_time, _C.id) < tuple_(after_time, after_id))
-    order = (_C.create_time.desc(), _C.id.desc())
-    return statement.order_by(*order).limit(limit)
+        filters.append(tuple_(_C.create_time, _C.id) < tuple_(after_time, after_id))
+    return filters
 
 
 def _party_to(side: Side) -> Any:
-    org = _ORG
+    """One side with one counterparty: organizations take one side by their role."""
     counterparty: BindParameter[Any] = bindparam("counterparty")
     if side == "borrower":
-        return and_(_C.borrower_organization_id == org, _C.lender_organization_id == counterparty)
-    if side == "lender":
-        return and_(_C.lender_organization_id == org, _C.borrower_organization_id == counterparty)
-    return or_(_C.borrower_organization_id == org, _C.lender_organization_id == org)
+        return and_(_C.borrower_organization_id == _ORG, _C.lender_organization_id == counterparty)
+    return and_(_C.lender_organization_id == _ORG, _C.borrower_organization_id == counterparty)
