@@ -5,10 +5,12 @@ a WAL flush (PostgreSQL), and SQLite admits one writer at a time anyway. So
 writes that arrive while another batch is committing wait, then go together:
 
 - a caller that finds no batch in progress leads; it takes every queued write
-  (up to ``max_batch``), opens one transaction, and runs each write inside its
-  own SAVEPOINT. A write that raises rolls back only its savepoint, and what
-  it left in ``session.info`` (change notifications, outbox flags) goes with
-  it; its caller gets its own exception.
+  (up to ``max_batch``), opens one transaction, and runs the writes one after
+  the other. If one raises, the transaction is rolled back and the batch runs
+  again with each write in its own SAVEPOINT: a write that raises then rolls
+  back only its savepoint, and what it left in ``session.info`` (change
+  notifications, outbox flags) goes with it; its caller gets its own
+  exception.
 - the leader commits once. Only then is anyone answered: nobody hears of a
   write that is not durable. If the commit fails, nothing of the batch was
   written and every caller in it gets ``CommitFailedError`` (UNAVAILABLE).
