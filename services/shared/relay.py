@@ -57,7 +57,7 @@ class OutboxRelay:
         poll_seconds: float = 1.0,
         # After a wake-up, events committed within this join the same batch: one exchange
         # with audit and one mark for many events, at the cost of this much lag.
-        linger_seconds: float = 0.02,
+        linger_seconds: float = 0.01,
         # A returning audit service is noticed within this; a retry costs one failed connect.
         max_backoff_seconds: float = 10.0,
         stall_seconds: float = 10.0,
