@@ -16,6 +16,7 @@ from services.shared.db import Database
 from services.shared.identity import Role, TokenVerifier
 from services.shared.migrations import upgrade
 from services.shared.relay import OutboxRelay
+from services.shared.retention import RetentionSweep
 from services.shared.server import Registration, Server, create_server
 from services.shared.settings import Settings
 
@@ -45,10 +46,13 @@ def start(settings: Settings, *, port: int | None = None) -> Server:
     sink = AuditSink(AuditServiceStub(channel), _own_tokens(minter))
     relay = OutboxRelay(db, OutboxEvent, sink, source="auth")
     relay.start(health=server.set_health)
-    # Run in reverse: the relay stops, then its channel closes, then the engine goes.
+    sweep = RetentionSweep(db, settings.retention(), outbox=OutboxEvent, source="auth")
+    sweep.start(settings.retention_sweep_seconds)
+    # Run in reverse: the sweep and the relay stop, then the channel closes, then the engine.
     server.on_stop(db.dispose)
     server.on_stop(channel.close)
     server.on_stop(relay.stop)
+    server.on_stop(sweep.stop)
     return server
 
 

@@ -10,7 +10,7 @@ from loansuite.audit.v1 import audit_service_pb2_grpc
 from loansuite.auth.v1 import auth_service_pb2_grpc
 from loansuite.loans.v1 import loan_service_pb2, loan_service_pb2_grpc
 
-from services.loans.models import OutboxEvent
+from services.loans.models import IdempotencyRecord, OutboxEvent
 from services.loans.servicer import LoanServicer
 from services.loans.watching.bus import DEFAULT_QUEUE_SIZE, ChangeBus
 from services.loans.watching.changes import pending_changes
@@ -27,6 +27,7 @@ from services.shared.identity import Authenticator, TokenVerifier
 from services.shared.migrations import upgrade
 from services.shared.paging import PageTokens
 from services.shared.relay import OutboxRelay
+from services.shared.retention import RetentionSweep
 from services.shared.server import Registration, Server, create_server
 from services.shared.settings import Settings
 
@@ -64,8 +65,13 @@ def start(
     )
     server = _serve(servicer, settings, port)
     relay.start(health=server.set_health)
+    sweep = RetentionSweep(
+        db, settings.retention(), outbox=OutboxEvent, idempotency=IdempotencyRecord, source="loans"
+    )
+    sweep.start(settings.retention_sweep_seconds)
     server.on_stopping(bus.close)
-    for release in (db.dispose, auth_channel.close, audit_channel.close, relay.stop, stop_feed):
+    releases = (db.dispose, auth_channel.close, audit_channel.close, relay.stop, stop_feed)
+    for release in (*releases, sweep.stop):
         server.on_stop(release)
     return server
 

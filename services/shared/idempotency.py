@@ -19,11 +19,12 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from sqlalchemy import (
     Executable,
     FromClause,
+    Index,
     LargeBinary,
     String,
     TableClause,
@@ -33,14 +34,20 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy.orm import Mapped, Session, declared_attr, mapped_column
 
 from services.shared.columns import UTCDateTime
 from services.shared.db import Database
 from services.shared.errors import ValidationError
 from services.shared.validation import check_request_id
 
-__all__ = ["IdempotencyKey", "IdempotencyMixin", "keyed", "run_idempotent"]
+__all__ = [
+    "IdempotencyKey",
+    "IdempotencyMixin",
+    "idempotency_table",
+    "keyed",
+    "run_idempotent",
+]
 
 
 class IdempotencyMixin:
@@ -53,7 +60,13 @@ class IdempotencyMixin:
     response: Mapped[bytes] = mapped_column(LargeBinary)
     create_time: Mapped[datetime] = mapped_column(UTCDateTime)
 
+    @declared_attr.directive
+    def __table_args__(cls) -> tuple[Any, ...]:
+        # The retention sweep finds the oldest records by it.
+        return (Index(f"ix_{cls.__tablename__}_create_time", "create_time"),)
+
     if TYPE_CHECKING:
+        __tablename__: str
         # What declarative gives the mapped subclass, typed as DeclarativeBase types it.
         __table__: ClassVar[FromClause]
 
@@ -89,7 +102,7 @@ def keyed(
     write: Callable[[Session], bytes],
 ) -> Callable[[Session], bytes]:
     """The write, run only if its key is new; otherwise the stored response of the key."""
-    statements = _statements(_table(model), "sqlite" if db.is_sqlite else "postgresql")
+    statements = _statements(idempotency_table(model), "sqlite" if db.is_sqlite else "postgresql")
     return lambda session: _once(session, statements, key, write)
 
 
@@ -126,7 +139,8 @@ def _key_params(key: IdempotencyKey) -> dict[str, str]:
     return {"k_scope": key.scope, "k_rpc": key.rpc, "k_request_id": key.request_id}
 
 
-def _table(model: type[IdempotencyMixin]) -> TableClause:
+def idempotency_table(model: type[IdempotencyMixin]) -> TableClause:
+    """The Core table of a service's mapped idempotency class."""
     table = model.__table__
     if not isinstance(table, TableClause):  # narrows for insert(): declarative maps to a Table
         raise TypeError(f"{model.__name__} is not mapped to a table")

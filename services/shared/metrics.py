@@ -12,8 +12,10 @@ __all__ = [
     "OutboxSnapshot",
     "OutboxStats",
     "RelayState",
+    "RetentionCounter",
     "calls",
     "outboxes",
+    "retention",
 ]
 
 # delivering: this relay sends (or has nothing to send); stalled: delivery has failed for
@@ -114,5 +116,22 @@ class OutboxRegistry:
             return [stats.snapshot() for stats in self._stats]
 
 
+class RetentionCounter:
+    """Rows the retention sweep deleted, by (source, table): a counter since start."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: Counter[tuple[str, str]] = Counter()
+
+    def add(self, source: str, table: str, deleted: int) -> None:
+        with self._lock:
+            self._counts[(source, table)] += deleted
+
+    def snapshot(self) -> dict[tuple[str, str], int]:
+        with self._lock:
+            return dict(self._counts)
+
+
 calls = CallCounter()
 outboxes = OutboxRegistry()
+retention = RetentionCounter()

@@ -5,17 +5,26 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["ServiceName", "Settings"]
+__all__ = ["Retention", "ServiceName", "Settings"]
 
 ServiceName = Literal["auth", "loans", "audit"]
 
 DEFAULT_PORTS: dict[ServiceName, int] = {"auth": 50051, "loans": 50052, "audit": 50053}
+
+
+@dataclass(frozen=True)
+class Retention:
+    """How long each kind of row is kept, in seconds."""
+
+    outbox_seconds: float
+    idempotency_seconds: float
 
 
 class Settings(BaseSettings):
@@ -47,11 +56,19 @@ class Settings(BaseSettings):
     user_cache_ttl_seconds: float = 10.0
     server_model: Literal["thread", "aio"] = "thread"
     max_workers: int = 32
+    # Retention: delivered outbox rows, and idempotency records (a retry with the same
+    # request_id is recognised for this long); a sweep runs every retention_sweep_seconds.
+    outbox_retention_seconds: float = 7 * 24 * 3600
+    idempotency_retention_seconds: float = 24 * 3600
+    retention_sweep_seconds: float = 300.0
     # Set for the worker processes of `serve --workers N`, which share one port; a
     # lone server keeps it off, so that a taken port fails loudly.
     reuse_port: bool = False
     grace_seconds: float = 10.0
     log_level: str = "INFO"
+
+    def retention(self) -> Retention:
+        return Retention(self.outbox_retention_seconds, self.idempotency_retention_seconds)
 
     def database_url(self, service: ServiceName) -> str:
         url: str = getattr(self, f"{service}_database_url")

@@ -332,8 +332,9 @@ class CreateLoanRequest(_message.Message):
     start_date: _builtins.str
     maturity_date: _builtins.str
     request_id: _builtins.str
-    """Client-chosen id of this attempt; a retry with the same id returns the
-    original response and writes nothing.
+    """Client-chosen id of this attempt (1-128 letters, digits or ._:-): a retry
+    with the same id within 24 hours (LOANSUITE_IDEMPOTENCY_RETENTION_SECONDS)
+    returns the original response and writes nothing.
     """
     def __init__(
         self,
@@ -559,6 +560,10 @@ class UpdateLoanRequest(_message.Message):
     start_date: _builtins.str
     maturity_date: _builtins.str
     request_id: _builtins.str
+    """Client-chosen id of this attempt (1-128 letters, digits or ._:-): a retry
+    with the same id within 24 hours (LOANSUITE_IDEMPOTENCY_RETENTION_SECONDS)
+    returns the original response and writes nothing.
+    """
     @_builtins.property
     def update_mask(self) -> _field_mask_pb2.FieldMask:
         """Paths among: name, loan_type, currency_code, principal_amount, committed_amount,
@@ -626,6 +631,10 @@ class DeleteLoanRequest(_message.Message):
     etag: _builtins.str
     """Optional; when set it must match."""
     request_id: _builtins.str
+    """Client-chosen id of this attempt (1-128 letters, digits or ._:-): a retry
+    with the same id within 24 hours (LOANSUITE_IDEMPOTENCY_RETENTION_SECONDS)
+    returns the original response and writes nothing.
+    """
     def __init__(
         self,
         *,
@@ -704,6 +713,10 @@ class InviteLenderRequest(_message.Message):
     lender_email: _builtins.str
     etag: _builtins.str
     request_id: _builtins.str
+    """Client-chosen id of this attempt (1-128 letters, digits or ._:-): a retry
+    with the same id within 24 hours (LOANSUITE_IDEMPOTENCY_RETENTION_SECONDS)
+    returns the original response and writes nothing.
+    """
     def __init__(
         self,
         *,
@@ -757,6 +770,10 @@ class SubmitLoanRequest(_message.Message):
     etag: _builtins.str
     """Optional; when set it must match."""
     request_id: _builtins.str
+    """Client-chosen id of this attempt (1-128 letters, digits or ._:-): a retry
+    with the same id within 24 hours (LOANSUITE_IDEMPOTENCY_RETENTION_SECONDS)
+    returns the original response and writes nothing.
+    """
     def __init__(
         self,
         *,
@@ -808,6 +825,10 @@ class ApproveLoanRequest(_message.Message):
     loan_id: _builtins.str
     etag: _builtins.str
     request_id: _builtins.str
+    """Client-chosen id of this attempt (1-128 letters, digits or ._:-): a retry
+    with the same id within 24 hours (LOANSUITE_IDEMPOTENCY_RETENTION_SECONDS)
+    returns the original response and writes nothing.
+    """
     def __init__(
         self,
         *,
@@ -862,6 +883,10 @@ class RejectLoanRequest(_message.Message):
     reason: _builtins.str
     """Required."""
     request_id: _builtins.str
+    """Client-chosen id of this attempt (1-128 letters, digits or ._:-): a retry
+    with the same id within 24 hours (LOANSUITE_IDEMPOTENCY_RETENTION_SECONDS)
+    returns the original response and writes nothing.
+    """
     def __init__(
         self,
         *,
@@ -914,6 +939,10 @@ class WithdrawLoanRequest(_message.Message):
     loan_id: _builtins.str
     etag: _builtins.str
     request_id: _builtins.str
+    """Client-chosen id of this attempt (1-128 letters, digits or ._:-): a retry
+    with the same id within 24 hours (LOANSUITE_IDEMPOTENCY_RETENTION_SECONDS)
+    returns the original response and writes nothing.
+    """
     def __init__(
         self,
         *,
@@ -965,6 +994,10 @@ class ActivateLoanRequest(_message.Message):
     loan_id: _builtins.str
     etag: _builtins.str
     request_id: _builtins.str
+    """Client-chosen id of this attempt (1-128 letters, digits or ._:-): a retry
+    with the same id within 24 hours (LOANSUITE_IDEMPOTENCY_RETENTION_SECONDS)
+    returns the original response and writes nothing.
+    """
     def __init__(
         self,
         *,
@@ -1016,6 +1049,10 @@ class CloseLoanRequest(_message.Message):
     loan_id: _builtins.str
     etag: _builtins.str
     request_id: _builtins.str
+    """Client-chosen id of this attempt (1-128 letters, digits or ._:-): a retry
+    with the same id within 24 hours (LOANSUITE_IDEMPOTENCY_RETENTION_SECONDS)
+    returns the original response and writes nothing.
+    """
     def __init__(
         self,
         *,
@@ -1260,6 +1297,10 @@ class CreateKpiRequest(_message.Message):
     effective_from: _builtins.str
     effective_to: _builtins.str
     request_id: _builtins.str
+    """Client-chosen id of this attempt (1-128 letters, digits or ._:-): a retry
+    with the same id within 24 hours (LOANSUITE_IDEMPOTENCY_RETENTION_SECONDS)
+    returns the original response and writes nothing.
+    """
     def __init__(
         self,
         *,
@@ -1341,6 +1382,10 @@ class UpdateKpiRequest(_message.Message):
     effective_from: _builtins.str
     effective_to: _builtins.str
     request_id: _builtins.str
+    """Client-chosen id of this attempt (1-128 letters, digits or ._:-): a retry
+    with the same id within 24 hours (LOANSUITE_IDEMPOTENCY_RETENTION_SECONDS)
+    returns the original response and writes nothing.
+    """
     @_builtins.property
     def update_mask(self) -> _field_mask_pb2.FieldMask:
         """Paths among: name, kpi_type, unit, direction, baseline_value, target_value,
@@ -1409,6 +1454,10 @@ class DeleteKpiRequest(_message.Message):
     kpi_id: _builtins.str
     etag: _builtins.str
     request_id: _builtins.str
+    """Client-chosen id of this attempt (1-128 letters, digits or ._:-): a retry
+    with the same id within 24 hours (LOANSUITE_IDEMPOTENCY_RETENTION_SECONDS)
+    returns the original response and writes nothing.
+    """
     def __init__(
         self,
         *,
@@ -1485,6 +1534,10 @@ class AcceptKpiRequest(_message.Message):
     kpi_id: _builtins.str
     etag: _builtins.str
     request_id: _builtins.str
+    """Client-chosen id of this attempt (1-128 letters, digits or ._:-): a retry
+    with the same id within 24 hours (LOANSUITE_IDEMPOTENCY_RETENTION_SECONDS)
+    returns the original response and writes nothing.
+    """
     def __init__(
         self,
         *,
@@ -1539,6 +1592,10 @@ class RejectKpiRequest(_message.Message):
     reason: _builtins.str
     """Required."""
     request_id: _builtins.str
+    """Client-chosen id of this attempt (1-128 letters, digits or ._:-): a retry
+    with the same id within 24 hours (LOANSUITE_IDEMPOTENCY_RETENTION_SECONDS)
+    returns the original response and writes nothing.
+    """
     def __init__(
         self,
         *,
@@ -1710,6 +1767,10 @@ class CreateMarginRatchetRequest(_message.Message):
     step_down_bps: _builtins.int
     cap_bps: _builtins.int
     request_id: _builtins.str
+    """Client-chosen id of this attempt (1-128 letters, digits or ._:-): a retry
+    with the same id within 24 hours (LOANSUITE_IDEMPOTENCY_RETENTION_SECONDS)
+    returns the original response and writes nothing.
+    """
     def __init__(
         self,
         *,
@@ -1771,6 +1832,10 @@ class UpdateMarginRatchetRequest(_message.Message):
     step_down_bps: _builtins.int
     cap_bps: _builtins.int
     request_id: _builtins.str
+    """Client-chosen id of this attempt (1-128 letters, digits or ._:-): a retry
+    with the same id within 24 hours (LOANSUITE_IDEMPOTENCY_RETENTION_SECONDS)
+    returns the original response and writes nothing.
+    """
     @_builtins.property
     def update_mask(self) -> _field_mask_pb2.FieldMask:
         """Paths among: step_up_bps, step_down_bps, cap_bps."""
@@ -1830,6 +1895,10 @@ class DeleteMarginRatchetRequest(_message.Message):
     ratchet_id: _builtins.str
     etag: _builtins.str
     request_id: _builtins.str
+    """Client-chosen id of this attempt (1-128 letters, digits or ._:-): a retry
+    with the same id within 24 hours (LOANSUITE_IDEMPOTENCY_RETENTION_SECONDS)
+    returns the original response and writes nothing.
+    """
     def __init__(
         self,
         *,
@@ -1985,6 +2054,10 @@ class ReportKpiResultRequest(_message.Message):
     restates_result_id: _builtins.str
     """Set to restate an earlier result of the same KPI; that one becomes SUPERSEDED."""
     request_id: _builtins.str
+    """Client-chosen id of this attempt (1-128 letters, digits or ._:-): a retry
+    with the same id within 24 hours (LOANSUITE_IDEMPOTENCY_RETENTION_SECONDS)
+    returns the original response and writes nothing.
+    """
     def __init__(
         self,
         *,
@@ -2040,6 +2113,10 @@ class VerifyKpiResultRequest(_message.Message):
     kpi_result_id: _builtins.str
     etag: _builtins.str
     request_id: _builtins.str
+    """Client-chosen id of this attempt (1-128 letters, digits or ._:-): a retry
+    with the same id within 24 hours (LOANSUITE_IDEMPOTENCY_RETENTION_SECONDS)
+    returns the original response and writes nothing.
+    """
     def __init__(
         self,
         *,
