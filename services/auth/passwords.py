@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import secrets
+import threading
 
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -11,17 +13,22 @@ __all__ = ["hash_password", "needs_rehash", "verify_password", "waste_verificati
 
 # Tens of milliseconds per call by design: callers keep it out of DB transactions.
 _HASHER = PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1, type=Type.ID)
+# Each hash or verification takes 19 MiB while it runs: at most about one per core run
+# at once, and the others queue, so that a burst of logins cannot multiply the memory.
+_SLOTS = threading.BoundedSemaphore(max(1, os.cpu_count() or 1))
 
 
 def hash_password(password: str) -> str:
     """A new salted Argon2id hash in PHC string form."""
-    return _HASHER.hash(password)
+    with _SLOTS:
+        return _HASHER.hash(password)
 
 
 def verify_password(password_hash: str, password: str) -> bool:
     """Whether password matches; an unreadable stored hash counts as a mismatch."""
     try:
-        return _HASHER.verify(password_hash, password)
+        with _SLOTS:
+            return _HASHER.verify(password_hash, password)
     except (VerificationError, InvalidHashError):
         return False
 
