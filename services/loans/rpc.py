@@ -94,14 +94,14 @@ class LoanRpcBase(pb_grpc.LoanServiceServicer):
         write: Write[Resp],
     ) -> Resp:
         """The write in one transaction; a request_id makes a replay return the original."""
-        key = None
-        if request.request_id:
-            key = IdempotencyKey.of(
-                scope=caller.user_id,
-                rpc=rpc,
-                request_id=request.request_id,
-                request=request.SerializeToString(deterministic=True),
-            )
+        if not request.request_id:
+            return self._db.submit(write)  # nothing to store: the response as it is
+        key = IdempotencyKey.of(
+            scope=caller.user_id,
+            rpc=rpc,
+            request_id=request.request_id,
+            request=request.SerializeToString(deterministic=True),
+        )
         stored = run_idempotent(
             self._db, IdempotencyRecord, key, lambda session: write(session).SerializeToString()
         )

@@ -21,15 +21,15 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import Any, ClassVar, Protocol, TypeVar
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, FromClause, Table, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from services.shared.group_commit import DEFAULT_MAX_BATCH, GroupCommit
+from services.shared.group_commit import GroupCommit
 
-__all__ = ["Database"]
+__all__ = ["Database", "MappedClass", "table_of"]
 
 T = TypeVar("T")
 
@@ -45,9 +45,7 @@ _SQLITE_PRAGMAS = (
 class Database:
     """One service's database: an engine, its transactions and commit hooks."""
 
-    def __init__(
-        self, url: str | URL, *, pool_size: int = 10, max_batch: int = DEFAULT_MAX_BATCH
-    ) -> None:
+    def __init__(self, url: str | URL, *, pool_size: int = 10) -> None:
         self.url = make_url(url)
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
         if self.is_sqlite:
@@ -68,7 +66,7 @@ class Database:
             threading.Lock() if self.is_sqlite else contextlib.nullcontext()
         )
         self._after_commit: list[Callable[[Session], None]] = []
-        self._group = GroupCommit(self.write, max_batch=max_batch)
+        self._group = GroupCommit(self.write)
 
     @contextlib.contextmanager
     def write(self) -> Iterator[Session]:
@@ -117,6 +115,20 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+class MappedClass(Protocol):
+    """A declaratively mapped class, as far as Core statements need it: its table."""
+
+    __table__: ClassVar[FromClause]
+
+
+def table_of(model: type[MappedClass]) -> Table:
+    """The Core table of a mapped class, for statements built once and run on a connection."""
+    table = model.__table__
+    if not isinstance(table, Table):  # narrows for insert(): declarative maps to a Table
+        raise TypeError(f"{model} is not mapped to a table")
+    return table
 
 
 def _sqlite_engine(url: URL, pool_size: int) -> Engine:

@@ -37,14 +37,13 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Mapped, Session, declared_attr, mapped_column
 
 from services.shared.columns import UTCDateTime
-from services.shared.db import Database
+from services.shared.db import Database, table_of
 from services.shared.errors import ValidationError
 from services.shared.validation import check_request_id
 
 __all__ = [
     "IdempotencyKey",
     "IdempotencyMixin",
-    "idempotency_table",
     "keyed",
     "run_idempotent",
 ]
@@ -88,11 +87,11 @@ class IdempotencyKey:
 def run_idempotent(
     db: Database,
     model: type[IdempotencyMixin],  # the service's mapped class
-    key: IdempotencyKey | None,
+    key: IdempotencyKey,
     write: Callable[[Session], bytes],
 ) -> bytes:
     """Run write once per key, group-committed; later calls with the key get the first response."""
-    return db.submit(write if key is None else keyed(db, model, key, write))
+    return db.submit(keyed(db, model, key, write))
 
 
 def keyed(
@@ -102,7 +101,7 @@ def keyed(
     write: Callable[[Session], bytes],
 ) -> Callable[[Session], bytes]:
     """The write, run only if its key is new; otherwise the stored response of the key."""
-    statements = _statements(idempotency_table(model), "sqlite" if db.is_sqlite else "postgresql")
+    statements = _statements(table_of(model), "sqlite" if db.is_sqlite else "postgresql")
     return lambda session: _once(session, statements, key, write)
 
 
@@ -137,14 +136,6 @@ def _once(
 
 def _key_params(key: IdempotencyKey) -> dict[str, str]:
     return {"k_scope": key.scope, "k_rpc": key.rpc, "k_request_id": key.request_id}
-
-
-def idempotency_table(model: type[IdempotencyMixin]) -> TableClause:
-    """The Core table of a service's mapped idempotency class."""
-    table = model.__table__
-    if not isinstance(table, TableClause):  # narrows for insert(): declarative maps to a Table
-        raise TypeError(f"{model.__name__} is not mapped to a table")
-    return table
 
 
 @functools.cache

@@ -29,10 +29,10 @@ from sqlalchemy.orm import Mapped, Session, declared_attr, mapped_column
 from services.shared._types import Change
 from services.shared.columns import UTCDateTime
 from services.shared.context import current_request_id
-from services.shared.db import Database
+from services.shared.db import Database, table_of
 from services.shared.identity import Caller
 
-__all__ = ["AuditRecord", "Change", "OutboxMixin", "RelayLock", "outbox_table", "record_event"]
+__all__ = ["AuditRecord", "Change", "OutboxMixin", "RelayLock", "record_event"]
 
 
 @dataclass(frozen=True)
@@ -113,19 +113,11 @@ def record_event(
         changes=[Change(*change) for change in changes or ()],
     )
     session.connection().execute(
-        _insert(outbox_table(model)),
+        _insert(table_of(model)),
         {"event_id": record.event_id, "payload": record.to_json(), "create_time": now},
     )
     session.info["outbox_written"] = True
     return record
-
-
-def outbox_table(model: type[OutboxMixin]) -> TableClause:
-    """The Core table of a service's mapped outbox class."""
-    table = model.__table__
-    if not isinstance(table, TableClause):  # narrows for insert(): declarative maps to a Table
-        raise TypeError(f"{model.__name__} is not mapped to a table")
-    return table
 
 
 @functools.cache

@@ -23,9 +23,9 @@ from typing import Any, Protocol
 from sqlalchemy import Select, Update, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
-from services.shared.db import Database
+from services.shared.db import Database, table_of
 from services.shared.metrics import OutboxSnapshot, OutboxStats, outboxes
-from services.shared.outbox import AuditRecord, OutboxMixin, RelayLock, outbox_table
+from services.shared.outbox import AuditRecord, OutboxMixin, RelayLock
 from services.shared.relay_watch import HEALTH_PREFIX, DeliveryWatch, HealthReport
 
 __all__ = ["HEALTH_PREFIX", "EventSink", "HealthReport", "OutboxRelay"]
@@ -234,7 +234,7 @@ def _statements(
     model: type[OutboxMixin], batch_size: int
 ) -> tuple[Select[Any], Select[Any], Update]:
     """Built once, as they run every round: read pending rows, claim them, mark them."""
-    table = outbox_table(model)
+    table = table_of(model)
     read = (
         select(table.c.payload)
         .where(table.c.delivered_time.is_(None))

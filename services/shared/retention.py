@@ -22,10 +22,10 @@ from typing import Any
 from sqlalchemy import Delete, bindparam, delete, select, tuple_
 from sqlalchemy.orm import Session
 
-from services.shared.db import Database
-from services.shared.idempotency import IdempotencyMixin, idempotency_table
+from services.shared.db import Database, table_of
+from services.shared.idempotency import IdempotencyMixin
 from services.shared.metrics import retention
-from services.shared.outbox import OutboxMixin, outbox_table
+from services.shared.outbox import OutboxMixin
 from services.shared.settings import Retention
 
 __all__ = ["DEFAULT_BATCH", "Retention", "RetentionSweep"]
@@ -110,7 +110,7 @@ class RetentionSweep:
 
 
 def _delivered_before(model: type[OutboxMixin], batch: int) -> Delete:
-    table = outbox_table(model)
+    table = table_of(model)
     oldest = (
         select(table.c.id)
         .where(table.c.delivered_time.is_not(None), table.c.delivered_time < bindparam("cutoff"))
@@ -121,7 +121,7 @@ def _delivered_before(model: type[OutboxMixin], batch: int) -> Delete:
 
 
 def _created_before(model: type[IdempotencyMixin], batch: int) -> Delete:
-    table = idempotency_table(model)
+    table = table_of(model)
     key = (table.c.scope, table.c.rpc, table.c.request_id)
     oldest = select(*key).where(table.c.create_time < bindparam("cutoff")).limit(batch)
     return delete(table).where(tuple_(*key).in_(oldest))

@@ -44,9 +44,7 @@ def loan_form(request: pb.CreateLoanRequest | pb.UpdateLoanRequest) -> dict[str,
 def states_of(states: Iterable[pb.LoanState.ValueType]) -> list[LoanState]:
     """The states a filter names, once each, in order; unknown numbers match nothing."""
     prefix = LoanState.prefix()
-    named = {
-        pb.LoanState.Name(s).removeprefix(prefix) for s in states if s in pb.LoanState.values()
-    }
+    named = {enum_name(pb.LoanState, s).removeprefix(prefix) for s in states}
     return sorted(LoanState(name) for name in named if name in LoanState.__members__)
 
 

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from typing import Any, Final, Literal, cast
+from typing import Any, Final, Literal
 
 from sqlalchemy import (
     BindParameter,
     Connection,
     Row,
     Select,
-    Table,
     and_,
     bindparam,
     or_,
@@ -30,13 +29,14 @@ from sqlalchemy import (
 from services.loans.aggregate import is_uuid, require_party
 from services.loans.models import Loan
 from services.loans.vocabulary import LoanState
+from services.shared.db import table_of
 from services.shared.errors import NotFoundError, ValidationError
 from services.shared.identity import Caller, Role
 
 __all__ = ["LoanRow", "find_loan", "page_of_loans"]
 
 LoanRow = Row[Any]  # a loan's columns by name, as Loan has them
-_LOANS: Final = cast(Table, Loan.__table__)
+_LOANS: Final = table_of(Loan)
 _C = _LOANS.c
 _ORG: BindParameter[Any] = bindparam("org")
 _GET: Final = select(_LOANS).where(

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import TYPE_CHECKING, Final
 
 from sqlalchemy.orm import Session
@@ -23,8 +22,8 @@ from services.loans.aggregate import (
     load_loan,
     save,
 )
-from services.loans.loan.schemas import format_amount, parse_new_loan
-from services.loans.loan.use_cases import described
+from services.loans.loan.schemas import parse_new_loan
+from services.loans.loan.use_cases import described, form_of
 from services.loans.models import Loan
 from services.loans.vocabulary import ChangeKind, LoanState
 from services.shared.errors import FailedPreconditionError, FieldViolation, ValidationError
@@ -37,7 +36,6 @@ if TYPE_CHECKING:  # a plain value at run time; use cases import nothing that sp
 __all__ = [
     "UPDATABLE_FIELDS",
     "delete_loan",
-    "form_of",
     "invite_lender",
     "update_loan",
 ]
@@ -129,24 +127,6 @@ def _lender_organization(lender: DirectoryUser | None) -> str:
             field_violations=(FieldViolation("lender_email", "no lender has this email"),),
         )
     return lender.organization_id
-
-
-def form_of(loan: Loan) -> dict[str, str]:
-    """The stored terms as the wire carries them, so that an update validates the merged whole."""
-
-    def amount(value: Decimal) -> str:
-        return format_amount(value, loan.currency_code)
-
-    return {
-        "name": loan.name,
-        "loan_type": loan.loan_type.wire,
-        "currency_code": loan.currency_code,
-        "principal_amount": amount(loan.principal_amount),
-        "committed_amount": amount(loan.committed_amount),
-        "drawn_amount": amount(loan.drawn_amount),
-        "start_date": loan.start_date.isoformat(),
-        "maturity_date": loan.maturity_date.isoformat(),
-    }
 
 
 def _require_draft(loan: Loan) -> None:

@@ -9,15 +9,16 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Final, cast
+from typing import Final
 
-from sqlalchemy import Table, insert
+from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from services.loans.aggregate import Event, LoanChange, Party, announce, created, load_loan
 from services.loans.loan.schemas import NewLoan, format_amount
 from services.loans.models import Loan
 from services.loans.vocabulary import ChangeKind, LoanState, WireEnum
+from services.shared.db import table_of
 from services.shared.errors import PermissionDeniedError
 from services.shared.identity import Caller, Role
 
@@ -25,11 +26,12 @@ __all__ = [
     "authorize_loan_creation",
     "create_loan",
     "described",
+    "form_of",
     "get_loan",
 ]
 
 
-_INSERT_LOAN: Final = insert(cast(Table, Loan.__table__))
+_INSERT_LOAN: Final = insert(table_of(Loan))
 
 
 def authorize_loan_creation(caller: Caller) -> None:
@@ -73,16 +75,15 @@ def get_loan(session: Session, *, caller: Caller, loan_id: str) -> Loan:
     return load_loan(session, caller=caller, loan_id=loan_id, party=Party.EITHER)
 
 
-def described(loan: Loan) -> dict[str, str | WireEnum]:
-    """What audit events record of a loan's terms: amounts as exact strings, enums by name."""
+def form_of(loan: Loan) -> dict[str, str]:
+    """The stored terms as the wire carries them, so that an update validates the merged whole."""
 
     def amount(value: Decimal) -> str:
         return format_amount(value, loan.currency_code)
 
     return {
         "name": loan.name,
-        "loan_type": loan.loan_type,
-        "state": loan.state,
+        "loan_type": loan.loan_type.wire,
         "currency_code": loan.currency_code,
         "principal_amount": amount(loan.principal_amount),
         "committed_amount": amount(loan.committed_amount),
@@ -90,3 +91,11 @@ def described(loan: Loan) -> dict[str, str | WireEnum]:
         "start_date": loan.start_date.isoformat(),
         "maturity_date": loan.maturity_date.isoformat(),
     }
+
+
+def described(loan: Loan) -> dict[str, str | WireEnum]:
+    """What audit events record of a loan: its terms, and its type and state as enums."""
+    terms: dict[str, str | WireEnum] = dict(form_of(loan))
+    del terms["name"], terms["loan_type"]
+    # In the order events have always listed them: name, type and state first.
+    return {"name": loan.name, "loan_type": loan.loan_type, "state": loan.state, **terms}
