@@ -6,6 +6,11 @@ the lines around it by a background thread every ``FLUSH_SECONDS``, in one
 system call. A warning or an error is written at once, with whatever came
 before it; so is everything at exit. A process killed outright loses at most
 the last ``FLUSH_SECONDS`` of lines.
+
+The buffer holds at most ``MAX_PENDING_LINES``: if the stream cannot take the
+lines as fast as they come (a stalled pipe), the newest INFO and DEBUG lines
+are dropped rather than memory growing, and the next write says how many.
+Warnings and errors are never dropped.
 """
 
 from __future__ import annotations
@@ -22,9 +27,16 @@ from typing import Any, Final, TextIO
 
 from services.shared.context import current_request_id
 
-__all__ = ["FLUSH_SECONDS", "BatchedHandler", "JsonFormatter", "configure_logging"]
+__all__ = [
+    "FLUSH_SECONDS",
+    "MAX_PENDING_LINES",
+    "BatchedHandler",
+    "JsonFormatter",
+    "configure_logging",
+]
 
 FLUSH_SECONDS: Final = 0.1
+MAX_PENDING_LINES: Final = 10_000
 
 # Attributes every LogRecord has; anything else was passed in `extra` and is logged.
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
@@ -63,23 +75,42 @@ def _utc_millis(created: float) -> str:
 class BatchedHandler(logging.Handler):
     """Formats each record as it is logged; writes the lines in batches (see the module)."""
 
-    def __init__(self, stream: TextIO, flush_seconds: float = FLUSH_SECONDS) -> None:
+    def __init__(
+        self,
+        stream: TextIO,
+        flush_seconds: float = FLUSH_SECONDS,
+        max_pending: int = MAX_PENDING_LINES,
+    ) -> None:
         super().__init__()
         self._stream = stream
         self._lines: collections.deque[str] = collections.deque()
         self._writing = threading.Lock()  # one batch at a time, in order
         self._flush_seconds = flush_seconds
+        self._max_pending = max_pending
+        self._dropped = 0  # counted without a lock: a report, not an invariant
         threading.Thread(target=self._flush_forever, name="log-writer", daemon=True).start()
         atexit.register(self.flush)
 
+    def handle(self, record: logging.LogRecord) -> bool:
+        """Emit without the handler's lock: emit is safe on its own, and a stream that stalls
+        a warning's write must not hold up the INFO lines of every other thread."""
+        passed = bool(self.filter(record))
+        if passed:
+            self.emit(record)
+        return passed
+
     def emit(self, record: logging.LogRecord) -> None:
+        urgent = record.levelno >= logging.WARNING
+        if not urgent and len(self._lines) >= self._max_pending:
+            self._dropped += 1
+            return
         try:
             line = self.format(record)
         except Exception:
             self.handleError(record)
             return
         self._lines.append(line)  # deque.append is atomic: emit takes no lock of its own
-        if record.levelno >= logging.WARNING:
+        if urgent:
             self.flush()
 
     def flush(self) -> None:
@@ -88,9 +119,21 @@ class BatchedHandler(logging.Handler):
             with contextlib.suppress(IndexError):
                 while True:
                     lines.append(self._lines.popleft())
+            if self._dropped:
+                lines.append(self._dropped_line())
             if lines:
                 self._stream.write("\n".join(lines) + "\n")
                 self._stream.flush()
+
+    def _dropped_line(self) -> str:
+        dropped, self._dropped = self._dropped, 0
+        record = logging.LogRecord(
+            "loansuite.logs", logging.WARNING, __file__, 0, "log lines dropped", (), None
+        )
+        record.dropped = dropped
+        record.max_pending = self._max_pending
+        self.filter(record)  # stamps the service, as on every other line
+        return self.format(record)
 
     def _flush_forever(self) -> None:
         while True:
