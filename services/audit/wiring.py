@@ -50,6 +50,7 @@ def start(settings: Settings, *, port: int | None = None, heads_path: Path | Non
         ],
         f"{settings.host}:{settings.port('audit') if port is None else port}",
         max_workers=settings.max_workers,
+        max_concurrent_rpcs=settings.max_concurrent_rpcs,
         model=settings.server_model,
         reuse_port=settings.reuse_port,
     )

@@ -36,6 +36,7 @@ def start(settings: Settings, *, port: int | None = None) -> Server:
             [_registration(_servicer(settings, db, minter))],
             f"{settings.host}:{port if port is not None else settings.port('auth')}",
             max_workers=settings.max_workers,
+            max_concurrent_rpcs=settings.max_concurrent_rpcs,
             model=settings.server_model,
             reuse_port=settings.reuse_port,
         )

@@ -97,6 +97,7 @@ def _serve(servicer: LoanServicer, settings: Settings, port: int | None) -> Serv
         [registration],
         f"{settings.host}:{settings.port('loans') if port is None else port}",
         max_workers=settings.max_workers,
+        max_concurrent_rpcs=settings.max_concurrent_rpcs,
         model=settings.server_model,
         reuse_port=settings.reuse_port,
     )

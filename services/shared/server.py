@@ -96,9 +96,9 @@ class Server:
 class _Engine:
     """The thread-pool server."""
 
-    def __init__(self, max_workers: int, options: Options) -> None:
+    def __init__(self, max_workers: int, options: Options, max_calls: int | None) -> None:
         pool = futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rpc")
-        self.server: Any = grpc.server(pool, options=options)
+        self.server: Any = grpc.server(pool, options=options, maximum_concurrent_rpcs=max_calls)
 
     def start(self) -> None:
         self.server.start()
@@ -110,14 +110,16 @@ class _Engine:
 class _AioEngine(_Engine):
     """grpc.aio on its own event-loop thread, running the servicers on a thread pool."""
 
-    def __init__(self, max_workers: int, options: Options) -> None:
+    def __init__(self, max_workers: int, options: Options, max_calls: int | None) -> None:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="aio", daemon=True)
         self._thread.start()
         pool = futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rpc")
 
         async def make() -> grpc.aio.Server:
-            return grpc.aio.server(migration_thread_pool=pool, options=options)
+            return grpc.aio.server(
+                migration_thread_pool=pool, options=options, maximum_concurrent_rpcs=max_calls
+            )
 
         self.server = self._run(make())
 
@@ -141,10 +143,17 @@ def create_server(
     max_workers: int = 32,
     model: Literal["thread", "aio"] = "thread",
     reuse_port: bool = False,
+    max_concurrent_rpcs: int | None = None,
 ) -> Server:
-    """Start a server on address ("host:0" picks a free port) with health and reflection."""
+    """Start a server on address ("host:0" picks a free port) with health and reflection.
+
+    Past ``max_concurrent_rpcs`` calls in progress or waiting for a thread (open
+    streams count), grpcio refuses new calls with RESOURCE_EXHAUSTED instead of
+    queueing them without bound; None leaves the queue unbounded.
+    """
     options = SHARED_PORT_OPTIONS if reuse_port else SERVER_OPTIONS
-    engine = (_AioEngine if model == "aio" else _Engine)(max_workers, options)
+    engine_class = _AioEngine if model == "aio" else _Engine
+    engine = engine_class(max_workers, options, max_concurrent_rpcs)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, engine.server)
     names = [r.name for r in registrations]

@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     user_cache_ttl_seconds: float = 10.0
     server_model: Literal["thread", "aio"] = "thread"
     max_workers: int = 32
+    # Calls in progress or queued for a thread, streams included; past it a new call
+    # is refused with RESOURCE_EXHAUSTED rather than queued without bound.
+    max_concurrent_rpcs: int = Field(default=1000, ge=1)
     # Retention: delivered outbox rows, and idempotency records (a retry with the same
     # request_id is recognised for this long); a sweep runs every retention_sweep_seconds.
     outbox_retention_seconds: float = 7 * 24 * 3600
