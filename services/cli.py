@@ -8,10 +8,7 @@ import importlib
 import json
 import logging
 import os
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +33,13 @@ def _parser() -> argparse.ArgumentParser:
 
     up = commands.add_parser("up", help="run auth, loans and audit as three processes")
     _data_dir(up)
+    up.add_argument(
+        "--database",
+        choices=("sqlite", "postgresql"),
+        default="sqlite",
+        help="with no database URL configured: SQLite files (default) or an embedded "
+        "PostgreSQL under DATA_DIR/postgres",
+    )
     up.set_defaults(handler=_up)
 
     serve = commands.add_parser("serve", help="run one service in the foreground")
@@ -133,48 +137,29 @@ def _serve(args: argparse.Namespace) -> int:
     wiring = importlib.import_module(f"services.{args.service}.wiring")
     server = wiring.start(settings, port=args.port)
     logging.getLogger("loansuite").info(
-        "serving", extra={"port": server.port, "database": settings.database_url(args.service)}
+        "serving",
+        extra={"port": server.port, "database": _shown(settings.database_url(args.service))},
     )
     server.wait_for_signal(settings.grace_seconds)
     return 0
 
 
+def _shown(database_url: str) -> str:
+    """A database URL fit for a log: its password masked."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(database_url).render_as_string(hide_password=True)
+
+
 def _up(args: argparse.Namespace) -> int:
-    settings = _settings(args)
-    settings.resolved_service_secret()  # made once here, so all three share it
-    env = {**os.environ, "LOANSUITE_DATA_DIR": str(settings.data_dir.resolve())}
-    children = [
-        subprocess.Popen([sys.executable, "-m", "services.cli", "serve", name], env=env)
-        for name in SERVICES
-    ]
-    print(
-        f"loansuite: auth :{settings.auth_port}, loans :{settings.loans_port}, "
-        f"audit :{settings.audit_port}; data in {settings.data_dir.resolve()}; "
-        "Ctrl-C stops",
-        file=sys.stderr,
-        flush=True,
-    )
-    stop = _stop_children_on_signal(children)
+    from services.embedded_pg import PostgresUnreachableError
+    from services.up import PortTakenError, run_suite
+
     try:
-        while all(child.poll() is None for child in children) and not stop["requested"]:
-            time.sleep(0.2)
-    finally:
-        for child in children:
-            if child.poll() is None:
-                child.send_signal(signal.SIGTERM)
-        codes = [child.wait() for child in children]
-    return 0 if stop["requested"] else max(abs(c) for c in codes) or 1
-
-
-def _stop_children_on_signal(children: list[subprocess.Popen[bytes]]) -> dict[str, bool]:
-    state = {"requested": False}
-
-    def request(*_: object) -> None:
-        state["requested"] = True
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, request)
-    return state
+        return run_suite(_settings(args), args.database)
+    except (PostgresUnreachableError, PortTakenError) as exc:
+        print(f"loansuite: {exc}", file=sys.stderr)
+        return 2
 
 
 def _create_admin(args: argparse.Namespace) -> int:
@@ -226,16 +211,21 @@ def _audit_verify(args: argparse.Namespace) -> int:
 
 def _bench(args: argparse.Namespace) -> int:
     from services.bench import run_bench
+    from services.embedded_pg import PostgresUnreachableError
 
-    return run_bench(
-        json_output=args.json,
-        seconds=args.seconds,
-        concurrency=args.concurrency,
-        users=args.users,
-        server_model=args.server_model,
-        database=args.database,
-        workers=args.workers,
-    )
+    try:
+        return run_bench(
+            json_output=args.json,
+            seconds=args.seconds,
+            concurrency=args.concurrency,
+            users=args.users,
+            server_model=args.server_model,
+            database=args.database,
+            workers=args.workers,
+        )
+    except PostgresUnreachableError as exc:
+        print(f"loansuite: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import BACKENDS, Databases, Suite, start_suite
+from tests.support import BACKENDS, POSTGRES, Databases, Suite, start_suite
 
 
 @pytest.fixture(params=BACKENDS)
@@ -40,3 +40,8 @@ def suite(
         for server in servers:
             server.stop(0)
         databases.drop_all()
+
+
+def pytest_sessionfinish() -> None:
+    """Stop the embedded PostgreSQL, if this session started one."""
+    POSTGRES.stop()

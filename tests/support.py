@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -20,20 +22,64 @@ from loansuite.audit.v1 import audit_service_pb2_grpc
 from loansuite.auth.v1 import auth_service_pb2 as auth_pb
 from loansuite.auth.v1 import auth_service_pb2_grpc
 from loansuite.loans.v1 import loan_service_pb2_grpc
+from sqlalchemy.engine import make_url
 
 from services.audit.wiring import start as start_audit
 from services.auth.wiring import start as start_auth
+from services.embedded_pg import EmbeddedPostgres, require_reachable
 from services.loans.wiring import start as start_loans
 from services.shared._types import Metadata
 from services.shared.server import Registration, Server, create_server
 from services.shared.settings import Settings
 
-# The PostgreSQL server on this machine; tests create their own databases and drop them.
-PG_ADMIN_DSN = os.environ.get("LOANSUITE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 BACKENDS = ["sqlite", "postgresql"]
 PASSWORD = "correct horse battery"
 SERVICE_SECRET = "test-service-secret"
 LOANSUITE = str(Path(sys.executable).parent / "loansuite")  # the command this install provides
+
+
+class SessionPostgres:
+    """The test session's PostgreSQL server: every PostgreSQL URL in the tests comes from here.
+
+    LOANSUITE_TEST_PG (a libpq URL for a superuser's maintenance database) names a
+    server to use, which must answer. Without it, the first test that needs
+    PostgreSQL starts an embedded one in a temporary directory, and the session
+    stops it at the end.
+    """
+
+    def __init__(self) -> None:
+        self._admin_dsn = ""
+        self._embedded: EmbeddedPostgres | None = None
+
+    @property
+    def admin_dsn(self) -> str:
+        if not self._admin_dsn:
+            self._admin_dsn = self._connect()
+        return self._admin_dsn
+
+    def url(self, database: str) -> str:
+        """The SQLAlchemy URL of one database on the session's server."""
+        url = make_url(self.admin_dsn).set(drivername="postgresql+psycopg", database=database)
+        return url.render_as_string(hide_password=False)
+
+    def stop(self) -> None:
+        if self._embedded is not None:
+            self._embedded.stop()
+            shutil.rmtree(self._embedded.directory, ignore_errors=True)
+            self._embedded = None
+            self._admin_dsn = ""
+
+    def _connect(self) -> str:
+        if configured := os.environ.get("LOANSUITE_TEST_PG"):
+            return require_reachable(configured, "LOANSUITE_TEST_PG")
+        self._embedded = EmbeddedPostgres(
+            Path(tempfile.mkdtemp(prefix="loansuite-pg-")), durable=False
+        )
+        self._embedded.start()
+        return self._embedded.admin_dsn
+
+
+POSTGRES = SessionPostgres()
 
 
 class Databases:
@@ -48,15 +94,15 @@ class Databases:
         if self.backend == "sqlite":
             return f"sqlite:///{self._directory / f'{name}-{uuid.uuid4().hex[:8]}.db'}"
         database = f"loansuite_test_{name}_{uuid.uuid4().hex[:12]}"
-        with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
+        with psycopg.connect(POSTGRES.admin_dsn, autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{database}"')
         self._created.append(database)
-        return f"postgresql+psycopg://postgres@127.0.0.1:5432/{database}"
+        return POSTGRES.url(database)
 
     def drop_all(self) -> None:
         if not self._created:
             return
-        with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
+        with psycopg.connect(POSTGRES.admin_dsn, autocommit=True) as conn:
             for database in self._created:
                 conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
 

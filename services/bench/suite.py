@@ -1,8 +1,8 @@
 """The measured stack: auth, audit and loans as processes on free ports, over fresh databases.
 
 Each service runs as `python -m services.cli serve NAME`, loans with `--workers N`.
-Its CPU time comes from /proc: a service is the process started here plus every
-process below it, so several loans workers count as one service.
+Its CPU time and resident memory come from /proc: a service is the process started
+here plus every process below it, so several loans workers count as one service.
 """
 
 from __future__ import annotations
@@ -24,10 +24,12 @@ from pathlib import Path
 import grpc
 import psycopg
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from sqlalchemy.engine import make_url
 
-__all__ = ["PG_ADMIN_DSN", "Suite", "running_suite"]
+from services.embedded_pg import EmbeddedPostgres, require_reachable
 
-PG_ADMIN_DSN = os.environ.get("LOANSUITE_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+__all__ = ["Suite", "running_suite"]
+
 SERVICES = ("auth", "audit", "loans")  # start order: loans needs the other two
 _START_TIMEOUT = 60.0
 
@@ -40,6 +42,7 @@ class Suite:
     audit_url: str
     service_secret: str
     pids: dict[str, int]
+    database_urls: dict[str, str]
 
     def target(self, name: str) -> str:
         """The address of one service."""
@@ -53,6 +56,14 @@ class Suite:
         mine = os.times()
         used["client"] = mine.user + mine.system
         return used
+
+    def rss_mb(self) -> dict[str, float]:
+        """Resident memory of each service (its whole process tree) in MiB, from /proc."""
+        processes = _processes()
+        return {
+            name: round(sum(_rss_kib(pid) for pid in _tree(root, processes)) / 1024, 1)
+            for name, root in self.pids.items()
+        }
 
 
 @contextlib.contextmanager
@@ -82,7 +93,7 @@ def running_suite(model: str, database: str, loans_workers: int) -> Iterator[Sui
                 processes[name] = _start(name, workers[name], env, log)
                 _wait_listening(processes[name], ports[name], workers[name], log)
             pids = {n: p.pid for n, p in processes.items()}
-            yield Suite(ports, urls["audit"], secret, pids)
+            yield Suite(ports, urls["audit"], secret, pids, urls)
         finally:
             for process in processes.values():
                 process.terminate()
@@ -105,15 +116,31 @@ def _databases(database: str, tmp: Path) -> Iterator[dict[str, str]]:
         return
     suffix = uuid.uuid4().hex[:8]
     created = {n: f"loansuite_bench_{n}_{suffix}" for n in SERVICES}
-    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
-        for db in created.values():
-            conn.execute(f'CREATE DATABASE "{db}"')
-    try:
-        yield {n: f"postgresql+psycopg://postgres@127.0.0.1:5432/{db}" for n, db in created.items()}
-    finally:
-        with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
+    with _postgres(tmp) as admin_dsn:
+        with psycopg.connect(admin_dsn, autocommit=True) as conn:
             for db in created.values():
-                conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+                conn.execute(f'CREATE DATABASE "{db}"')
+        try:
+            yield {n: _database_url(admin_dsn, db) for n, db in created.items()}
+        finally:
+            with psycopg.connect(admin_dsn, autocommit=True) as conn:
+                for db in created.values():
+                    conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+
+
+@contextlib.contextmanager
+def _postgres(tmp: Path) -> Iterator[str]:
+    """LOANSUITE_BENCH_PG's server, which must answer; else a durable embedded one."""
+    if configured := os.environ.get("LOANSUITE_BENCH_PG"):
+        yield require_reachable(configured, "LOANSUITE_BENCH_PG")
+        return
+    with EmbeddedPostgres(tmp / "postgres") as server:
+        yield server.admin_dsn
+
+
+def _database_url(admin_dsn: str, database: str) -> str:
+    url = make_url(admin_dsn).set(drivername="postgresql+psycopg", database=database)
+    return url.render_as_string(hide_password=False)
 
 
 def _wait_listening(process: subprocess.Popen[bytes], port: int, listeners: int, log: Path) -> None:
@@ -195,6 +222,15 @@ def _tree(root: int, processes: dict[int, tuple[int, int]]) -> list[int]:
 
 def _tree_ticks(root: int, processes: dict[int, tuple[int, int]]) -> int:
     return sum(processes[pid][1] for pid in _tree(root, processes) if pid in processes)
+
+
+def _rss_kib(pid: int) -> int:
+    """VmRSS of one process in KiB; 0 once it has ended."""
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
 
 
 def _free_port() -> int:

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from services.audit import queries
 from services.audit.chain import GENESIS, ChainedEvent, Head, canonical_encoding, link_hash
 from services.audit.models import AuditEvent, AuditEventOrganization
-from tests.support import LOANSUITE, PG_ADMIN_DSN
+from tests.support import LOANSUITE, POSTGRES
 
 Log = dict[int, ChainedEvent]
 Corruption = Callable[[Connection, Log], None]
@@ -53,14 +53,14 @@ class BuiltLog:
                     shutil.copyfile(source, f"{target}{suffix}")
             return f"sqlite:///{target}"
         database = f"{original.database}_{name}"
-        with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
+        with psycopg.connect(POSTGRES.admin_dsn, autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{database}" TEMPLATE "{original.database}"')
         self.copies.append(database)
-        return str(original.set(database=database))
+        return original.set(database=database).render_as_string(hide_password=False)
 
     def drop_copies(self) -> None:
         if self.copies:
-            with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
+            with psycopg.connect(POSTGRES.admin_dsn, autocommit=True) as conn:
                 for database in self.copies:
                     conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import socket
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -13,7 +16,7 @@ from loansuite.auth.v1 import auth_service_pb2 as auth_pb
 from loansuite.auth.v1 import auth_service_pb2_grpc as auth_grpc
 
 from tests.e2e.support import SERVICES, wait_serving
-from tests.support import LOANSUITE, free_port
+from tests.support import LOANSUITE, free_port, log_in, sign_up
 
 pytestmark = pytest.mark.e2e
 
@@ -81,3 +84,106 @@ def test_create_admin_makes_an_admin_who_can_log_in(tmp_path: Path) -> None:
             auth.terminate()
     assert login.session.user.role == auth_pb.USER_ROLE_ADMIN
     assert login.session.user.organization.type == auth_pb.ORGANIZATION_TYPE_PLATFORM
+
+
+def test_up_on_embedded_postgresql_keeps_its_data_between_runs(tmp_path: Path) -> None:
+    ports = {service: free_port() for service in SERVICES}
+    env = {**os.environ, **{f"LOANSUITE_{s.upper()}_PORT": str(p) for s, p in ports.items()}}
+    for name in SERVICES:
+        env.pop(f"LOANSUITE_{name.upper()}_DATABASE_URL", None)
+    data = tmp_path / "var"
+    command = [LOANSUITE, "up", "--database", "postgresql", "--data-dir", str(data)]
+
+    with _running(command, env, tmp_path / "first.log", ports) as auth:
+        email = sign_up(auth).email
+    assert not (data / "postgres" / "data" / "postmaster.pid").exists()  # stopped with the suite
+    assert "embedded PostgreSQL on 127.0.0.1:" in (tmp_path / "first.log").read_text()
+    assert not list(data.glob("*.db"))
+
+    with _running(command, env, tmp_path / "second.log", ports) as auth:
+        assert log_in(auth, email).user_id
+
+
+def test_up_refuses_a_configured_postgresql_that_does_not_answer(tmp_path: Path) -> None:
+    unreachable = f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/loans"
+    env = {**os.environ, "LOANSUITE_LOANS_DATABASE_URL": unreachable}
+
+    up = subprocess.run(
+        [LOANSUITE, "up", "--database", "postgresql", "--data-dir", str(tmp_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert up.returncode == 2
+    assert up.stderr.startswith(
+        "loansuite: LOANSUITE_LOANS_DATABASE_URL names a PostgreSQL server that does not answer"
+    )
+    assert up.stderr.count("\n") == 1
+    assert not (tmp_path / "postgres").exists()  # no embedded server in its place
+
+
+@contextlib.contextmanager
+def _running(
+    command: list[str], env: dict[str, str], log: Path, ports: dict[str, int]
+) -> Iterator[auth_grpc.AuthServiceStub]:
+    """`loansuite up` until the block ends, then SIGTERM; yields a client of its auth."""
+    with log.open("wb") as out:
+        up = subprocess.Popen(command, env=env, stdout=out, stderr=out)
+    try:
+        for port in ports.values():
+            wait_serving(port)
+        with grpc.insecure_channel(f"127.0.0.1:{ports['auth']}") as channel:
+            yield auth_grpc.AuthServiceStub(channel)
+    finally:
+        up.send_signal(signal.SIGTERM)
+        code = up.wait(60)
+    assert code == 0  # reached only when nothing above failed, which it would hide
+
+
+def test_up_on_a_taken_port_says_which_and_starts_nothing(tmp_path: Path) -> None:
+    ports = {service: free_port() for service in SERVICES}
+    env = {**os.environ, **{f"LOANSUITE_{s.upper()}_PORT": str(p) for s, p in ports.items()}}
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", ports["loans"]))
+        holder.listen()
+        up = subprocess.run(
+            [LOANSUITE, "up", "--data-dir", str(tmp_path / "var")],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    assert up.returncode == 2
+    assert up.stderr == (
+        f"loansuite: port {ports['loans']} (loans) taken by another program; nothing was started\n"
+    )
+    assert not (tmp_path / "var").exists()
+
+
+def test_up_names_the_service_that_died(tmp_path: Path) -> None:
+    ports = {service: free_port() for service in SERVICES}
+    env = {**os.environ, **{f"LOANSUITE_{s.upper()}_PORT": str(p) for s, p in ports.items()}}
+    log = tmp_path / "up.log"
+    with log.open("wb") as out:
+        up = subprocess.Popen(
+            [LOANSUITE, "up", "--data-dir", str(tmp_path / "var")], env=env, stdout=out, stderr=out
+        )
+    try:
+        for port in ports.values():
+            wait_serving(port)
+        children = Path(f"/proc/{up.pid}/task/{up.pid}/children").read_text().split()
+        loans = next(c for c in children if b"loans" in Path(f"/proc/{c}/cmdline").read_bytes())
+        os.kill(int(loans), signal.SIGKILL)
+        code = up.wait(60)
+    finally:
+        if up.poll() is None:
+            up.kill()
+            up.wait()
+
+    assert code != 0
+    assert "loansuite: loans exited with status -9; stopped the others" in log.read_text()

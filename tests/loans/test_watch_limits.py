@@ -20,7 +20,7 @@ from services.loans.watching.pg_listener import APPLICATION_NAME
 from services.loans.wiring import start as start_loans
 from tests.loans.factories import new_loan
 from tests.loans.watching import WAIT, Watch, Watches, replica, stub_of
-from tests.support import PG_ADMIN_DSN, Suite
+from tests.support import POSTGRES, Suite
 
 
 def test_watchers_beyond_the_limit_are_refused_until_one_leaves(
@@ -127,7 +127,7 @@ def test_a_lost_listener_connection_ends_streams_then_recovers(
 
 def terminate_listeners(suite: Suite) -> None:
     database = suite.settings.database_url("loans").rsplit("/", 1)[1]
-    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
+    with psycopg.connect(POSTGRES.admin_dsn, autocommit=True) as conn:
         terminated = conn.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
             " WHERE application_name = %s AND datname = %s",
