@@ -94,17 +94,42 @@ def _audit_parser(commands: Any) -> None:
         help="check the audit log's hash chain straight from the database; exit 1 if broken",
     )
     _data_dir(verify)
-    verify.add_argument(
-        "--database-url",
-        help="the audit database (default: LOANSUITE_AUDIT_DATABASE_URL, else DATA_DIR/audit.db)",
+    source = verify.add_mutually_exclusive_group()
+    _audit_database(source)
+    source.add_argument(
+        "--file",
+        type=Path,
+        metavar="FILE",
+        help="verify a file written by `audit export` instead, ending at the head it names",
     )
     verify.add_argument(
         "--expect-head",
         type=_head,
         metavar="SEQ:HASH",
-        help="a published head (default: the last line of DATA_DIR/audit-heads.jsonl)",
+        help="a published head (default: the last line of DATA_DIR/audit-heads.jsonl; "
+        "with --file, none: the file's own head is always checked)",
     )
     verify.set_defaults(handler=_audit_verify)
+    export = tasks.add_parser(
+        "export",
+        help="write events 1..SEQ and the chain head at SEQ to a new JSON-lines file",
+    )
+    _data_dir(export)
+    _audit_database(export)
+    export.add_argument(
+        "--until", type=int, required=True, metavar="SEQ", help="the last event to write"
+    )
+    export.add_argument(
+        "--out", type=Path, required=True, metavar="FILE", help="the new file (never overwritten)"
+    )
+    export.set_defaults(handler=_audit_export)
+
+
+def _audit_database(parser: Any) -> None:
+    parser.add_argument(
+        "--database-url",
+        help="the audit database (default: LOANSUITE_AUDIT_DATABASE_URL, else DATA_DIR/audit.db)",
+    )
 
 
 def _data_dir(parser: argparse.ArgumentParser) -> None:
@@ -192,21 +217,44 @@ def _audit_verify(args: argparse.Namespace) -> int:
     """Print the verification as one JSON object; exit 0 intact, 1 broken, 2 unreadable."""
     from sqlalchemy.exc import SQLAlchemyError
 
+    from services.audit.export import ExportError, verify_file
     from services.audit.heads import HEADS_FILE_NAME
     from services.audit.offline import verify_database
 
     settings = _settings(args)
     try:
-        result = verify_database(
-            args.database_url or settings.database_url("audit"),
-            heads_path=settings.data_dir / HEADS_FILE_NAME,
-            expected_head=args.expect_head,
-        )
-    except (OSError, SQLAlchemyError) as exc:
+        if args.file is not None:
+            result = verify_file(args.file, expected_head=args.expect_head)
+        else:
+            result = verify_database(
+                args.database_url or settings.database_url("audit"),
+                heads_path=settings.data_dir / HEADS_FILE_NAME,
+                expected_head=args.expect_head,
+            )
+    except (OSError, SQLAlchemyError, ExportError) as exc:
         print(f"loansuite: cannot read the audit log: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(result.as_dict()))
     return 0 if result.intact else 1
+
+
+def _audit_export(args: argparse.Namespace) -> int:
+    """Print what was written as one JSON object; exit 2 when refused or unreadable."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from services.audit.export import ExportError, export_events
+
+    try:
+        exported = export_events(
+            args.database_url or _settings(args).database_url("audit"),
+            until=args.until,
+            out=args.out,
+        )
+    except (OSError, SQLAlchemyError, ExportError) as exc:
+        print(f"loansuite: cannot export the audit log: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(exported.as_dict()))
+    return 0
 
 
 def _bench(args: argparse.Namespace) -> int:

@@ -13,7 +13,7 @@ from services.audit.schemas import parse_head
 from services.shared.db import Database
 from services.shared.errors import ValidationError
 
-__all__ = ["head_argument", "verify_database"]
+__all__ = ["head_argument", "open_database", "verify_database"]
 
 
 def head_argument(text: str) -> Head:
@@ -28,15 +28,20 @@ def head_argument(text: str) -> Head:
         raise ValueError("; ".join(problems)) from None
 
 
-def verify_database(
-    database_url: str, *, heads_path: Path, expected_head: Head | None
-) -> Verification:
-    """Verify the log at database_url against expected_head, else the heads file's last line."""
+def open_database(database_url: str) -> Database:
+    """The audit database at database_url for one reader; never creates a missing SQLite file."""
     url = make_url(database_url)
     if url.get_backend_name() == "sqlite" and not Path(url.database or "").is_file():
         # Opening a missing SQLite file would create an empty log, which verifies intact.
         raise FileNotFoundError(f"no audit database at {url.database}")
-    db = Database(url, pool_size=1)
+    return Database(url, pool_size=1)
+
+
+def verify_database(
+    database_url: str, *, heads_path: Path, expected_head: Head | None
+) -> Verification:
+    """Verify the log at database_url against expected_head, else the heads file's last line."""
+    db = open_database(database_url)
     try:
         with db.read() as session:
             return use_cases.verify_chain(
