@@ -83,6 +83,22 @@ def _bench_parser(commands: Any) -> None:
         default=1,
         help="loans processes sharing its port (default 1; above 1 needs PostgreSQL)",
     )
+    soak = bench.add_argument_group("soak", "a steady CreateLoan load instead of the phases")
+    soak.add_argument(
+        "--soak",
+        type=float,
+        metavar="SECONDS",
+        help="offer CreateLoan at a fixed rate for SECONDS, with a trickle of other calls",
+    )
+    soak.add_argument(
+        "--rate",
+        type=float,
+        metavar="RPS",
+        help="CreateLoan calls offered per second (default: half of a 5 s closed-loop run)",
+    )
+    soak.add_argument(
+        "--interval", type=float, metavar="SECONDS", help="figures every SECONDS (default 30)"
+    )
     bench.set_defaults(handler=_bench)
 
 
@@ -270,6 +286,9 @@ def _bench(args: argparse.Namespace) -> int:
             server_model=args.server_model,
             database=args.database,
             workers=args.workers,
+            soak=args.soak,
+            rate=args.rate,
+            interval=args.interval,
         )
     except PostgresUnreachableError as exc:
         print(f"loansuite: {exc}", file=sys.stderr)

@@ -12,6 +12,9 @@ number of concurrent callers for the same time (phases.py), in this order:
    ListLoans (25 loans);
 4. ingest only: the audit service fed directly over one IngestEvents stream
    (audit.py).
+
+With --soak the phases give way to a steady CreateLoan load for a long time,
+with its figures taken at every interval (soak.py).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import grpc
 from services.bench import phases
 from services.bench.audit import audit_figures, ingest_only
 from services.bench.phases import Borrowers, Call, Measured, percentile_ms
+from services.bench.soak import SoakPlan, run_soak
 from services.bench.suite import Suite, running_suite
 from services.shared.settings import Settings
 
@@ -34,6 +38,7 @@ __all__ = ["run_bench"]
 
 # Connections, caches and lazy imports settle before anything is measured.
 WARM_UP_SECONDS = 1.0
+SOAK_INTERVAL = 30.0
 
 
 def run_bench(
@@ -45,20 +50,29 @@ def run_bench(
     server_model: str | None,
     database: str,
     workers: int = 1,
+    soak: float | None = None,
+    rate: float | None = None,
+    interval: float | None = None,
 ) -> int:
-    """Run every phase and print the figures; returns the exit code."""
-    if refusal := _refusal(database, workers):
+    """Run every phase, or the soak, and print the figures; returns the exit code."""
+    if refusal := _refusal(database, workers) or _soak_refusal(soak, rate, interval):
         print(f"loansuite: {refusal}", file=sys.stderr)
         return 2
-    model = server_model or Settings().server_model
+    settings = Settings()  # the services read the same environment
+    model = server_model or settings.server_model
     with running_suite(model, database, workers) as suite:
-        figures = _measure(_Phases(suite, seconds, concurrency), users)
+        if soak is None:
+            figures = {"seconds": seconds, **_measure(_Phases(suite, seconds, concurrency), users)}
+        else:
+            plan = SoakPlan(
+                soak, interval or SOAK_INTERVAL, rate, concurrency, users, WARM_UP_SECONDS
+            )
+            figures = {"users": users, "retention": _retention(settings), **run_soak(suite, plan)}
     result = {
         "server_model": model,
         "database": database,
         "workers": workers,
         "concurrency": concurrency,
-        "seconds": seconds,
         **figures,
     }
     print(json.dumps(result) if json_output else _table(result))
@@ -76,6 +90,24 @@ def _refusal(database: str, workers: int) -> str | None:
             "(on SQLite loans runs as one process)"
         )
     return None
+
+
+def _soak_refusal(soak: float | None, rate: float | None, interval: float | None) -> str | None:
+    if soak is None and (rate is not None or interval is not None):
+        return "bench: --rate and --interval need --soak"
+    for flag, value in (("--soak", soak), ("--rate", rate), ("--interval", interval)):
+        if value is not None and value <= 0:
+            return f"bench: {flag} must be above 0"
+    return None
+
+
+def _retention(settings: Settings) -> dict[str, float]:
+    """The retention the services run with (they read the same LOANSUITE_* variables)."""
+    return {
+        "outbox_seconds": settings.outbox_retention_seconds,
+        "idempotency_seconds": settings.idempotency_retention_seconds,
+        "sweep_seconds": settings.retention_sweep_seconds,
+    }
 
 
 @dataclass(frozen=True)
@@ -142,5 +174,10 @@ def _figures(
 
 
 def _table(result: dict[str, Any]) -> str:
+    """One line per figure; a list (the soak's intervals) one line per item."""
     width = max(len(key) for key in result)
-    return "\n".join(f"{key:>{width}}  {value}" for key, value in result.items())
+    lines = []
+    for key, value in result.items():
+        shown = [json.dumps(item) for item in value] if isinstance(value, list) else [value]
+        lines += [f"{key:>{width}}  {item}" for item in shown]
+    return "\n".join(lines)

@@ -128,17 +128,7 @@ def create_loan_call(channel: grpc.Channel, borrowers: Borrowers) -> Call:
     def call() -> None:
         with lock:
             n = next(counter)
-        request = loans_pb.CreateLoanRequest(
-            name=f"Bench loan {n}",
-            loan_type=loans_pb.LOAN_TYPE_FIXED_RATE,
-            currency_code="EUR",
-            principal_amount="1250000.00",
-            committed_amount="1000000.00",
-            drawn_amount="0.00",
-            start_date="2027-01-01",
-            maturity_date="2032-01-01",
-            request_id=uuid.uuid4().hex,
-        )
+        request = create_loan_request(f"Bench loan {n}")
         who = n % len(borrowers.metadata)
         response = stub.CreateLoan(request, metadata=borrowers.metadata[who], timeout=_TIMEOUT)
         if not response.HasField("loan"):
@@ -146,6 +136,21 @@ def create_loan_call(channel: grpc.Channel, borrowers: Borrowers) -> Call:
         borrowers.loans[who].append(response.loan.id)
 
     return call
+
+
+def create_loan_request(name: str) -> loans_pb.CreateLoanRequest:
+    """The benchmark's loan, with a fresh request_id: every call is a new write."""
+    return loans_pb.CreateLoanRequest(
+        name=name,
+        loan_type=loans_pb.LOAN_TYPE_FIXED_RATE,
+        currency_code="EUR",
+        principal_amount="1250000.00",
+        committed_amount="1000000.00",
+        drawn_amount="0.00",
+        start_date="2027-01-01",
+        maturity_date="2032-01-01",
+        request_id=uuid.uuid4().hex,
+    )
 
 
 def get_loan_call(channel: grpc.Channel, borrowers: Borrowers) -> Call:
