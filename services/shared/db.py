@@ -38,6 +38,9 @@ _SQLITE_PRAGMAS = (
     # FULL: a committed transaction survives power loss, at one more fsync per commit.
     "PRAGMA synchronous=FULL",
     "PRAGMA busy_timeout=10000",
+    # After a checkpoint, cut the write-ahead log back to 64 MiB: a burst that grew
+    # it does not keep the disk for good (docs/OPERATIONS.md).
+    "PRAGMA journal_size_limit=67108864",
     "PRAGMA foreign_keys=ON",
 )
 
