@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import getpass
 import importlib
 import json
@@ -177,6 +178,10 @@ def _serve(args: argparse.Namespace) -> int:
             return 2
     wiring = importlib.import_module(f"services.{args.service}.wiring")
     server = wiring.start(settings, port=args.port)
+    # What start-up made lives as long as the process: moved out of the collector's
+    # sight, so that full collections under load walk only what the calls made.
+    gc.collect()
+    gc.freeze()
     logging.getLogger("loansuite").info(
         "serving",
         extra={"port": server.port, "database": _shown(settings.database_url(args.service))},
