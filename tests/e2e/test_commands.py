@@ -108,14 +108,7 @@ def test_up_refuses_a_configured_postgresql_that_does_not_answer(tmp_path: Path)
     unreachable = f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/loans"
     env = {**os.environ, "LOANSUITE_LOANS_DATABASE_URL": unreachable}
 
-    up = subprocess.run(
-        [LOANSUITE, "up", "--database", "postgresql", "--data-dir", str(tmp_path)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    up = _refused_up(["--database", "postgresql", "--data-dir", str(tmp_path)], env)
 
     assert up.returncode == 2
     assert up.stderr.startswith(
@@ -123,6 +116,13 @@ def test_up_refuses_a_configured_postgresql_that_does_not_answer(tmp_path: Path)
     )
     assert up.stderr.count("\n") == 1
     assert not (tmp_path / "postgres").exists()  # no embedded server in its place
+
+
+def _refused_up(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`loansuite up` where it is expected to stop before it starts anything."""
+    return subprocess.run(
+        [LOANSUITE, "up", *args], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
 
 
 @contextlib.contextmanager
@@ -149,14 +149,7 @@ def test_up_on_a_taken_port_says_which_and_starts_nothing(tmp_path: Path) -> Non
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", ports["loans"]))
         holder.listen()
-        up = subprocess.run(
-            [LOANSUITE, "up", "--data-dir", str(tmp_path / "var")],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        up = _refused_up(["--data-dir", str(tmp_path / "var")], env)
 
     assert up.returncode == 2
     assert up.stderr == (
