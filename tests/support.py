@@ -50,11 +50,21 @@ class SessionPostgres:
     def __init__(self) -> None:
         self._admin_dsn = ""
         self._embedded: EmbeddedPostgres | None = None
+        self._failure: Exception | None = None
 
     @property
     def admin_dsn(self) -> str:
+        if self._failure is not None:  # said once; every later test fails fast the same way
+            raise self._failure
         if not self._admin_dsn:
-            self._admin_dsn = self._connect()
+            try:
+                self._admin_dsn = self._connect()
+            except Exception as exc:
+                self._failure = exc
+                if self._embedded is not None:  # it never started: only its files remain
+                    shutil.rmtree(self._embedded.directory, ignore_errors=True)
+                    self._embedded = None
+                raise
         return self._admin_dsn
 
     def url(self, database: str) -> str:

@@ -89,8 +89,11 @@ def test_the_tests_never_fall_back_from_a_configured_server(
     monkeypatch.setenv("LOANSUITE_TEST_PG", f"postgresql://postgres@127.0.0.1:{free_port()}/x")
     session = SessionPostgres()
 
-    with pytest.raises(PostgresUnreachableError, match="LOANSUITE_TEST_PG"):
+    with pytest.raises(PostgresUnreachableError, match="LOANSUITE_TEST_PG") as first:
         _ = session.admin_dsn
+    with pytest.raises(PostgresUnreachableError) as again:  # every later test, at once
+        _ = session.admin_dsn
+    assert again.value is first.value
 
 
 def _libpq(url: str) -> str:
