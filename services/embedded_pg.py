@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-import socket
 import stat
 import subprocess
 import warnings
@@ -31,6 +30,8 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+
+from services.shared.ports import free_port
 
 __all__ = ["EmbeddedPostgres", "PostgresUnreachableError", "require_reachable"]
 
@@ -102,7 +103,7 @@ class EmbeddedPostgres:
         if self._running():  # left by a run that did not stop it: take it over
             self.port = int(self._postmaster_line(3))
             return
-        self.port = _free_port()
+        self.port = free_port()
         settings = ["listen_addresses=127.0.0.1", "unix_socket_directories="]
         settings += [] if self._durable else list(_NOT_DURABLE)
         options = ["-o", f"-p {self.port}"]
@@ -229,10 +230,3 @@ def _let_server_user_in(directory: Path, user: str) -> None:
         mode = parent.stat().st_mode
         if not mode & stat.S_IXOTH:
             parent.chmod(mode | stat.S_IXOTH)
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port

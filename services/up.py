@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,8 @@ import time
 from sqlalchemy.engine import make_url
 
 from services.embedded_pg import EmbeddedPostgres, require_reachable
+from services.shared.db import libpq_dsn
+from services.shared.ports import why_taken
 from services.shared.settings import ServiceName, Settings
 
 __all__ = ["SERVICES", "PortTakenError", "run_suite"]
@@ -59,8 +60,7 @@ def _databases(
     for name, url in configured.items():
         parsed = make_url(url)
         if parsed.get_backend_name() == "postgresql":
-            libpq = parsed.set(drivername="postgresql").render_as_string(hide_password=False)
-            require_reachable(libpq, f"LOANSUITE_{name.upper()}_DATABASE_URL")
+            require_reachable(libpq_dsn(parsed), f"LOANSUITE_{name.upper()}_DATABASE_URL")
     if configured:
         return {}, "the configured databases"
     if database != "postgresql":
@@ -101,19 +101,12 @@ def _supervise(children: dict[ServiceName, subprocess.Popen[bytes]]) -> int:
 
 
 def _taken_ports(settings: Settings) -> str:
-    """ "port 50052 (loans)" for each service port another program holds, joined; else ""."""
-    taken = []
-    for name in SERVICES:
-        port = settings.port(name)
-        with socket.socket() as probe:
-            # As the gRPC server binds: a port left in TIME_WAIT by a run that just
-            # ended is free, only a listener makes it taken.
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                probe.bind((settings.host, port))
-            except OSError:
-                taken.append(f"port {port} ({name})")
-    return ", ".join(taken)
+    """'port 50052 (loans)' for each service port another program holds, joined; else ''."""
+    ports = {name: settings.port(name) for name in SERVICES}
+    held = [
+        f"port {port} ({name})" for name, port in ports.items() if why_taken(settings.host, port)
+    ]
+    return ", ".join(held)
 
 
 def _stop_children_on_signal() -> dict[str, bool]:

@@ -23,11 +23,11 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 
+from services.shared.ports import why_taken
 from services.shared.settings import ServiceName, Settings
 
 __all__ = ["WorkersError", "serve_workers"]
@@ -95,11 +95,5 @@ def _check(service: ServiceName, settings: Settings, workers: int, port: int) ->
             "several loans workers need PostgreSQL: on SQLite a change reaches only the "
             "WatchLoans subscribers of the process that wrote it"
         )
-    with socket.socket(socket.AF_INET6 if ":" in settings.host else socket.AF_INET) as probe:
-        # SO_REUSEADDR, as the server sets it: connections of an earlier run in TIME_WAIT
-        # do not count, a listening socket does.
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((settings.host, port))
-        except OSError as exc:
-            raise WorkersError(f"cannot listen on {settings.host}:{port}: {exc.strerror}") from None
+    if reason := why_taken(settings.host, port):
+        raise WorkersError(f"cannot listen on {settings.host}:{port}: {reason}")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import sys
 import tempfile
 import time
@@ -22,13 +21,14 @@ from loansuite.audit.v1 import audit_service_pb2_grpc
 from loansuite.auth.v1 import auth_service_pb2 as auth_pb
 from loansuite.auth.v1 import auth_service_pb2_grpc
 from loansuite.loans.v1 import loan_service_pb2_grpc
-from sqlalchemy.engine import make_url
 
 from services.audit.wiring import start as start_audit
 from services.auth.wiring import start as start_auth
 from services.embedded_pg import EmbeddedPostgres, require_reachable
 from services.loans.wiring import start as start_loans
 from services.shared._types import Metadata
+from services.shared.db import database_url
+from services.shared.ports import free_port as free_port  # the tests' own, re-exported
 from services.shared.server import Registration, Server, create_server
 from services.shared.settings import Settings
 
@@ -69,8 +69,7 @@ class SessionPostgres:
 
     def url(self, database: str) -> str:
         """The SQLAlchemy URL of one database on the session's server."""
-        url = make_url(self.admin_dsn).set(drivername="postgresql+psycopg", database=database)
-        return url.render_as_string(hide_password=False)
+        return database_url(self.admin_dsn, database)
 
     def stop(self) -> None:
         if self._embedded is not None:
@@ -207,12 +206,6 @@ def eventually(
         if time.monotonic() > deadline:
             raise AssertionError(f"{what or check}: still not so after {timeout}s")
         time.sleep(interval)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def start_suite(backend: str, directory: Path, databases: Databases) -> tuple[Suite, list[Server]]:

@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from services.embedded_pg import EmbeddedPostgres, PostgresUnreachableError, require_reachable
+from services.shared.db import libpq_dsn
 from tests.support import SessionPostgres, free_port
 
 
@@ -60,13 +61,13 @@ def test_databases_and_password_survive_a_restart(tmp_path: Path) -> None:
     with EmbeddedPostgres(directory) as first:
         url = first.ensure_database("kept")
         assert first.ensure_database("kept") == url  # a second call finds it
-        with psycopg.connect(_libpq(url), autocommit=True) as conn:
+        with psycopg.connect(libpq_dsn(url), autocommit=True) as conn:
             conn.execute("CREATE TABLE notes (body text); INSERT INTO notes VALUES ('kept')")
         password = make_url(url).password
 
     with EmbeddedPostgres(directory) as second:
         again = second.ensure_database("kept")
-        with psycopg.connect(_libpq(again)) as conn:
+        with psycopg.connect(libpq_dsn(again)) as conn:
             assert conn.execute("SELECT body FROM notes").fetchall() == [("kept",)]
     assert make_url(again).password == password
     assert not (directory / "data" / "postmaster.pid").exists()  # stopped
@@ -94,7 +95,3 @@ def test_the_tests_never_fall_back_from_a_configured_server(
     with pytest.raises(PostgresUnreachableError) as again:  # every later test, at once
         _ = session.admin_dsn
     assert again.value is first.value
-
-
-def _libpq(url: str) -> str:
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,9 +23,10 @@ from pathlib import Path
 import grpc
 import psycopg
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from sqlalchemy.engine import make_url
 
 from services.embedded_pg import EmbeddedPostgres, require_reachable
+from services.shared.db import database_url
+from services.shared.ports import free_port
 
 __all__ = ["Suite", "running_suite"]
 
@@ -73,7 +73,7 @@ def running_suite(model: str, database: str, loans_workers: int) -> Iterator[Sui
         tempfile.TemporaryDirectory(prefix="loansuite-bench-") as tmp,
         _databases(database, Path(tmp)) as urls,
     ):
-        ports = {name: _free_port() for name in SERVICES}
+        ports = {name: free_port() for name in SERVICES}
         # Chosen here rather than left to the data directory, so that the bench
         # can ask auth for a service token itself.
         secret = secrets.token_urlsafe(32)
@@ -121,7 +121,7 @@ def _databases(database: str, tmp: Path) -> Iterator[dict[str, str]]:
             for db in created.values():
                 conn.execute(f'CREATE DATABASE "{db}"')
         try:
-            yield {n: _database_url(admin_dsn, db) for n, db in created.items()}
+            yield {n: database_url(admin_dsn, db) for n, db in created.items()}
         finally:
             with psycopg.connect(admin_dsn, autocommit=True) as conn:
                 for db in created.values():
@@ -136,11 +136,6 @@ def _postgres(tmp: Path) -> Iterator[str]:
         return
     with EmbeddedPostgres(tmp / "postgres") as server:
         yield server.admin_dsn
-
-
-def _database_url(admin_dsn: str, database: str) -> str:
-    url = make_url(admin_dsn).set(drivername="postgresql+psycopg", database=database)
-    return url.render_as_string(hide_password=False)
 
 
 def _wait_listening(process: subprocess.Popen[bytes], port: int, listeners: int, log: Path) -> None:
@@ -231,9 +226,3 @@ def _rss_kib(pid: int) -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     return 0
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])

@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from services.shared.group_commit import GroupCommit
 
-__all__ = ["Database", "MappedClass", "table_of"]
+__all__ = ["Database", "MappedClass", "database_url", "libpq_dsn", "table_of"]
 
 T = TypeVar("T")
 
@@ -132,6 +132,17 @@ def table_of(model: type[MappedClass]) -> Table:
     if not isinstance(table, Table):  # narrows for insert(): declarative maps to a Table
         raise TypeError(f"{model} is not mapped to a table")
     return table
+
+
+def libpq_dsn(url: str | URL) -> str:
+    """A PostgreSQL URL as libpq (psycopg.connect) takes it: no driver name, password kept."""
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def database_url(server_url: str | URL, database: str) -> str:
+    """The SQLAlchemy URL of another database on the PostgreSQL server that server_url names."""
+    url = make_url(server_url).set(drivername="postgresql+psycopg", database=database)
+    return url.render_as_string(hide_password=False)
 
 
 def _sqlite_engine(url: URL, pool_size: int) -> Engine:

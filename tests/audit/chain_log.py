@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 from services.audit import queries
 from services.audit.chain import GENESIS, ChainedEvent, Head, canonical_encoding, link_hash
 from services.audit.models import AuditEvent, AuditEventOrganization
+from services.shared.db import database_url
 from tests.support import LOANSUITE, POSTGRES
 
 Log = dict[int, ChainedEvent]
@@ -56,7 +57,7 @@ class BuiltLog:
         with psycopg.connect(POSTGRES.admin_dsn, autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{database}" TEMPLATE "{original.database}"')
         self.copies.append(database)
-        return original.set(database=database).render_as_string(hide_password=False)
+        return database_url(original, database)
 
     def drop_copies(self) -> None:
         if self.copies:

@@ -23,13 +23,13 @@ import pytest
 from loansuite.audit.v1 import audit_service_pb2 as audit_pb
 from loansuite.audit.v1 import audit_service_pb2_grpc as audit_grpc
 from loansuite.auth.v1 import auth_service_pb2_grpc as auth_grpc
-from sqlalchemy.engine import make_url
 
 from services.audit.chain import canonical_encoding, link_hash
 from services.audit.heads import HEADS_FILE_NAME
 from services.audit.queries import CHUNK_SIZE
 from services.audit.wiring import start as start_audit
 from services.auth.wiring import start as start_auth
+from services.shared.db import libpq_dsn
 from tests.audit.chain_log import Log, read_log
 from tests.audit.support import Stack, audit_settings, make_event, service_metadata
 from tests.auth.support import auth_settings
@@ -464,7 +464,7 @@ def test_a_malformed_line_is_named(exported: Exported, name: str) -> None:
 @contextlib.contextmanager
 def _held_midway(audit_url: str, out: Path) -> Iterator[subprocess.Popen[str]]:
     """An export that has begun its file and waits, until the block ends, for a table lock."""
-    dsn = make_url(audit_url).set(drivername="postgresql").render_as_string(hide_password=False)
+    dsn = libpq_dsn(audit_url)
     with psycopg.connect(dsn) as blocker:
         # The export reads the events, then waits here for their organizations, mid-file.
         blocker.execute("LOCK TABLE audit_event_organizations IN ACCESS EXCLUSIVE MODE")

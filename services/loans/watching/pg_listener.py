@@ -19,6 +19,7 @@ from sqlalchemy.engine import URL
 
 from services.loans.watching.bus import ChangeBus
 from services.loans.watching.changes import CHANNEL, decode_change
+from services.shared.db import libpq_dsn
 
 __all__ = ["APPLICATION_NAME", "PgChangeListener"]
 
@@ -41,7 +42,7 @@ class PgChangeListener:
         poll_seconds: float = 1.0,
         max_backoff_seconds: float = 10.0,
     ) -> None:
-        self._conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
+        self._conninfo = libpq_dsn(url)
         self._bus = bus
         self._poll = poll_seconds
         self._max_backoff = max_backoff_seconds
