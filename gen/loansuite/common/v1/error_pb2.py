@@ -24,13 +24,14 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1floansuite/common/v1/error.proto\x12\x13loansuite.common.v1\"4\n\x0e\x46ieldViolation\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\"\xa9\x01\n\x05\x45rror\x12,\n\x04\x63ode\x18\x01 \x01(\x0e\x32\x1e.loansuite.common.v1.ErrorCode\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\x12=\n\x10\x66ield_violations\x18\x04 \x03(\x0b\x32#.loansuite.common.v1.FieldViolation\x12\x12\n\nrequest_id\x18\x05 \x01(\t*\xd7\x02\n\tErrorCode\x12\x1a\n\x16\x45RROR_CODE_UNSPECIFIED\x10\x00\x12\x1f\n\x1b\x45RROR_CODE_INVALID_ARGUMENT\x10\x01\x12\x1e\n\x1a\x45RROR_CODE_UNAUTHENTICATED\x10\x02\x12 \n\x1c\x45RROR_CODE_PERMISSION_DENIED\x10\x03\x12\x18\n\x14\x45RROR_CODE_NOT_FOUND\x10\x04\x12\x1d\n\x19\x45RROR_CODE_ALREADY_EXISTS\x10\x05\x12\"\n\x1e\x45RROR_CODE_FAILED_PRECONDITION\x10\x06\x12\x16\n\x12\x45RROR_CODE_ABORTED\x10\x07\x12!\n\x1d\x45RROR_CODE_RESOURCE_EXHAUSTED\x10\x08\x12\x1a\n\x16\x45RROR_CODE_UNAVAILABLE\x10\t\x12\x17\n\x13\x45RROR_CODE_INTERNAL\x10\nb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1floansuite/common/v1/error.proto\x12\x13loansuite.common.v1\"4\n\x0e\x46ieldViolation\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\"\xa9\x01\n\x05\x45rror\x12,\n\x04\x63ode\x18\x01 \x01(\x0e\x32\x1e.loansuite.common.v1.ErrorCode\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\x12=\n\x10\x66ield_violations\x18\x04 \x03(\x0b\x32#.loansuite.common.v1.FieldViolation\x12\x12\n\nrequest_id\x18\x05 \x01(\t*\xd7\x02\n\tErrorCode\x12\x1a\n\x16\x45RROR_CODE_UNSPECIFIED\x10\x00\x12\x1f\n\x1b\x45RROR_CODE_INVALID_ARGUMENT\x10\x01\x12\x1e\n\x1a\x45RROR_CODE_UNAUTHENTICATED\x10\x02\x12 \n\x1c\x45RROR_CODE_PERMISSION_DENIED\x10\x03\x12\x18\n\x14\x45RROR_CODE_NOT_FOUND\x10\x04\x12\x1d\n\x19\x45RROR_CODE_ALREADY_EXISTS\x10\x05\x12\"\n\x1e\x45RROR_CODE_FAILED_PRECONDITION\x10\x06\x12\x16\n\x12\x45RROR_CODE_ABORTED\x10\x07\x12!\n\x1d\x45RROR_CODE_RESOURCE_EXHAUSTED\x10\x08\x12\x1a\n\x16\x45RROR_CODE_UNAVAILABLE\x10\t\x12\x17\n\x13\x45RROR_CODE_INTERNAL\x10\nB\xca\x01\n\x17\x63om.loansuite.common.v1B\nErrorProtoP\x01ZBgithub.com/loansuite/loansuite/gen/go/loansuite/common/v1;commonv1\xa2\x02\x03LCX\xaa\x02\x13Loansuite.Common.V1\xba\x02\x12LoansuiteCommonV1_\xca\x02\x13Loansuite\\Common\\V1\xea\x02\x15Loansuite::Common::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'loansuite.common.v1.error_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'\n\027com.loansuite.common.v1B\nErrorProtoP\001ZBgithub.com/loansuite/loansuite/gen/go/loansuite/common/v1;commonv1\242\002\003LCX\252\002\023Loansuite.Common.V1\272\002\022LoansuiteCommonV1_\312\002\023Loansuite\\Common\\V1\352\002\025Loansuite::Common::V1'
   _globals['_ERRORCODE']._serialized_start=283
   _globals['_ERRORCODE']._serialized_end=626
   _globals['_FIELDVIOLATION']._serialized_start=56
