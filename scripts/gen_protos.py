@@ -19,11 +19,12 @@ GEN = ROOT / "gen"
 WELL_KNOWN = Path(grpc_tools.__file__).parent / "_proto"
 # mypy-protobuf's plugins sit beside the interpreter that runs this script.
 BIN = Path(sys.executable).parent
+PROTOSET = "loansuite.protoset"
 
 
 def generate(out: Path) -> None:
     """Write Python modules, gRPC stubs and typed .pyi stubs for every proto into out."""
-    out.mkdir(parents=True, exist_ok=True)
+    (out / "loansuite").mkdir(parents=True, exist_ok=True)
     files = sorted(str(p.relative_to(PROTOS)) for p in PROTOS.rglob("*.proto"))
     args = [
         "grpc_tools.protoc",
@@ -35,6 +36,11 @@ def generate(out: Path) -> None:
         f"--mypy_out={out}",
         f"--grpc_python_out={out}",
         f"--mypy_grpc_out={out}",
+        # Every comment of the contract, for `grpcurl -protoset` and documentation tools
+        # (server reflection serves descriptors without their comments).
+        f"--descriptor_set_out={out / 'loansuite' / PROTOSET}",
+        "--include_source_info",
+        "--include_imports",
         *files,
     ]
     if protoc.main(args) != 0:
