@@ -4,12 +4,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: up test check gen baseline lint typecheck pytest bench clean
+.PHONY: up test check gen baseline lint typecheck pytest clients bench clean
 
 up: $(STAMP)  ## install, then run auth, loans and audit on SQLite under ./var
 	$(BIN)/loansuite up
 
-test: $(STAMP) check pytest  ## install, then run every check and the whole test suite
+test: $(STAMP) check pytest clients  ## install, then run every check and the whole test suite
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,8 +40,13 @@ typecheck:
 pytest:
 	$(BIN)/pytest
 
+# The TypeScript client: installed from its lock file, generated, compiled, and its
+# tests run against a suite that they start (Node.js 20 or newer).
+clients: $(STAMP)
+	cd clients/typescript && npm ci --no-audit --no-fund --loglevel=error && npm run --silent build && npm test
+
 bench: $(STAMP)  ## the benchmark of docs/BENCHMARKS.md
 	$(BIN)/loansuite bench
 
 clean:
-	rm -rf $(VENV) var
+	rm -rf $(VENV) var clients/typescript/node_modules clients/typescript/dist clients/typescript/src/gen
