@@ -31,8 +31,8 @@ check: lint typecheck
 	$(BIN)/buf breaking protos --against '.git#branch=main,subdir=protos'
 
 lint:
-	$(BIN)/ruff check services tests scripts
-	$(BIN)/ruff format --check services tests scripts
+	$(BIN)/ruff check services tests scripts clients/python
+	$(BIN)/ruff format --check services tests scripts clients/python
 
 typecheck:
 	$(BIN)/mypy

@@ -1,4 +1,4 @@
-"""Regenerate gen/ from protos/ (or, with --check, fail when gen/ is stale)."""
+"""Regenerate gen/ and the Python client's typed services from protos/ (--check: stale?)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,9 @@ from pathlib import Path
 import grpc_tools
 from grpc_tools import protoc
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import gen_client
+
 ROOT = Path(__file__).resolve().parent.parent
 PROTOS = ROOT / "protos"
 GEN = ROOT / "gen"
@@ -20,6 +23,7 @@ WELL_KNOWN = Path(grpc_tools.__file__).parent / "_proto"
 # mypy-protobuf's plugins sit beside the interpreter that runs this script.
 BIN = Path(sys.executable).parent
 PROTOSET = "loansuite.protoset"
+CLIENT_MODULE = ROOT / "clients" / "python" / "loansuite_client" / "_services.py"
 
 
 def generate(out: Path) -> None:
@@ -54,6 +58,11 @@ def generate(out: Path) -> None:
     (out / "loansuite" / "py.typed").touch()
 
 
+def client_module(out: Path) -> str:
+    """loansuite_client's typed service classes, rendered from the descriptor set in out."""
+    return gen_client.render((out / "loansuite" / PROTOSET).read_bytes())
+
+
 def differences(a: Path, b: Path) -> list[str]:
     """Paths that differ between two generated trees."""
     found: list[str] = []
@@ -79,14 +88,18 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         fresh = Path(tmp) / "gen"
         generate(fresh)
+        client = client_module(fresh)
         if check:
             stale = differences(fresh, target) if target.exists() else [f"{target} is missing"]
+            if not CLIENT_MODULE.exists() or CLIENT_MODULE.read_text() != client:
+                stale.append(str(CLIENT_MODULE.relative_to(ROOT)))
             if stale:
                 print(f"{target} is stale; run `make gen`:", *stale, sep="\n  ", file=sys.stderr)
                 return 1
             return 0
         shutil.rmtree(target, ignore_errors=True)
         shutil.copytree(fresh, target)
+        CLIENT_MODULE.write_text(client)
     return 0
 
 
