@@ -60,6 +60,14 @@ def _parser() -> argparse.ArgumentParser:
     admin.add_argument("--name", required=True)
     admin.set_defaults(handler=_create_admin)
     _audit_parser(commands)
+    demo = commands.add_parser(
+        "demo", help="a scripted story against running services, each step with its answer"
+    )
+    for service in ("auth", "loans", "audit"):
+        demo.add_argument(
+            f"--{service}", metavar="HOST:PORT", help=f"the {service} service (default: settings)"
+        )
+    demo.set_defaults(handler=_demo)
     return parser
 
 
@@ -140,6 +148,27 @@ def _audit_parser(commands: Any) -> None:
         "--out", type=Path, required=True, metavar="FILE", help="the new file (never overwritten)"
     )
     export.set_defaults(handler=_audit_export)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    """Run the story; exit 1 with the error when a step fails."""
+    import grpc
+    from loansuite_client import LoansuiteError
+
+    from services.demo import Targets, run_demo
+
+    settings = Settings()
+    targets = Targets(
+        auth=args.auth or settings.target("auth"),
+        loans=args.loans or f"{settings.host}:{settings.port('loans')}",
+        audit=args.audit or settings.target("audit"),
+    )
+    try:
+        run_demo(targets, sys.stdout)
+    except (LoansuiteError, grpc.RpcError) as exc:
+        print(f"loansuite: the demo stopped: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _audit_database(parser: Any) -> None:
