@@ -13,6 +13,7 @@ import grpc_tools
 from grpc_tools import protoc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import gen_api_doc
 import gen_client
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -24,6 +25,7 @@ WELL_KNOWN = Path(grpc_tools.__file__).parent / "_proto"
 BIN = Path(sys.executable).parent
 PROTOSET = "loansuite.protoset"
 CLIENT_MODULE = ROOT / "clients" / "python" / "loansuite_client" / "_services.py"
+API_DOC = ROOT / "docs" / "API.md"
 
 
 def generate(out: Path) -> None:
@@ -58,11 +60,6 @@ def generate(out: Path) -> None:
     (out / "loansuite" / "py.typed").touch()
 
 
-def client_module(out: Path) -> str:
-    """loansuite_client's typed service classes, rendered from the descriptor set in out."""
-    return gen_client.render((out / "loansuite" / PROTOSET).read_bytes())
-
-
 def differences(a: Path, b: Path) -> list[str]:
     """Paths that differ between two generated trees."""
     found: list[str] = []
@@ -88,18 +85,26 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         fresh = Path(tmp) / "gen"
         generate(fresh)
-        client = client_module(fresh)
+        descriptor_set = (fresh / "loansuite" / PROTOSET).read_bytes()
+        derived = {
+            CLIENT_MODULE: gen_client.render(descriptor_set),
+            API_DOC: gen_api_doc.render(descriptor_set),
+        }
         if check:
             stale = differences(fresh, target) if target.exists() else [f"{target} is missing"]
-            if not CLIENT_MODULE.exists() or CLIENT_MODULE.read_text() != client:
-                stale.append(str(CLIENT_MODULE.relative_to(ROOT)))
+            stale += [
+                str(path.relative_to(ROOT))
+                for path, text in derived.items()
+                if not path.exists() or path.read_text() != text
+            ]
             if stale:
                 print(f"{target} is stale; run `make gen`:", *stale, sep="\n  ", file=sys.stderr)
                 return 1
             return 0
         shutil.rmtree(target, ignore_errors=True)
         shutil.copytree(fresh, target)
-        CLIENT_MODULE.write_text(client)
+        for path, text in derived.items():
+            path.write_text(text)
     return 0
 
 
