@@ -34,10 +34,13 @@ MESSAGE, ENUM, SERVICE, FIELD, VALUE, METHOD, NESTED = 4, 5, 6, 2, 2, 2, 3
 HEADER = """# API reference
 
 Generated from the comments in `protos/` by `make gen` (scripts/gen_api_doc.py);
-`make test` fails when it is stale. Every answer of the domain is an envelope,
-`oneof result {{ <payload> = 1; loansuite.common.v1.Error error = 2; }}`, with
-gRPC status OK; see the README for the conventions (metadata, money, dates,
-statuses).
+`make test` fails when it is stale. Every answer the domain decides is an
+envelope, `oneof result {{ <payload> = 1; loansuite.common.v1.Error error = 2; }}`,
+with gRPC status OK; an outcome about the call's transport or capacity (a server
+that is stopping, a throttle, a quota) is a real status, `UNAVAILABLE` or
+`RESOURCE_EXHAUSTED`, carrying the same `Error` as a `google.rpc.Status` detail
+(see [ErrorCode](#enum-errorcode)). The README has the conventions (metadata,
+money, dates).
 
 {contents}
 """

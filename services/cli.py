@@ -13,13 +13,17 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from services.auth.key_encryption import KeyEncryptionKeyError
 from services.shared.errors import AppError
+from services.shared.files import UnsafePermissionsError
 from services.shared.logs import configure_logging
 from services.shared.settings import Settings
 
 __all__ = ["main"]
 
 SERVICES = ("auth", "audit", "loans")  # start order: loans needs the other two
+# Refusals at start that an operator fixes from one line, without a traceback.
+_StartRefused = (KeyEncryptionKeyError, UnsafePermissionsError)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,6 +45,12 @@ def _parser() -> argparse.ArgumentParser:
         help="with no database URL configured: SQLite files (default) or an embedded "
         "PostgreSQL under DATA_DIR/postgres",
     )
+    up.add_argument(
+        "--tls",
+        type=Path,
+        metavar="DIR",
+        help="mTLS with the certificates in DIR (made by `loansuite certs init --out DIR`)",
+    )
     up.set_defaults(handler=_up)
 
     serve = commands.add_parser("serve", help="run one service in the foreground")
@@ -60,6 +70,7 @@ def _parser() -> argparse.ArgumentParser:
     admin.add_argument("--name", required=True)
     admin.set_defaults(handler=_create_admin)
     _audit_parser(commands)
+    _auth_parser(commands)
     demo = commands.add_parser(
         "demo", help="a scripted story against running services, each step with its answer"
     )
@@ -68,7 +79,19 @@ def _parser() -> argparse.ArgumentParser:
             f"--{service}", metavar="HOST:PORT", help=f"the {service} service (default: settings)"
         )
     demo.set_defaults(handler=_demo)
+    _certs_parser(commands)
     return parser
+
+
+def _certs_parser(commands: Any) -> None:
+    certs = commands.add_parser("certs", help="development certificates for TLS and mTLS")
+    tasks = certs.add_subparsers(required=True, metavar="TASK")
+    init = tasks.add_parser(
+        "init", help="a development CA, a certificate per service and one for an operator"
+    )
+    init.add_argument("--out", type=Path, required=True, metavar="DIR", help="where to write them")
+    init.add_argument("--force", action="store_true", help="replace an existing CA in DIR")
+    init.set_defaults(handler=_certs_init)
 
 
 def _bench_parser(commands: Any) -> None:
@@ -131,8 +154,9 @@ def _audit_parser(commands: Any) -> None:
         "--expect-head",
         type=_head,
         metavar="SEQ:HASH",
-        help="a published head (default: the last line of DATA_DIR/audit-heads.jsonl; "
-        "with --file, none: the file's own head is always checked)",
+        help="a published head (default: the last line of DATA_DIR/audit-heads.jsonl, which "
+        "--database-url needs DATA_DIR named for; with --file, none: the file's own head is "
+        "always checked)",
     )
     verify.set_defaults(handler=_audit_verify)
     export = tasks.add_parser(
@@ -148,6 +172,17 @@ def _audit_parser(commands: Any) -> None:
         "--out", type=Path, required=True, metavar="FILE", help="the new file (never overwritten)"
     )
     export.set_defaults(handler=_audit_export)
+
+
+def _auth_parser(commands: Any) -> None:
+    auth = commands.add_parser("auth", help="operator tasks on the auth service")
+    tasks = auth.add_subparsers(required=True, metavar="TASK")
+    rotate = tasks.add_parser(
+        "rotate-keys",
+        help="sign new tokens with a new key; the old one verifies until its tokens expire",
+    )
+    _data_dir(rotate)
+    rotate.set_defaults(handler=_auth_rotate_keys)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -168,6 +203,21 @@ def _demo(args: argparse.Namespace) -> int:
     except (LoansuiteError, grpc.RpcError) as exc:
         print(f"loansuite: the demo stopped: {exc}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _auth_rotate_keys(args: argparse.Namespace) -> int:
+    """Print the new and the retired kid as one JSON object; exit 2 when refused."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from services.auth.wiring import rotate_keys
+
+    try:
+        rotation = rotate_keys(_settings(args))
+    except (*_StartRefused, SQLAlchemyError) as exc:
+        print(f"loansuite: cannot rotate the signing keys: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps({"kid": rotation.kid, "retired_kid": rotation.retired_kid}))
     return 0
 
 
@@ -194,29 +244,79 @@ def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from services.shared.ports import why_taken
+    from services.shared.tls import TlsSettingsError, tls_config
+
     settings = _settings(args)
+    port = settings.port(args.service) if args.port is None else args.port
+    # Checked before the database is opened or migrated: a start on a taken port
+    # changes nothing and says so in one line. (Workers share their port on purpose;
+    # their supervisor checked it.)
+    if port and not settings.reuse_port and (reason := why_taken(settings.host, port)):
+        print(
+            f"loansuite: cannot listen on {settings.host}:{port} ({args.service}): {reason}; "
+            "nothing was started",
+            file=sys.stderr,
+        )
+        return 2
     configure_logging(settings.log_level, service=args.service)
+    try:
+        tls_config(settings)  # checked once here, so that a mistake is one line, not a trace
+    except TlsSettingsError as exc:
+        print(f"loansuite: {exc}", file=sys.stderr)
+        return 2
     if args.workers != 1:
         from services.workers import WorkersError, serve_workers
 
-        port = settings.port(args.service) if args.port is None else args.port
         try:
             return serve_workers(args.service, settings, args.workers, port)
         except WorkersError as exc:
             print(f"loansuite: {exc}", file=sys.stderr)
             return 2
+    documents: dict[str, Any] = {}  # filled once the service is built (auth's JWKS)
+    side_port = _side_port(args.service, settings, documents)
+    if side_port is None:
+        return 2
     wiring = importlib.import_module(f"services.{args.service}.wiring")
-    server = wiring.start(settings, port=args.port)
+    try:
+        server = wiring.start(settings, port=args.port)
+    except _StartRefused as exc:  # a file others can read, a malformed key: one line
+        print(f"loansuite: {exc}", file=sys.stderr)
+        return 2
     # What start-up made lives as long as the process: moved out of the collector's
     # sight, so that full collections under load walk only what the calls made.
     gc.collect()
     gc.freeze()
     logging.getLogger("loansuite").info(
         "serving",
-        extra={"port": server.port, "database": _shown(settings.database_url(args.service))},
+        extra={
+            "port": server.port,
+            "http_port": side_port.port,
+            "database": _shown(settings.database_url(args.service)),
+        },
     )
-    server.wait_for_signal(settings.grace_seconds)
+    documents.update(server.documents)
+    server.wait_for_signal(settings.grace_seconds, settings.drain_seconds)
+    side_port.stop()
     return 0
+
+
+def _side_port(service: str, settings: Settings, documents: dict[str, Any]) -> Any:
+    """The HTTP side port (/metrics, JWKS), started before any migration; None if taken."""
+    from services.shared.http import start_side_port
+
+    port = settings.http_port(service)  # type: ignore[arg-type]
+    try:
+        return start_side_port(
+            settings.host, port, documents=documents, reuse_port=settings.reuse_port
+        )
+    except OSError as exc:
+        print(
+            f"loansuite: HTTP side port {port} ({service}) on {settings.host}: "
+            f"{exc.strerror or exc}; nothing was started",
+            file=sys.stderr,
+        )
+        return None
 
 
 def _shown(database_url: str) -> str:
@@ -228,11 +328,11 @@ def _shown(database_url: str) -> str:
 
 def _up(args: argparse.Namespace) -> int:
     from services.embedded_pg import PostgresUnreachableError
-    from services.up import PortTakenError, run_suite
+    from services.up import CertificatesMissingError, PortTakenError, run_suite
 
     try:
-        return run_suite(_settings(args), args.database)
-    except (PostgresUnreachableError, PortTakenError) as exc:
+        return run_suite(_settings(args), args.database, tls_dir=args.tls)
+    except (PostgresUnreachableError, PortTakenError, CertificatesMissingError) as exc:
         print(f"loansuite: {exc}", file=sys.stderr)
         return 2
 
@@ -269,18 +369,27 @@ def _audit_verify(args: argparse.Namespace) -> int:
 
     from services.audit.export import ExportError, verify_file
     from services.audit.heads import HEADS_FILE_NAME
-    from services.audit.offline import verify_database
+    from services.audit.offline import MissingHeadError, published_head, verify_database
 
     settings = _settings(args)
     try:
         if args.file is not None:
             result = verify_file(args.file, expected_head=args.expect_head)
         else:
+            head = published_head(
+                args.expect_head,
+                settings.data_dir / HEADS_FILE_NAME,
+                database_apart=bool(args.database_url or settings.audit_database_url),
+                data_dir_named="data_dir" in settings.model_fields_set,
+            )
             result = verify_database(
                 args.database_url or settings.database_url("audit"),
                 heads_path=settings.data_dir / HEADS_FILE_NAME,
-                expected_head=args.expect_head,
+                expected_head=head,
             )
+    except MissingHeadError as exc:
+        print(f"loansuite: audit verify: {exc}", file=sys.stderr)
+        return 2
     except (OSError, SQLAlchemyError, ExportError) as exc:
         print(f"loansuite: cannot read the audit log: {exc}", file=sys.stderr)
         return 2
@@ -304,6 +413,19 @@ def _audit_export(args: argparse.Namespace) -> int:
         print(f"loansuite: cannot export the audit log: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(exported.as_dict()))
+    return 0
+
+
+def _certs_init(args: argparse.Namespace) -> int:
+    """Print the files written as one JSON object; exit 2 when refused."""
+    from services.certs import CertsError, init_certs
+
+    try:
+        written = init_certs(args.out, force=args.force)
+    except (CertsError, OSError) as exc:
+        print(f"loansuite: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps({"out": str(args.out), "files": sorted(p.name for p in written)}))
     return 0
 
 

@@ -8,6 +8,10 @@ holds the state), so nothing else has to be shared:
 - the supervisor first binds the port itself, without SO_REUSEPORT, and lets
   it go: a port that another program holds fails here, loudly, instead of
   being silently shared with it;
+- the HTTP side port is shared the same way; each worker writes its metrics to
+  files in a private directory (prometheus_client's multiprocess mode, through
+  PROMETHEUS_MULTIPROC_DIR), so whichever worker answers a scrape reports the
+  whole service; the directory is made new at start and removed at the end;
 - SIGTERM or SIGINT is passed on to every worker, which drains and stops;
 - when a worker exits on its own, the supervisor says which, stops the rest
   and exits non-zero, so that its own supervisor (a container runtime,
@@ -22,11 +26,16 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
+from prometheus_client import multiprocess
+
+from services.shared.http import MULTIPROC_ENV
 from services.shared.ports import why_taken
 from services.shared.settings import ServiceName, Settings
 
@@ -42,10 +51,21 @@ class WorkersError(Exception):
 def serve_workers(service: ServiceName, settings: Settings, workers: int, port: int) -> int:
     """Run `workers` processes of service on port until a signal; return the exit code."""
     _check(service, settings, workers, port)
+    metrics_dir = tempfile.mkdtemp(prefix=f"loansuite-{service}-metrics-")
+    try:
+        return _supervise(service, settings, workers, port, metrics_dir)
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _supervise(
+    service: ServiceName, settings: Settings, workers: int, port: int, metrics_dir: str
+) -> int:
     env = {
         **os.environ,
         "LOANSUITE_REUSE_PORT": "1",
         "LOANSUITE_DATA_DIR": str(settings.data_dir.resolve()),
+        MULTIPROC_ENV: metrics_dir,
     }
     command = [sys.executable, "-m", "services.cli", "serve", service, "--port", str(port)]
     children = [subprocess.Popen(command, env=env) for _ in range(workers)]
@@ -64,6 +84,8 @@ def serve_workers(service: ServiceName, settings: Settings, workers: int, port: 
             if child.poll() is None:
                 child.send_signal(signal.SIGTERM)
         codes = [child.wait() for child in children]
+        for child in children:  # a dead worker's live gauges must not linger
+            multiprocess.mark_process_dead(child.pid, metrics_dir)  # type: ignore[no-untyped-call]
     if exited is None:
         return 0
     log.error(
@@ -97,3 +119,6 @@ def _check(service: ServiceName, settings: Settings, workers: int, port: int) ->
         )
     if reason := why_taken(settings.host, port):
         raise WorkersError(f"cannot listen on {settings.host}:{port}: {reason}")
+    http_port = settings.http_port(service)
+    if http_port and (reason := why_taken(settings.host, http_port)):
+        raise WorkersError(f"HTTP side port {settings.host}:{http_port}: {reason}")

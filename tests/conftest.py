@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.support import BACKENDS, POSTGRES, Databases, Suite, start_suite
+
+# The processes tests start take free HTTP side ports (never the fixed 9451-9453 that
+# another run may hold) and stop without a drain window, unless a test sets them.
+for _service in ("AUTH", "LOANS", "AUDIT"):
+    os.environ.setdefault(f"LOANSUITE_{_service}_HTTP_PORT", "0")
+os.environ.setdefault("LOANSUITE_DRAIN_SECONDS", "0")
 
 
 @pytest.fixture(params=BACKENDS)

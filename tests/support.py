@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import os
 import shutil
 import sys
@@ -130,6 +131,21 @@ class Account:
         return bearer(self.access_token)
 
 
+# The loans service's business date in the suite, unless a test moves it: after every
+# quarter the tests report on (from 2027) has ended, and after the template loan starts.
+SUITE_TODAY = datetime.date(2030, 1, 15)
+
+
+@dataclass
+class BusinessDate:
+    """The loans service's today in a suite: fixed, and moved by the tests that need to."""
+
+    day: datetime.date = SUITE_TODAY
+
+    def __call__(self) -> datetime.date:
+        return self.day
+
+
 @dataclass
 class Suite:
     """auth, audit and loans served in this process on free ports, over real databases."""
@@ -138,6 +154,7 @@ class Suite:
     settings: Settings
     ports: dict[str, int]
     channels: dict[str, grpc.Channel] = field(default_factory=dict)
+    today: BusinessDate = field(default_factory=BusinessDate)
 
     def channel(self, service: str) -> grpc.Channel:
         if service not in self.channels:
@@ -222,9 +239,11 @@ def start_suite(backend: str, directory: Path, databases: Databases) -> tuple[Su
         auth_port=ports["auth"],
         audit_port=ports["audit"],
         loans_port=ports["loans"],
+        reporting_sweep_seconds=0,  # the tests that need a sweep run their own
     )
-    servers = [start_auth(settings), start_audit(settings), start_loans(settings)]
-    return Suite(backend, settings, ports), servers[::-1]
+    today = BusinessDate()
+    servers = [start_auth(settings), start_audit(settings), start_loans(settings, today=today)]
+    return Suite(backend, settings, ports, today=today), servers[::-1]
 
 
 class AuditSpy(audit_service_pb2_grpc.AuditServiceServicer):

@@ -128,7 +128,8 @@ def test_upgrading_builds_exactly_what_the_models_declare(
         upgrade(db, location)  # a second start finds nothing to do
         state = _state(db, location)
         with db.engine.connect() as connection:
-            context = MigrationContext.configure(connection, opts={"compare_type": True})
+            options = {"compare_type": True, "version_table": state.version_table}
+            context = MigrationContext.configure(connection, opts=options)
             differences = compare_metadata(context, metadata)
             declared, built = _checks(connection, metadata)
     finally:
@@ -162,7 +163,8 @@ def test_each_revision_comes_down_and_up_again_to_base_and_back_to_head(
         upgrade(db, location)
         again = _state(db, location)
         with db.engine.connect() as connection:
-            context = MigrationContext.configure(connection, opts={"compare_type": True})
+            options = {"compare_type": True, "version_table": again.version_table}
+            context = MigrationContext.configure(connection, opts=options)
             differences = compare_metadata(context, metadata)
     finally:
         db.dispose()

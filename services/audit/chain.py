@@ -137,9 +137,15 @@ def link_hash(previous: bytes, encoding: bytes) -> bytes:
     return hashlib.sha256(previous + encoding).digest()
 
 
-def verify(events: Iterable[ChainedEvent], *, expected_head: Head | None = None) -> Verification:
-    """Walk events in sequence order from 1; stop at the first break, then check the head."""
-    walk = _Walk(expected_head)
+def verify(
+    events: Iterable[ChainedEvent], *, expected_head: Head | None = None, start: Head | None = None
+) -> Verification:
+    """Walk events in sequence order; stop at the first break, then check the head.
+
+    The walk starts at sequence 1, or right after ``start``, an event whose link an
+    earlier walk verified (a checkpoint): the prefix up to it counts as checked.
+    """
+    walk = _Walk(expected_head, start)
     for event in events:
         if not walk.step(event):
             return walk.result
@@ -149,10 +155,10 @@ def verify(events: Iterable[ChainedEvent], *, expected_head: Head | None = None)
 class _Walk:
     """The state of one verification: the intact prefix so far, and the first break."""
 
-    def __init__(self, expected_head: Head | None) -> None:
+    def __init__(self, expected_head: Head | None, start: Head | None = None) -> None:
         self.expected = expected_head
-        self.head: Head | None = None
-        self.checked = 0
+        self.head: Head | None = start
+        self.checked = 0 if start is None else start.sequence
         self.result = Verification(intact=True, checked_events=0, expected_head=expected_head)
 
     def step(self, event: ChainedEvent) -> bool:

@@ -10,10 +10,11 @@ from loansuite.audit.v1 import audit_service_pb2 as pb
 
 from services.audit.chain import Head, Verification
 from services.audit.models import AuditEvent
-from services.audit.schemas import EventFilter, parse_filter, parse_head
+from services.audit.schemas import EventFilter, parse_filter, parse_head, parse_tail_filter
 from services.audit.tail import TailQuery
 from services.shared.outbox import AuditRecord, Change
 from services.shared.timestamps import timestamp
+from services.shared.validation import check_range
 
 __all__ = [
     "event_to_proto",
@@ -121,7 +122,11 @@ def verification_to_proto(result: Verification) -> pb.ChainVerification:
 
 
 def tail_query_from_proto(request: pb.TailAuditEventsRequest) -> TailQuery:
-    after = request.after_sequence if request.HasField("after_sequence") else None
-    return TailQuery(
-        action=request.action, organization_id=request.organization_id, after_sequence=after
+    """TailAuditEvents' request, validated: a uint64 can hold more than a sequence column."""
+    after = None
+    if request.HasField("after_sequence"):
+        after = check_range(request.after_sequence, "after_sequence")
+    action, organization_id = parse_tail_filter(
+        action=request.action, organization_id=request.organization_id
     )
+    return TailQuery(action=action, organization_id=organization_id, after_sequence=after)

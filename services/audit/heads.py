@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Final
 
 from services.audit.chain import Head
+from services.shared.files import PRIVATE_FILE_MODE, private_directory, private_file
 
 __all__ = ["HEADS_FILE_NAME", "HeadsFile", "read_last_head"]
 
@@ -36,6 +37,7 @@ class HeadsFile:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        private_file(path)  # a file an older version left 0644 is tightened (files.py)
         self._lock = threading.Lock()
         self._published = 0  # the highest sequence this process has published
 
@@ -60,8 +62,11 @@ class HeadsFile:
 
     def _append(self, line: str) -> None:
         created = not self.path.exists()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a+b") as file:
+        if created:
+            private_directory(self.path.parent)
+        # 0600 whatever the umask: the file tells which events the log holds.
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, PRIVATE_FILE_MODE)
+        with os.fdopen(fd, "a+b") as file:
             data = line.encode()
             if file.seek(0, os.SEEK_END) > 0:
                 file.seek(-1, os.SEEK_END)

@@ -1,4 +1,4 @@
-"""The audit database: events in log order, and the organizations each concerns."""
+"""The audit database: events in log order, the organizations each concerns, a checkpoint."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ __all__ = [
     "AuditEvent",
     "AuditEventOrganization",
     "Base",
+    "ChainCheckpoint",
 ]
 
 EVENT_ID_LENGTH: Final = 36  # a UUID in canonical form
@@ -87,3 +88,20 @@ class AuditEventOrganization(Base):
         _SEQUENCE, ForeignKey("audit_events.sequence"), primary_key=True, autoincrement=False
     )
     organization_id: Mapped[str] = mapped_column(String(TEXT_LENGTH), primary_key=True)
+
+
+class ChainCheckpoint(Base):
+    """The last event VerifyChain found linked: later calls continue from it.
+
+    One row (id 1), made by the migration with sequence 0 ("nothing verified yet"),
+    only ever moved forward. It lives in the database it vouches for, so whoever can
+    write there can move it too: the full recomputation (`loansuite audit verify`)
+    never reads it.
+    """
+
+    __tablename__ = "audit_chain_checkpoints"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    sequence: Mapped[int] = mapped_column(_SEQUENCE)
+    hash: Mapped[str] = mapped_column(String(HASH_LENGTH))
+    verify_time: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -13,7 +13,17 @@ from services.audit.schemas import parse_head
 from services.shared.db import Database
 from services.shared.errors import ValidationError
 
-__all__ = ["head_argument", "open_database", "verify_database"]
+__all__ = [
+    "MissingHeadError",
+    "head_argument",
+    "open_database",
+    "published_head",
+    "verify_database",
+]
+
+
+class MissingHeadError(ValueError):
+    """Nothing trustworthy to check the log's end against; the message says what to pass."""
 
 
 def head_argument(text: str) -> Head:
@@ -35,6 +45,30 @@ def open_database(database_url: str) -> Database:
         # Opening a missing SQLite file would create an empty log, which verifies intact.
         raise FileNotFoundError(f"no audit database at {url.database}")
     return Database(url, pool_size=1)
+
+
+def published_head(
+    expected_head: Head | None, heads_path: Path, *, database_apart: bool, data_dir_named: bool
+) -> Head | None:
+    """The head to verify against: the one given, else the last one of the heads file.
+
+    A database named apart from the data directory (by URL) is checked only against a
+    head given or a heads file in a data directory named too: the default ./var would
+    hold another deployment's heads, and a log checked against them reads TRUNCATED.
+    """
+    if expected_head is not None:
+        return expected_head
+    if not database_apart:
+        return read_last_head(heads_path)
+    if not data_dir_named:
+        raise MissingHeadError(
+            "a database URL needs --expect-head SEQ:HASH, or --data-dir DIR "
+            "(or LOANSUITE_DATA_DIR) where that audit service publishes its heads"
+        )
+    head = read_last_head(heads_path)
+    if head is None:
+        raise MissingHeadError(f"no published head in {heads_path}; pass --expect-head SEQ:HASH")
+    return head
 
 
 def verify_database(

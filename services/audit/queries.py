@@ -5,15 +5,25 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
+from datetime import datetime
 from typing import Any, Final
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, func, select, update
 from sqlalchemy.orm import Session
 
 from services.audit.chain import ChainedEvent, Head
-from services.audit.models import AuditEvent, AuditEventOrganization
+from services.audit.models import AuditEvent, AuditEventOrganization, ChainCheckpoint
 
-__all__ = ["CHUNK_SIZE", "chained_events", "events_after", "last_sequence", "log_head"]
+__all__ = [
+    "CHUNK_SIZE",
+    "advance_checkpoint",
+    "chained_events",
+    "checkpoint",
+    "event_hash",
+    "events_after",
+    "last_sequence",
+    "log_head",
+]
 
 # Rows per query while walking the chain: memory stays flat however long the log.
 CHUNK_SIZE: Final = 2000
@@ -49,9 +59,30 @@ def last_sequence(session: Session) -> int:
     return int(session.scalar(select(func.coalesce(func.max(AuditEvent.sequence), 0))) or 0)
 
 
-def chained_events(session: Session, *, chunk_size: int = CHUNK_SIZE) -> Iterator[ChainedEvent]:
-    """Every event in sequence order, read a chunk at a time."""
-    after = 0
+def event_hash(session: Session, sequence: int) -> str | None:
+    """The stored hash of the event at sequence; None when there is no such event."""
+    return session.scalar(select(AuditEvent.hash).where(AuditEvent.sequence == sequence))
+
+
+def checkpoint(session: Session) -> Head | None:
+    """Where the last VerifyChain left off; None before any event was verified."""
+    row = session.get(ChainCheckpoint, 1)
+    return None if row is None or row.sequence == 0 else Head(row.sequence, row.hash)
+
+
+def advance_checkpoint(session: Session, head: Head, *, now: datetime) -> None:
+    """Move the checkpoint to head, unless a concurrent call already took it further."""
+    session.execute(
+        update(ChainCheckpoint)
+        .where(ChainCheckpoint.id == 1, ChainCheckpoint.sequence < head.sequence)
+        .values(sequence=head.sequence, hash=head.hash, verify_time=now)
+    )
+
+
+def chained_events(
+    session: Session, *, after: int = 0, chunk_size: int = CHUNK_SIZE
+) -> Iterator[ChainedEvent]:
+    """The events after a sequence (all by default) in sequence order, a chunk at a time."""
     while True:
         statement = select(*_COLUMNS).where(AuditEvent.sequence > after)
         rows = session.execute(statement.order_by(AuditEvent.sequence).limit(chunk_size)).all()

@@ -12,12 +12,20 @@ from typing import Annotated, Any, Final
 
 import pydantic
 from pydantic import BaseModel, ConfigDict, PlainValidator, field_validator
+from pydantic_core import PydanticCustomError
 
 from services.audit.chain import Head
 from services.audit.models import TEXT_LENGTH
 from services.shared.errors import ValidationError
 from services.shared.outbox import AuditRecord
-from services.shared.validation import Violation, check_characters, fail, validated, violations
+from services.shared.validation import (
+    INT64_MAX,
+    Violation,
+    check_characters,
+    fail,
+    validated,
+    violations,
+)
 
 __all__ = [
     "MAX_BATCH_SIZE",
@@ -27,6 +35,7 @@ __all__ = [
     "parse_events",
     "parse_filter",
     "parse_head",
+    "parse_tail_filter",
 ]
 
 # One batch is one transaction; the relays send 200 at a time.
@@ -54,11 +63,11 @@ def _required(raw: str, reason: str) -> str:
     return _bounded(raw)
 
 
-# The vocabulary a producer writes from its own code (source, resource type, role,
-# changed field) refuses control and bidi characters: no producer ever sends them
-# there, so refusing them cannot stall a relay. Ids, request ids and changed values
-# stay opaque text, stored and compared exactly as sent (values are JSON, which
-# escapes control characters anyway), so ListAuditEvents can still find them.
+# Every text field refuses control and bidi characters, and nothing is altered: ids,
+# request ids and changed values are stored and compared exactly as sent, so
+# ListAuditEvents still finds them. No producer ever sends hidden characters (ids
+# are UUIDs, request ids ASCII, values JSON with non-ASCII escaped), so refusing
+# them cannot stall a relay; a filter holding one could never match anyway.
 def _word(raw: str) -> str:
     return check_characters(_bounded(raw), reason_prefix="VALUE")
 
@@ -68,7 +77,12 @@ def _required_word(raw: str, reason: str) -> str:
 
 
 def _organization_id(raw: str) -> str:
-    return _required(raw, "ORGANIZATION_ID_REQUIRED")
+    return _word(_required(raw, "ORGANIZATION_ID_REQUIRED"))
+
+
+def _value(raw: str) -> str:
+    # A changed value is JSON of any length (a Text column): bounded by the message only.
+    return check_characters(raw, reason_prefix="VALUE")
 
 
 def _instant(raw: str | datetime | None) -> datetime | None:
@@ -84,8 +98,8 @@ def _instant(raw: str | datetime | None) -> datetime | None:
     return value.astimezone(UTC)
 
 
-_Text = Annotated[str, PlainValidator(_bounded)]
 _Word = Annotated[str, PlainValidator(_word)]
+_Value = Annotated[str, PlainValidator(_value)]
 _OrganizationId = Annotated[str, PlainValidator(_organization_id)]
 _OptionalInstant = Annotated[datetime | None, PlainValidator(_instant)]
 
@@ -96,8 +110,8 @@ class EventChange(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     field: str
-    old_value: str
-    new_value: str
+    old_value: _Value
+    new_value: _Value
 
     @field_validator("field", mode="plain")
     @classmethod
@@ -113,12 +127,12 @@ class NewAuditEvent(BaseModel):
     event_id: str
     action: str
     resource_type: str
-    resource_id: _Text
-    actor_user_id: _Text
-    actor_organization_id: _Text
+    resource_id: _Word
+    actor_user_id: _Word
+    actor_organization_id: _Word
     actor_role: _Word
     organization_ids: tuple[_OrganizationId, ...]
-    request_id: _Text
+    request_id: _Word
     occur_time: datetime
     source: str
     changes: tuple[EventChange, ...]
@@ -180,13 +194,13 @@ class EventFilter(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    resource_type: str = ""
-    resource_id: str = ""
-    actor_user_id: str = ""
-    action: str = ""
+    resource_type: _Word = ""
+    resource_id: _Word = ""
+    actor_user_id: _Word = ""
+    action: _Word = ""
     occur_time_from: _OptionalInstant = None
     occur_time_to: _OptionalInstant = None  # exclusive
-    organization_id: str = ""
+    organization_id: _Word = ""
 
     def fingerprint(self) -> str:
         """A short digest that ties a page token to the filter that issued it."""
@@ -252,6 +266,10 @@ def parse_head(sequence: int, hash_: str, *, prefix: str = "expected_head") -> H
     violations: list[tuple[str, str, str]] = []
     if sequence < 1:
         violations.append((f"{prefix}.sequence", "HEAD_SEQUENCE_INVALID", "must be at least 1"))
+    elif sequence > INT64_MAX:  # no log gets there, and no database column holds it
+        violations.append(
+            (f"{prefix}.sequence", "HEAD_SEQUENCE_OUT_OF_RANGE", f"must be at most {INT64_MAX}")
+        )
     if not Head.is_valid_hash(hash_):
         violations.append(
             (f"{prefix}.hash", "HEAD_HASH_INVALID", "must be 64 lowercase hexadecimal digits")
@@ -259,3 +277,16 @@ def parse_head(sequence: int, hash_: str, *, prefix: str = "expected_head") -> H
     if violations:
         raise ValidationError(violations)
     return Head(sequence, hash_)
+
+
+def parse_tail_filter(*, action: str, organization_id: str) -> tuple[str, str]:
+    """TailAuditEvents' action and organization, checked as the list filter's are."""
+    found: list[tuple[str, str, str]] = []
+    for field, raw in (("action", action), ("organization_id", organization_id)):
+        try:
+            _word(raw)
+        except PydanticCustomError as exc:
+            found.append((field, exc.type, exc.message()))
+    if found:
+        raise ValidationError(found)
+    return action, organization_id

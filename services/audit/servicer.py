@@ -11,15 +11,18 @@ import grpc
 from loansuite.audit.v1 import audit_service_pb2 as pb
 from loansuite.audit.v1 import audit_service_pb2_grpc as pb_grpc
 
-from services.audit import conversions, use_cases
+from services.audit import conversions, use_cases, verification
 from services.audit.chain import Head
 from services.audit.heads import HeadsFile
 from services.audit.schemas import parse_events
 from services.audit.tail import Tails
+from services.audit.throttle import CallRate
 from services.shared.db import Database
 from services.shared.envelope import streaming, unary
 from services.shared.identity import Authenticator
+from services.shared.metrics import audit_ingested
 from services.shared.paging import PageTokens, page_size
+from services.shared.tls import peer_service
 
 __all__ = ["AuditServicer"]
 
@@ -37,25 +40,36 @@ class AuditServicer(pb_grpc.AuditServiceServicer):
         *,
         heads: HeadsFile,
         tails: Tails,
+        certificates_required: bool = False,
+        verify_rate: CallRate | None = None,
     ) -> None:
         self._db = db
         self._auth = authenticator
         self._pages = page_tokens
         self._heads = heads
         self._tails = tails
+        # With mTLS, a producer is known by its certificate as well as by its token.
+        self._certificates_required = certificates_required
+        # VerifyChain costs work in proportion to the log's growth: paced per caller.
+        self._verify_rate = verify_rate or CallRate(burst=5, interval=10.0, what="VerifyChain")
 
     @streaming(pb.IngestEventsResponse)
     def IngestEvents(
         self, request_iterator: Iterator[pb.IngestEventsRequest], context: grpc.ServicerContext
     ) -> Iterator[pb.IngestEventsResponse]:
         """Store each batch in one transaction, publish the new head, then ack all its ids."""
-        use_cases.authorize_ingest(self._auth.authenticate(context.invocation_metadata()))
+        caller = self._auth.authenticate(context.invocation_metadata())
+        certified_as = peer_service(context) if self._certificates_required else None
+        use_cases.authorize_ingest(caller, certified_as=certified_as)
         for request in request_iterator:
             events = parse_events(conversions.records_from_proto(request.events))
+            use_cases.check_sources(caller, events)
             with self._db.write() as session:
                 ingested = use_cases.ingest_events(session, events, now=datetime.now(UTC))
             if ingested.head is not None:
                 self._publish(ingested.head)
+                committed = datetime.now(UTC)
+                audit_ingested((e.occur_time for e in events), committed, ingested.head.sequence)
             yield pb.IngestEventsResponse(ack=pb.IngestAck(event_ids=ingested.event_ids))
 
     def _publish(self, head: Head) -> None:
@@ -92,11 +106,16 @@ class AuditServicer(pb_grpc.AuditServiceServicer):
     def VerifyChain(
         self, request: pb.VerifyChainRequest, context: grpc.ServicerContext
     ) -> pb.VerifyChainResponse:
-        """Recompute the whole chain and check it against the given or last published head."""
-        self._auth.authenticate(context.invocation_metadata())
+        """Verify the chain from the last checkpoint on against the given or last published head."""
+        caller = self._auth.authenticate(context.invocation_metadata())
         expected = conversions.expected_head_from_proto(request) or self._heads.last()
+        self._verify_rate.admit(caller.user_id)
+        # The walk reads in its own snapshot; only moving the checkpoint takes the write lock.
         with self._db.read() as session:
-            result = use_cases.verify_chain(session, expected_head=expected)
+            result = verification.verify_new_events(session, expected_head=expected)
+        if result.intact:
+            with self._db.write() as session:
+                verification.record_checkpoint(session, result, now=datetime.now(UTC))
         return pb.VerifyChainResponse(verification=conversions.verification_to_proto(result))
 
     @streaming(pb.TailAuditEventsResponse)
@@ -104,13 +123,14 @@ class AuditServicer(pb_grpc.AuditServiceServicer):
         self, request: pb.TailAuditEventsRequest, context: grpc.ServicerContext
     ) -> Iterator[pb.TailAuditEventsResponse]:
         """Stream matching events as they commit, in log order, until the call ends."""
-        use_cases.authorize_tail(self._auth.authenticate(context.invocation_metadata()))
+        caller = self._auth.authenticate(context.invocation_metadata())
+        use_cases.authorize_tail(caller)
         query = conversions.tail_query_from_proto(request)
         stopped = threading.Event()
         # grpcio's thread-pool server calls it on cancellation, deadline and shutdown,
         # which wakes the poll at once (see tail.py for grpc.aio).
         context.add_callback(stopped.set)
-        with self._tails.slot():
+        with self._tails.slot(caller.user_id, caller.organization_id):
             cursor = self._tails.start(query)
             # Headers now tell the client the tail is live: whatever commits after
             # they arrive will be delivered.

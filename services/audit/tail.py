@@ -1,5 +1,9 @@
 """Following the log as it grows: polling by sequence, a bounded number of followers.
 
+At most ``MAX_TAILS`` follow at once in a process, and of those at most a share
+per user and per organization (services/shared/stream_quota.py); past either, the
+call ends with gRPC status RESOURCE_EXHAUSTED.
+
 Polling by sequence is sound here because ingest assigns sequences in commit
 order under the log's lock: once a sequence is visible, every smaller one is
 too, so a cursor never skips a late commit. Each follower reads on its own
@@ -27,7 +31,8 @@ from sqlalchemy.orm import Session
 from services.audit import queries
 from services.audit.models import AuditEvent
 from services.shared.db import Database
-from services.shared.errors import ResourceExhaustedError, UnavailableError
+from services.shared.errors import ServerStoppingError
+from services.shared.stream_quota import StreamQuota
 
 __all__ = ["MAX_TAILS", "POLL_SECONDS", "TailQuery", "Tails"]
 
@@ -53,10 +58,21 @@ class Tails:
     """Hands out follower slots and runs each follower's polling loop."""
 
     def __init__(
-        self, db: Database, *, limit: int = MAX_TAILS, poll_seconds: float = POLL_SECONDS
+        self,
+        db: Database,
+        *,
+        limit: int = MAX_TAILS,
+        per_user: int | None = None,
+        per_organization: int | None = None,
+        poll_seconds: float = POLL_SECONDS,
     ) -> None:
         self._db = db
-        self._slots = threading.BoundedSemaphore(limit)
+        self._quota = StreamQuota(
+            total=limit,
+            per_user=per_user or limit,
+            per_organization=per_organization or limit,
+            process_reason="TAIL_STREAMS_EXHAUSTED",
+        )
         self._poll = poll_seconds
         self._state = threading.Condition()
         self._closed = False
@@ -64,17 +80,10 @@ class Tails:
         self._following: set[threading.Event] = set()
 
     @contextlib.contextmanager
-    def slot(self) -> Iterator[None]:
-        """Hold one of the slots for the block, or raise RESOURCE_EXHAUSTED when none is free."""
-        if not self._slots.acquire(blocking=False):
-            raise ResourceExhaustedError(
-                "too many audit tails are open on this server; retry later",
-                reason="TAIL_STREAMS_EXHAUSTED",
-            )
-        try:
+    def slot(self, user_id: str, organization_id: str) -> Iterator[None]:
+        """Hold one of the caller's places for the block; StreamLimitError when there is none."""
+        with self._quota.slot(user_id, organization_id):
             yield
-        finally:
-            self._slots.release()
 
     def start(self, query: TailQuery) -> int:
         """The sequence after which the follower starts: its own, or the end of the log now."""
@@ -101,7 +110,7 @@ class Tails:
             with self._state:
                 self._following.discard(stopped)
         if self._closed:  # tell the client why its stream ends, so it reconnects elsewhere
-            raise UnavailableError("the audit service is stopping", reason="SERVER_STOPPING")
+            raise ServerStoppingError("the audit service is stopping; retry")
 
     def close(self) -> None:
         """Stop every follower and wait for reads in flight; no read starts afterwards."""
@@ -116,7 +125,7 @@ class Tails:
         """A read transaction, counted so that close() can wait for it to end."""
         with self._state:
             if self._closed:
-                raise UnavailableError("the audit service is stopping", reason="SERVER_STOPPING")
+                raise ServerStoppingError("the audit service is stopping; retry")
             self._reads += 1
         try:
             with self._db.read() as session:

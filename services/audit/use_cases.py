@@ -16,7 +16,7 @@ from services.audit.chain import GENESIS, ChainedEvent, Head, Verification, link
 from services.audit.chain import canonical_encoding as encode
 from services.audit.models import AuditEvent, AuditEventOrganization
 from services.audit.schemas import EventFilter, NewAuditEvent
-from services.shared.errors import PermissionDeniedError
+from services.shared.errors import FieldViolation, PermissionDeniedError
 from services.shared.identity import Caller, Role
 from services.shared.paging import PageTokens
 
@@ -26,6 +26,7 @@ __all__ = [
     "Ingested",
     "authorize_ingest",
     "authorize_tail",
+    "check_sources",
     "ingest_events",
     "list_audit_events",
     "verify_chain",
@@ -51,11 +52,46 @@ class Ingested:
     head: Head | None
 
 
-def authorize_ingest(caller: Caller) -> None:
-    """Only services write the audit log: their outbox relays deliver the events."""
+# The services whose outbox relays deliver events; each writes only events of its own source.
+PRODUCERS: Final = frozenset({"auth", "loans"})
+
+
+def authorize_ingest(caller: Caller, *, certified_as: str | None = None) -> None:
+    """Only the producing services write the audit log; with mTLS, by their certificates too.
+
+    certified_as is the service named by the caller's verified certificate ("" for
+    none), or None when the server does not demand certificates. A token alone can
+    be minted by whoever reads auth's signing key; the certificate's key lives with
+    the service.
+    """
     if not caller.is_service:
         raise PermissionDeniedError(
             "only services may ingest audit events", reason="SERVICE_IDENTITY_REQUIRED"
+        )
+    if caller.service_name not in PRODUCERS:
+        raise PermissionDeniedError(
+            "only the loans and auth services deliver audit events", reason="SERVICE_NOT_PRODUCER"
+        )
+    if certified_as is not None and certified_as != caller.service_name:
+        raise PermissionDeniedError(
+            f"a {caller.service_name} token must come with the {caller.service_name} "
+            "service's certificate",
+            reason="SERVICE_CERTIFICATE_REQUIRED",
+        )
+
+
+def check_sources(caller: Caller, events: Sequence[NewAuditEvent]) -> None:
+    """A service delivers only its own events: each event's source is the caller's service."""
+    wrong = [
+        FieldViolation(f"events[{index}].source", f"must be {caller.service_name!r}, the caller")
+        for index, event in enumerate(events)
+        if event.source != caller.service_name
+    ]
+    if wrong:
+        raise PermissionDeniedError(
+            "a service may deliver only events of its own source",
+            reason="EVENT_SOURCE_NOT_CALLER",
+            field_violations=tuple(wrong),
         )
 
 

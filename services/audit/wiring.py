@@ -4,20 +4,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import grpc
 from loansuite.audit.v1 import audit_service_pb2, audit_service_pb2_grpc
 from loansuite.auth.v1.auth_service_pb2_grpc import AuthServiceStub
 
 from services.audit.heads import HEADS_FILE_NAME, HeadsFile
 from services.audit.servicer import AuditServicer
 from services.audit.tail import Tails
+from services.audit.throttle import CallRate
 from services.shared.auth_client import RemoteKeyRing, RemoteUserDirectory, ServiceCredentials
 from services.shared.db import Database
 from services.shared.identity import Authenticator, TokenVerifier
+from services.shared.metrics import watch_pool
 from services.shared.migrations import upgrade
 from services.shared.paging import PageTokens
 from services.shared.server import Registration, Server, create_server
 from services.shared.settings import Settings
+from services.shared.tls import open_channel, tls_config
 
 __all__ = ["start"]
 
@@ -30,16 +32,26 @@ def start(settings: Settings, *, port: int | None = None, heads_path: Path | Non
     Heads are published to heads_path, by default the data directory's audit-heads.jsonl.
     """
     db = Database(settings.database_url("audit"))
+    watch_pool("audit", db.engine)
     upgrade(db, "services.audit:migrations")
     secret = settings.resolved_service_secret()
-    channel = grpc.insecure_channel(settings.target("auth"))
-    tails = Tails(db)
+    tls = tls_config(settings)
+    channel = open_channel(settings.target("auth"), tls)
+    tails = Tails(
+        db, per_user=settings.streams_per_user, per_organization=settings.streams_per_organization
+    )
     servicer = AuditServicer(
         db,
         _authenticator(settings, AuthServiceStub(channel), secret),
         PageTokens(secret, purpose="audit-events"),
         heads=HeadsFile(heads_path or settings.data_dir / HEADS_FILE_NAME),
         tails=tails,
+        certificates_required=tls is not None and tls.require_client_auth,
+        verify_rate=CallRate(
+            burst=settings.verify_chain_burst,
+            interval=settings.verify_chain_interval_seconds,
+            what="VerifyChain",
+        ),
     )
     server = create_server(
         [
@@ -53,6 +65,9 @@ def start(settings: Settings, *, port: int | None = None, heads_path: Path | Non
         max_concurrent_rpcs=settings.max_concurrent_rpcs,
         model=settings.server_model,
         reuse_port=settings.reuse_port,
+        tls=tls,
+        max_receive_message_bytes=settings.max_receive_message_bytes,
+        max_send_message_bytes=settings.max_send_message_bytes,
     )
     server.on_stopping(tails.close)  # open tails end at once instead of holding the grace
     for release in (db.dispose, channel.close):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 from sqlalchemy.orm import Session
 
@@ -10,7 +11,14 @@ from services.auth.models import OutboxEvent, User
 from services.shared.identity import Caller
 from services.shared.outbox import record_event
 
-__all__ = ["actor_of", "record_login_failure", "record_user_event", "user_profile_changes"]
+__all__ = [
+    "actor_of",
+    "record_login_failure",
+    "record_login_throttled",
+    "record_refresh_token_reused",
+    "record_user_event",
+    "user_profile_changes",
+]
 
 SOURCE = "auth"
 EMAIL_IN_EVENT_MAX_LENGTH = 254  # a failed login may send anything as its email
@@ -71,3 +79,47 @@ def record_login_failure(
         organization_ids=[organization_id],  # record_event drops an empty id
         changes=[("email", "", json.dumps(email[:EMAIL_IN_EVENT_MAX_LENGTH]))],
     )
+
+
+def record_login_throttled(
+    session: Session,
+    *,
+    kind: str,
+    value: str,
+    user_id: str,
+    organization_id: str,
+    locked_until: datetime,
+) -> None:
+    """LOGIN_THROTTLED: an account (about its user, if any) or a peer locked out; anonymous."""
+    field = "email" if kind == "account" else "peer"
+    changes = [
+        (field, "", json.dumps(value[:EMAIL_IN_EVENT_MAX_LENGTH])),
+        ("throttled", "", json.dumps(kind)),
+        ("locked_until", "", json.dumps(_iso(locked_until))),
+    ]
+    record_event(
+        session,
+        OutboxEvent,
+        source=SOURCE,
+        action="LOGIN_THROTTLED",
+        resource_type="user",
+        resource_id=user_id,
+        actor=None,
+        organization_ids=[organization_id],
+        changes=changes,
+    )
+
+
+def record_refresh_token_reused(
+    session: Session, user: User, *, family_id: str, revoked: int
+) -> None:
+    """REFRESH_TOKEN_REUSED: a rotated refresh token came back; its family was revoked."""
+    changes = [
+        ("family_id", "", json.dumps(family_id)),
+        ("revoked_tokens", "", json.dumps(revoked)),
+    ]
+    record_user_event(session, "REFRESH_TOKEN_REUSED", user, actor=None, changes=changes)
+
+
+def _iso(instant: datetime) -> str:
+    return instant.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")

@@ -1,4 +1,4 @@
-"""The auth database: organizations, users, signing keys, refresh tokens and the outbox."""
+"""The auth database: organizations, users, signing keys, refresh tokens, throttles, outbox."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from services.shared.outbox import OutboxMixin
 
 __all__ = [
     "Base",
+    "LoginThrottle",
     "Organization",
     "OrganizationType",
     "OutboxEvent",
@@ -83,9 +84,12 @@ class SigningKey(Base):
     # Unique: replicas racing to create the first key (or the next) cannot both win.
     generation: Mapped[int] = mapped_column(Integer, unique=True)
     algorithm: Mapped[str] = mapped_column(String(16))
-    private_key_pem: Mapped[str] = mapped_column(Text)
+    # The private key sealed with AES-GCM under the key-encryption key (key_encryption.py).
+    sealed_private_key: Mapped[str] = mapped_column(Text)
     public_key_pem: Mapped[str] = mapped_column(Text)
     create_time: Mapped[datetime] = mapped_column(UTCDateTime)
+    # When a newer key took over signing; the key verifies until its tokens expire.
+    retire_time: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
 
 
 class RefreshToken(Base):
@@ -96,12 +100,30 @@ class RefreshToken(Base):
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
+    # Every token descended from one login shares the id of that login's first token.
+    family_id: Mapped[str] = mapped_column(String(36), index=True)
     create_time: Mapped[datetime] = mapped_column(UTCDateTime)
     expire_time: Mapped[datetime] = mapped_column(UTCDateTime)
     revoke_time: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    # Set when the token was exchanged for its successor: using it again is a replay.
+    replaced_by_id: Mapped[str | None] = mapped_column(String(36), default=None)
 
     user: Mapped[User] = relationship(lazy="joined", innerjoin=True)
 
 
+class LoginThrottle(Base):
+    """Failed logins of one account or one peer, known by a hash of its key."""
+
+    __tablename__ = "login_throttles"
+
+    # SHA-256 of "account:<email>" or "peer:<address>": no email or address stored here.
+    key_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer)
+    # Indexed: stale rows are swept by it, so made-up emails cannot grow the table.
+    window_start: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+
+
 class OutboxEvent(OutboxMixin, Base):
-    __tablename__ = "outbox_events"
+    # Named for auth, so that auth and loans can share one database.
+    __tablename__ = "auth_outbox_events"

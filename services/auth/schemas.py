@@ -3,25 +3,32 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import Final
 
 import pydantic
 from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic_core import PydanticCustomError
 
+from services.auth.common_passwords import is_common_password
+from services.shared.errors import ValidationError
 from services.shared.identity import Role
 from services.shared.validation import check_characters, fail, text, validated
 
 __all__ = [
     "NewAccount",
     "Registration",
+    "lookup_email",
     "normalize_email",
     "parse_new_account",
     "parse_registration",
 ]
 
 EMAIL_MAX_LENGTH: Final = 254  # RFC 5321's limit on a forward path
-PASSWORD_MIN_LENGTH: Final = 8
-PASSWORD_MAX_LENGTH: Final = 128
+# NIST SP 800-63B: at least 12 characters when a password is the only factor, and
+# room for long passphrases; the bound keeps Argon2's input (and its time) in reason.
+PASSWORD_MIN_LENGTH: Final = 12
+PASSWORD_MAX_LENGTH: Final = 256
 NAME_MAX_LENGTH: Final = 100
 ORGANIZATION_NAME_MAX_LENGTH: Final = 200
 
@@ -32,8 +39,18 @@ _EMAIL = re.compile(r"[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+\.[^@\s\x00-\x1f\
 
 
 def normalize_email(raw: str) -> str:
-    """The form an email is stored and looked up in: stripped and lower-case."""
-    return raw.strip().lower()
+    """The form an email is stored and looked up in: stripped, lower-case, NFC."""
+    return unicodedata.normalize("NFC", raw.strip().lower())
+
+
+def lookup_email(raw: str) -> str:
+    """An email to look up, normalized; hidden characters, which no stored email has, are
+    refused on ``email`` (PostgreSQL could not even compare a NUL)."""
+    email = normalize_email(raw)
+    try:
+        return check_characters(email, reason_prefix="EMAIL")
+    except PydanticCustomError as exc:
+        raise ValidationError([("email", exc.type, exc.message())]) from None
 
 
 class NewAccount(BaseModel):
@@ -71,6 +88,8 @@ class NewAccount(BaseModel):
             )
         if len(raw) > PASSWORD_MAX_LENGTH:
             raise fail("PASSWORD_TOO_LONG", "must be at most {n} characters", n=PASSWORD_MAX_LENGTH)
+        if is_common_password(raw):
+            raise fail("PASSWORD_TOO_COMMON", "is a common or breached password; choose another")
         return raw
 
     @field_validator("name", mode="plain")
@@ -111,6 +130,7 @@ _REASONS: Final = frozenset(
         "EMAIL_HAS_BIDI_CONTROLS",
         "PASSWORD_TOO_SHORT",
         "PASSWORD_TOO_LONG",
+        "PASSWORD_TOO_COMMON",
         "NAME_REQUIRED",
         "NAME_TOO_LONG",
         "NAME_HAS_CONTROL_CHARACTERS",

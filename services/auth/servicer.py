@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import grpc
 from loansuite.auth.v1 import auth_service_pb2 as pb
 from loansuite.auth.v1 import auth_service_pb2_grpc as pb_grpc
 
-from services.auth import conversions, passwords, schemas, use_cases
+from services.auth import conversions, login, passwords, schemas, throttle, use_cases
+from services.auth.sessions import invalid_refresh_token
+from services.auth.throttle import ThrottlePolicy
 from services.auth.tokens import TokenMinter
 from services.shared.db import Database
 from services.shared.envelope import unary
@@ -21,9 +23,10 @@ __all__ = ["AuthServicer"]
 class AuthServicer(pb_grpc.AuthServiceServicer):
     """Each method opens one transaction, or none; Login opens two, so Argon2 runs in neither.
 
-    Login reads the account, verifies the password with no transaction open, then
-    opens the write that starts the session or records LOGIN_FAILED. The write reads
-    the user again, so a deactivation in between still refuses the login.
+    Login checks the throttle and reads the account, verifies the password with no
+    transaction open, then opens the write that starts the session or records
+    LOGIN_FAILED. The write reads the user again, so a deactivation in between
+    still refuses the login.
     """
 
     def __init__(
@@ -34,12 +37,14 @@ class AuthServicer(pb_grpc.AuthServiceServicer):
         verifier: TokenVerifier,
         refresh_ttl: timedelta,
         service_secret: str,
+        throttle_policy: ThrottlePolicy | None = None,
     ) -> None:
         self._db = db
         self._minter = minter
         self._verifier = verifier
         self._refresh_ttl = refresh_ttl
         self._service_secret = service_secret
+        self._throttle = throttle_policy or ThrottlePolicy()
 
     @unary(pb.RegisterResponse)
     def Register(
@@ -64,23 +69,25 @@ class AuthServicer(pb_grpc.AuthServiceServicer):
     @unary(pb.LoginResponse)
     def Login(self, request: pb.LoginRequest, ctx: grpc.ServicerContext) -> pb.LoginResponse:
         """Exchange an email and password for a session."""
-        email = schemas.normalize_email(request.email)
+        email = schemas.lookup_email(request.email)
+        peer = throttle.peer_address(ctx.peer())
+        keys = throttle.throttle_keys(email=email, peer=peer, policy=self._throttle)
         # A read snapshot, Argon2 with no transaction open, then the one write.
         with self._db.read() as session:
-            account = use_cases.find_account(session, email=email)
-        check = use_cases.check_password(account, request.password)
+            throttle.check_not_locked(session, keys, now=datetime.now(UTC))
+            account = login.find_account(session, email=email)
+        check = login.check_password(account, request.password)
         with self._db.write() as session:
-            grant = use_cases.log_in(
+            grant = login.log_in(
                 session,
-                email=email,
-                account=account,
-                check=check,
+                attempt=login.LoginAttempt(email, keys, account, check),
                 minter=self._minter,
                 refresh_ttl=self._refresh_ttl,
+                policy=self._throttle,
             )
             session_pb = conversions.session_to_proto(grant) if grant else None
         if session_pb is None:
-            raise use_cases.invalid_credentials()  # after the commit, so LOGIN_FAILED is kept
+            raise login.invalid_credentials()  # after the commit, so LOGIN_FAILED is kept
         return pb.LoginResponse(session=session_pb)
 
     @unary(pb.RefreshSessionResponse)
@@ -95,7 +102,10 @@ class AuthServicer(pb_grpc.AuthServiceServicer):
                 minter=self._minter,
                 refresh_ttl=self._refresh_ttl,
             )
-            return pb.RefreshSessionResponse(session=conversions.session_to_proto(grant))
+            session_pb = conversions.session_to_proto(grant) if grant else None
+        if session_pb is None:  # a replay: after the commit, so the family stays revoked
+            raise invalid_refresh_token()
+        return pb.RefreshSessionResponse(session=session_pb)
 
     @unary(pb.LogoutResponse)
     def Logout(self, request: pb.LogoutRequest, ctx: grpc.ServicerContext) -> pb.LogoutResponse:
@@ -119,7 +129,7 @@ class AuthServicer(pb_grpc.AuthServiceServicer):
     ) -> pb.FindUserByEmailResponse:
         """The active user with an email, for service identities."""
         claims = self._claims(ctx)
-        email = schemas.normalize_email(request.email)
+        email = schemas.lookup_email(request.email)
         with self._db.read() as session:
             user = use_cases.find_user_by_email(session, claims=claims, email=email)
             return pb.FindUserByEmailResponse(user=conversions.user_to_proto(user))
@@ -138,7 +148,7 @@ class AuthServicer(pb_grpc.AuthServiceServicer):
     ) -> pb.ListPublicKeysResponse:
         """The public keys that verify access tokens; needs no token."""
         with self._db.read() as session:
-            keys = use_cases.list_public_keys(session)
+            keys = use_cases.list_public_keys(session, keep_for=self._minter.ttl)
             return pb.ListPublicKeysResponse(key_set=conversions.key_set_to_proto(keys))
 
     @unary(pb.IssueServiceTokenResponse)

@@ -1,4 +1,4 @@
-"""Ed25519 signing keys, access-token minting (JWT), refresh tokens, and the local key ring.
+"""Ed25519 key material, access-token minting (JWT), refresh tokens, and the local key ring.
 
 Access tokens are EdDSA JWTs whose ``kid`` header is the key's RFC 7638
 thumbprint, so the id follows from the key itself and never collides by
@@ -16,13 +16,12 @@ import threading
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
 from services.auth.models import SigningKey
 from services.shared.db import Database
@@ -34,8 +33,8 @@ __all__ = [
     "KeyMaterial",
     "LocalKeyRing",
     "LocalServiceTokens",
+    "SigningKeySource",
     "TokenMinter",
-    "ensure_signing_key",
     "generate_key_material",
     "new_refresh_token",
     "refresh_token_hash",
@@ -86,18 +85,27 @@ def _thumbprint(public_key: Ed25519PublicKey) -> str:
     return _b64url(hashlib.sha256(json.dumps(jwk, separators=(",", ":")).encode()).digest())
 
 
-class TokenMinter:
-    """Signs access tokens with one private key."""
+class SigningKeySource(Protocol):
+    """The key that signs new tokens now, as (kid, private key); it changes on rotation."""
 
-    def __init__(self, key: SigningKey, *, issuer: str, audience: str, ttl: timedelta) -> None:
-        private_key = serialization.load_pem_private_key(key.private_key_pem.encode(), None)
-        if not isinstance(private_key, Ed25519PrivateKey):
-            raise ValueError(f"signing key {key.kid} is not an Ed25519 key")
-        self.kid = key.kid
-        self._private_key = private_key
+    def current(self) -> tuple[str, Ed25519PrivateKey]: ...
+
+
+class TokenMinter:
+    """Signs access tokens with the current signing key of its source."""
+
+    def __init__(
+        self, keys: SigningKeySource, *, issuer: str, audience: str, ttl: timedelta
+    ) -> None:
+        self._keys = keys
         self._issuer = issuer
         self._audience = audience
         self._ttl = ttl
+
+    @property
+    def ttl(self) -> timedelta:
+        """How long a token minted now stays valid."""
+        return self._ttl
 
     def mint(
         self, *, subject: str, organization_id: str, role: Role, now: datetime | None = None
@@ -115,9 +123,8 @@ class TokenMinter:
             "org": organization_id,
             "role": role.value,
         }
-        token = jwt.encode(
-            claims, self._private_key, algorithm=ALGORITHM, headers={"kid": self.kid}
-        )
+        kid, private_key = self._keys.current()
+        token = jwt.encode(claims, private_key, algorithm=ALGORITHM, headers={"kid": kid})
         return IssuedToken(token, expires)
 
 
@@ -159,33 +166,3 @@ class LocalServiceTokens:
                     subject=self._subject, organization_id="", role=Role.SERVICE
                 )
             return self._current.token
-
-
-def ensure_signing_key(db: Database, *, attempts: int = 3) -> SigningKey:
-    """The current signing key, created on first start; racing replicas agree on one."""
-    for _ in range(attempts):
-        try:
-            with db.write() as session:
-                return _current_or_new_key(session)
-        except IntegrityError:
-            continue  # another replica inserted this generation first: use theirs
-    raise RuntimeError("no signing key could be read or created")
-
-
-def _current_or_new_key(session: Session) -> SigningKey:
-    query = select(SigningKey).order_by(SigningKey.generation.desc()).limit(1)
-    current = session.scalars(query).first()
-    if current is not None:
-        return current
-    material = generate_key_material()
-    key = SigningKey(
-        kid=material.kid,
-        generation=1,
-        algorithm=ALGORITHM,
-        private_key_pem=material.private_key_pem,
-        public_key_pem=material.public_key_pem,
-        create_time=datetime.now(UTC),
-    )
-    session.add(key)
-    session.flush()  # the unique generation decides a race here, inside the retry
-    return key

@@ -1,8 +1,8 @@
 """The rules of auth: accounts, sessions, who may read whom, and service tokens.
 
 Every function that touches the database takes the caller's session and never
-commits: the servicer owns the transaction. Argon2 work happens before the
-transaction opens (see ``check_password``), so no lock is held while it runs.
+commits: the servicer owns the transaction. Logging in has a module of its own
+(login.py): its Argon2 work happens before the transaction opens.
 """
 
 from __future__ import annotations
@@ -10,17 +10,17 @@ from __future__ import annotations
 import hmac
 import re
 import uuid
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from services.auth import events, passwords
+from services.auth import events
 from services.auth.models import Organization, OrganizationType, SigningKey, User
 from services.auth.schemas import NewAccount, Registration
-from services.auth.sessions import SessionGrant, open_session, revoke_session, rotate_session
+from services.auth.sessions import Replay, SessionGrant, revoke_session, rotate_session
+from services.auth.signing_keys import verifying_keys
 from services.auth.tokens import IssuedToken, TokenMinter
 from services.shared.errors import (
     AlreadyExistsError,
@@ -30,21 +30,16 @@ from services.shared.errors import (
     ValidationError,
 )
 from services.shared.identity import SERVICE_SUBJECT_PREFIX, Claims, Role
+from services.shared.validation import is_uuid
 
 __all__ = [
-    "Account",
-    "PasswordCheck",
     "SessionGrant",
-    "check_password",
     "create_admin",
-    "find_account",
     "find_user_by_email",
     "get_current_user",
     "get_user",
-    "invalid_credentials",
     "issue_service_token",
     "list_public_keys",
-    "log_in",
     "log_out",
     "refresh_session",
     "register_user",
@@ -56,27 +51,6 @@ _ORGANIZATION_TYPES = {
     Role.BORROWER: OrganizationType.BORROWER,
     Role.LENDER: OrganizationType.LENDER,
 }
-
-
-@dataclass(frozen=True)
-class Account:
-    """What a login needs to know about a user, read before the password is checked."""
-
-    user_id: str
-    organization_id: str
-    password_hash: str
-    active: bool
-
-
-@dataclass(frozen=True)
-class PasswordCheck:
-    ok: bool
-    new_hash: str | None = None  # set when the stored hash used outdated parameters
-
-
-def invalid_credentials() -> UnauthenticatedError:
-    """The one answer to every failed login: which part was wrong stays unsaid."""
-    return UnauthenticatedError("invalid email or password", reason="INVALID_CREDENTIALS")
 
 
 def register_user(
@@ -115,60 +89,23 @@ def create_admin(
     return user
 
 
-def find_account(session: Session, *, email: str) -> Account | None:
-    """The account behind a (normalized) email, if any."""
-    user = session.scalars(select(User).where(User.email == email)).first()
-    if user is None:
-        return None
-    return Account(user.id, user.organization_id, user.password_hash, user.active)
-
-
-def check_password(account: Account | None, password: str) -> PasswordCheck:
-    """Verify outside any transaction; unknown and inactive accounts cost the same time."""
-    if account is None:
-        passwords.waste_verification(password)
-        return PasswordCheck(ok=False)
-    if not passwords.verify_password(account.password_hash, password) or not account.active:
-        return PasswordCheck(ok=False)
-    if passwords.needs_rehash(account.password_hash):
-        return PasswordCheck(ok=True, new_hash=passwords.hash_password(password))
-    return PasswordCheck(ok=True)
-
-
-def log_in(
-    session: Session,
-    *,
-    email: str,
-    account: Account | None,
-    check: PasswordCheck,
-    minter: TokenMinter,
-    refresh_ttl: timedelta,
-) -> SessionGrant | None:
-    """Open a session, or record the failure and return None (so the failure commits)."""
-    user = session.get(User, account.user_id) if account and check.ok else None
-    if user is None or not user.active:  # also: deactivated since the password was checked
-        events.record_login_failure(
-            session,
-            email=email,
-            user_id=account.user_id if account else "",
-            organization_id=account.organization_id if account else "",
-        )
-        return None
-    if check.new_hash and account and user.password_hash == account.password_hash:
-        user.password_hash = check.new_hash
-    grant = open_session(session, user, minter=minter, refresh_ttl=refresh_ttl)
-    events.record_user_event(session, "USER_LOGGED_IN", user, actor=events.actor_of(user))
-    return grant
-
-
 def refresh_session(
     session: Session, *, refresh_token: str, minter: TokenMinter, refresh_ttl: timedelta
-) -> SessionGrant:
-    """Exchange a live refresh token for a new session; the old token stops working."""
-    grant = rotate_session(session, refresh_token, minter=minter, refresh_ttl=refresh_ttl)
-    actor = events.actor_of(grant.user)
-    events.record_user_event(session, "SESSION_REFRESHED", grant.user, actor=actor)
-    return grant
+) -> SessionGrant | None:
+    """Exchange a live refresh token for a new session; the old token stops working.
+
+    None: the token was replayed after its rotation, its family is revoked and
+    REFRESH_TOKEN_REUSED recorded; the caller commits that, then refuses the call.
+    """
+    outcome = rotate_session(session, refresh_token, minter=minter, refresh_ttl=refresh_ttl)
+    if isinstance(outcome, Replay):
+        events.record_refresh_token_reused(
+            session, outcome.user, family_id=outcome.family_id, revoked=outcome.revoked
+        )
+        return None
+    actor = events.actor_of(outcome.user)
+    events.record_user_event(session, "SESSION_REFRESHED", outcome.user, actor=actor)
+    return outcome
 
 
 def log_out(session: Session, *, refresh_token: str, now: datetime | None = None) -> datetime:
@@ -188,7 +125,8 @@ def get_user(session: Session, *, claims: Claims, user_id: str) -> User:
         caller = _current_user(session, claims)
         if caller.id != user_id and caller.role is not Role.ADMIN:
             raise PermissionDeniedError("you may only read your own user")
-    user = session.get(User, user_id)
+    # Only a canonical UUID reaches the database (a NUL byte would fail on PostgreSQL).
+    user = session.get(User, user_id) if is_uuid(user_id) else None
     if user is None:
         raise NotFoundError("no user has this id", reason="USER_NOT_FOUND")
     return user
@@ -213,9 +151,11 @@ def get_current_user(session: Session, *, claims: Claims) -> User:
     return _current_user(session, claims)
 
 
-def list_public_keys(session: Session) -> list[SigningKey]:
-    """Every key that may have signed a live token, oldest first."""
-    return list(session.scalars(select(SigningKey).order_by(SigningKey.generation)))
+def list_public_keys(
+    session: Session, *, keep_for: timedelta, now: datetime | None = None
+) -> list[SigningKey]:
+    """Every key that may have signed a live token (of lifetime keep_for), oldest first."""
+    return verifying_keys(session, keep_for=keep_for, now=now or datetime.now(UTC))
 
 
 def issue_service_token(

@@ -78,11 +78,16 @@ def running_suite(model: str, database: str, loans_workers: int) -> Iterator[Sui
         # can ask auth for a service token itself.
         secret = secrets.token_urlsafe(32)
         env = {
-            **os.environ,
+            # The benchmark measures its own plaintext suite, whose clients are plaintext too:
+            # LOANSUITE_TLS_* would name one certificate for all three services.
+            **{k: v for k, v in os.environ.items() if not k.startswith("LOANSUITE_TLS_")},
             "LOANSUITE_DATA_DIR": tmp,
             "LOANSUITE_SERVER_MODEL": model,
             "LOANSUITE_SERVICE_SECRET": secret,
             **{f"LOANSUITE_{n.upper()}_PORT": str(p) for n, p in ports.items()},
+            # Free side ports, so a suite running on the default ones is left alone.
+            **{f"LOANSUITE_{n.upper()}_HTTP_PORT": "0" for n in ports},
+            "LOANSUITE_DRAIN_SECONDS": "0",
             **{f"LOANSUITE_{n.upper()}_DATABASE_URL": u for n, u in urls.items()},
         }
         workers = {"auth": 1, "audit": 1, "loans": loans_workers}

@@ -16,7 +16,6 @@ notification, including a lender the change replaced.
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,7 +25,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
-from services.loans.models import Kpi, KpiResult, Loan, MarginRatchet, OutboxEvent
+from services.loans.models import Drawdown, Kpi, KpiResult, Loan, MarginRatchet, OutboxEvent
 from services.loans.vocabulary import ChangeKind, WireEnum
 from services.loans.watching.changes import record_change
 from services.shared._types import Change
@@ -38,6 +37,7 @@ from services.shared.errors import (
 )
 from services.shared.identity import Caller, Role
 from services.shared.outbox import record_event
+from services.shared.validation import is_uuid
 
 __all__ = [
     "SOURCE",
@@ -59,7 +59,7 @@ __all__ = [
 
 SOURCE: Final = "loans"
 
-Part = TypeVar("Part", Kpi, MarginRatchet, KpiResult)
+Part = TypeVar("Part", Kpi, MarginRatchet, KpiResult, Drawdown)
 Changes = list[Change]
 # What an audit event records of a resource: field → value (enums by their proto names).
 Described = Mapping[str, str | int | WireEnum | None]
@@ -141,7 +141,10 @@ def load_part(
     missing = NotFoundError(
         f"no such {what}", reason=f"{field.removesuffix('_id').upper()}_NOT_FOUND"
     )
-    loan_id = session.scalar(select(model.loan_id).where(model.id == part_id))
+    # Every id is a UUID; anything else names no part (and PostgreSQL refuses a NUL in it).
+    loan_id = None
+    if is_uuid(part_id):
+        loan_id = session.scalar(select(model.loan_id).where(model.id == part_id))
     if loan_id is None:
         raise missing
     try:
@@ -249,11 +252,3 @@ def _visible(session: Session, caller: Caller, loan_id: str, *, for_update: bool
     if loan is None or caller.organization_id not in loan.parties():
         raise NotFoundError("no such loan", reason="LOAN_NOT_FOUND")
     return loan
-
-
-def is_uuid(value: str) -> bool:
-    """Whether value is a UUID in canonical form, as every id here is."""
-    try:
-        return str(uuid.UUID(value)) == value
-    except ValueError:
-        return False

@@ -1,4 +1,4 @@
-"""The loans database: loans with their KPIs, ratchets, results, history and outbox.
+"""The loans database: loans with their KPIs, ratchets, results, ledger, history and outbox.
 
 Everything that belongs to a loan goes with it (ON DELETE CASCADE). A change to
 any part of the loan bumps the loan's version, so the loan's etag names the
@@ -12,18 +12,32 @@ import hashlib
 from decimal import Decimal
 from typing import Any, ClassVar
 
-from sqlalchemy import Date, Enum, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    Boolean,
+    Date,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column
 
 from services.loans.vocabulary import (
+    DrawdownStatus,
+    InterestPeriod,
     KpiDirection,
     KpiOutcome,
     KpiResultStatus,
     KpiStatus,
     KpiType,
+    LedgerEntryType,
     LoanState,
     LoanType,
     ObservationFrequency,
+    ReferenceRate,
     WireEnum,
 )
 from services.shared.columns import ExactDecimal, UTCDateTime
@@ -34,14 +48,17 @@ from services.shared.outbox import OutboxMixin
 
 __all__ = [
     "Base",
+    "Drawdown",
     "IdempotencyRecord",
     "Kpi",
     "KpiResult",
+    "LedgerEntry",
     "Loan",
     "LoanStateChange",
     "MarginAdjustment",
     "MarginRatchet",
     "OutboxEvent",
+    "ReportingMiss",
     "etag_of",
 ]
 
@@ -109,6 +126,25 @@ class Loan(Versioned, Base):
     creator_user_id: Mapped[str] = mapped_column(String(36))
     create_time: Mapped[datetime.datetime] = mapped_column(UTCDateTime)
     update_time: Mapped[datetime.datetime] = mapped_column(UTCDateTime)
+    # Facility terms (facility/terms.py), and what the ledger has had repaid.
+    base_margin_bps: Mapped[int] = mapped_column(Integer, default=0)
+    reference_rate: Mapped[ReferenceRate] = mapped_column(
+        _enum(ReferenceRate, "reference_rate", 16), default=ReferenceRate.FIXED
+    )
+    interest_period: Mapped[InterestPeriod] = mapped_column(
+        _enum(InterestPeriod, "interest_period", 16), default=InterestPeriod.QUARTERLY
+    )
+    adjustment_cap_bps: Mapped[int] = mapped_column(Integer, default=500)
+    adjustment_floor_bps: Mapped[int] = mapped_column(Integer, default=-500)
+    repaid_amount: Mapped[Decimal] = mapped_column(ExactDecimal, default=Decimal(0))
+
+    @property
+    def outstanding_amount(self) -> Decimal:
+        """What is drawn and not yet repaid."""
+        return self.drawn_amount - self.repaid_amount
+
+    # Reporting terms (calendar/): a KPI period's result is due this many days after it ends.
+    reporting_grace_days: Mapped[int] = mapped_column(Integer, default=120)
 
     def parties(self) -> tuple[str, ...]:
         """The organizations on either side of the loan (the lender once invited)."""
@@ -184,6 +220,13 @@ class Kpi(Versioned, Base):
         """Any edit sends the KPI back to PROPOSED: the lender reviews what it will be held to."""
         self.status, self.rejection_reason, self.update_time = KpiStatus.PROPOSED, "", now
 
+    def reopen_review(self, now: datetime.datetime) -> bool:
+        """Back to PROPOSED after a change its review did not see; whether it had been reviewed."""
+        if self.status is KpiStatus.PROPOSED:
+            return False
+        self.revise(now)
+        return True
+
     def review(self, status: KpiStatus, reason: str, now: datetime.datetime) -> None:
         """The lender's verdict on a PROPOSED KPI; a reviewed KPI is reviewed again once revised."""
         if self.status is not KpiStatus.PROPOSED:
@@ -237,10 +280,12 @@ class KpiResult(Versioned, Base):
     verifier_user_id: Mapped[str | None] = mapped_column(String(36), default=None)
     report_time: Mapped[datetime.datetime] = mapped_column(UTCDateTime)
     verify_time: Mapped[datetime.datetime | None] = mapped_column(UTCDateTime, default=None)
+    # Worse than the KPI's threshold_value when reported (results/use_cases.py).
+    breach: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class MarginAdjustment(Base):
-    """The margin change a verified result produced, clamped to its ratchet's cap."""
+    """The margin change a verified result or a missed period produced, clamped to the cap."""
 
     __tablename__ = "margin_adjustments"
     __table_args__ = (Index("ix_margin_adjustments_loan_created", "loan_id", "create_time", "id"),)
@@ -248,7 +293,8 @@ class MarginAdjustment(Base):
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     loan_id: Mapped[str] = mapped_column(String(36), _loan_fk())
     kpi_id: Mapped[str] = mapped_column(String(36))
-    kpi_result_id: Mapped[str] = mapped_column(
+    # None for a missed period (calendar/misses.py), which sets due_date instead.
+    kpi_result_id: Mapped[str | None] = mapped_column(
         String(36), ForeignKey("kpi_results.id", ondelete="CASCADE"), unique=True
     )
     ratchet_id: Mapped[str] = mapped_column(String(36))
@@ -256,6 +302,29 @@ class MarginAdjustment(Base):
     requested_bps: Mapped[int] = mapped_column(Integer)
     applied_bps: Mapped[int] = mapped_column(Integer)
     cumulative_bps: Mapped[int] = mapped_column(Integer)
+    create_time: Mapped[datetime.datetime] = mapped_column(UTCDateTime)
+    period_start: Mapped[datetime.date] = mapped_column(Date)
+    period_end: Mapped[datetime.date] = mapped_column(Date)
+    due_date: Mapped[datetime.date | None] = mapped_column(Date, default=None)
+
+
+class ReportingMiss(Base):
+    """A KPI period found past its due date without a verified result: recorded once."""
+
+    __tablename__ = "reporting_misses"
+    # One miss per KPI period, however many readers and sweeps observe it at once.
+    __table_args__ = (
+        UniqueConstraint("kpi_id", "period_start", name="uq_reporting_misses_period"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    loan_id: Mapped[str] = mapped_column(String(36), _loan_fk(), index=True)
+    kpi_id: Mapped[str] = mapped_column(String(36), ForeignKey("kpis.id", ondelete="CASCADE"))
+    period_start: Mapped[datetime.date] = mapped_column(Date)
+    period_end: Mapped[datetime.date] = mapped_column(Date)
+    due_date: Mapped[datetime.date] = mapped_column(Date)
+    # The step-up it caused; None when the KPI has no ratchet.
+    margin_adjustment_id: Mapped[str | None] = mapped_column(String(36), default=None)
     create_time: Mapped[datetime.datetime] = mapped_column(UTCDateTime)
 
 
@@ -265,3 +334,50 @@ class OutboxEvent(OutboxMixin, Base):
 
 class IdempotencyRecord(IdempotencyMixin, Base):
     __tablename__ = "idempotency_records"
+
+
+class Drawdown(Versioned, Base):
+    """A borrower's request to draw on an ACTIVE loan, and its lender's decision."""
+
+    ETAG_KIND = "drawdown"
+
+    __tablename__ = "drawdowns"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    loan_id: Mapped[str] = mapped_column(String(36), _loan_fk(), index=True)
+    amount: Mapped[Decimal] = mapped_column(ExactDecimal)
+    status: Mapped[DrawdownStatus] = mapped_column(_enum(DrawdownStatus, "drawdown_status", 16))
+    note: Mapped[str] = mapped_column(Text, default="")
+    rejection_reason: Mapped[str] = mapped_column(Text, default="")
+    requester_user_id: Mapped[str] = mapped_column(String(36))
+    decider_user_id: Mapped[str | None] = mapped_column(String(36), default=None)
+    ledger_entry_id: Mapped[str | None] = mapped_column(String(36), default=None)
+    request_time: Mapped[datetime.datetime] = mapped_column(UTCDateTime)
+    decide_time: Mapped[datetime.datetime | None] = mapped_column(UTCDateTime, default=None)
+
+
+class LedgerEntry(Base):
+    """One movement of money on a loan, numbered per loan, with the balances after it.
+
+    Entries are only ever added, under the loan's lock, so a loan's sequence
+    numbers are gapless and its last entry holds its balances.
+    """
+
+    __tablename__ = "ledger_entries"
+    __table_args__ = (
+        UniqueConstraint("loan_id", "sequence", name="uq_ledger_entries_loan_sequence"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    loan_id: Mapped[str] = mapped_column(String(36), _loan_fk())
+    sequence: Mapped[int] = mapped_column(Integer)
+    entry_type: Mapped[LedgerEntryType] = mapped_column(
+        _enum(LedgerEntryType, "ledger_entry_type", 16)
+    )
+    amount: Mapped[Decimal] = mapped_column(ExactDecimal)
+    drawn_amount: Mapped[Decimal] = mapped_column(ExactDecimal)
+    outstanding_amount: Mapped[Decimal] = mapped_column(ExactDecimal)
+    drawdown_id: Mapped[str | None] = mapped_column(String(36), default=None)
+    note: Mapped[str] = mapped_column(Text, default="")
+    actor_user_id: Mapped[str] = mapped_column(String(36))
+    entry_time: Mapped[datetime.datetime] = mapped_column(UTCDateTime)

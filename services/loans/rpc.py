@@ -19,6 +19,7 @@ from loansuite.common.v1 import error_pb2
 from loansuite.loans.v1 import loan_service_pb2_grpc as pb_grpc
 from sqlalchemy.orm import Session
 
+from services.loans.calendar.clock import Today, utc_today
 from services.loans.models import IdempotencyRecord
 from services.loans.watching.bus import ChangeBus
 from services.shared.auth_client import UserFinder
@@ -74,12 +75,14 @@ class LoanRpcBase(pb_grpc.LoanServiceServicer):
         *,
         users: UserFinder | None = None,
         bus: ChangeBus | None = None,
+        today: Today = utc_today,
     ) -> None:
         self._db = db
         self._auth = authenticator
         self._pages = page_tokens
         self._users = users  # finds invited lenders by email; None where nothing invites
         self._bus = bus  # WatchLoans subscriptions; None where nothing notifies
+        self._today = today  # the business date (calendar/clock.py): tests choose theirs
 
     def _caller(self, context: grpc.ServicerContext) -> Caller:
         """Steps 1 and 2: verify the bearer token and load the current user."""

@@ -15,14 +15,19 @@ from typing import Final
 __all__ = [
     "SHARE_TYPES",
     "ChangeKind",
+    "DrawdownStatus",
+    "InterestPeriod",
     "KpiDirection",
     "KpiOutcome",
     "KpiResultStatus",
     "KpiStatus",
     "KpiType",
+    "LedgerEntryType",
     "LoanState",
     "LoanType",
     "ObservationFrequency",
+    "ReferenceRate",
+    "ReportingStatus",
     "WireEnum",
 ]
 
@@ -138,3 +143,48 @@ class ChangeKind(WireEnum):
     KPI_CHANGED = "KPI_CHANGED"
     RATCHET_CHANGED = "RATCHET_CHANGED"
     RESULT_CHANGED = "RESULT_CHANGED"
+    LEDGER_CHANGED = "LEDGER_CHANGED"
+
+
+class ReferenceRate(WireEnum):
+    """The benchmark a loan's margin is quoted over; FIXED when there is none."""
+
+    SOFR = "SOFR"
+    SONIA = "SONIA"
+    EURIBOR = "EURIBOR"
+    TONA = "TONA"
+    FIXED = "FIXED"
+
+
+class InterestPeriod(WireEnum):
+    """How often a loan's interest is fixed and paid, counted from its start date."""
+
+    MONTHLY = "MONTHLY"
+    QUARTERLY = "QUARTERLY"
+    SEMI_ANNUAL = "SEMI_ANNUAL"
+
+
+class DrawdownStatus(WireEnum):
+    """Where a drawdown request is: waiting for the lender, or decided."""
+
+    REQUESTED = "REQUESTED"
+    APPROVED = "APPROVED"
+    REJECTED = "REJECTED"
+
+
+class LedgerEntryType(WireEnum):
+    """What moved money on a loan."""
+
+    DRAWDOWN = "DRAWDOWN"
+    REPAYMENT = "REPAYMENT"
+
+
+class ReportingStatus(WireEnum):
+    """Where a KPI's observation period stands on the reporting calendar (never stored)."""
+
+    UPCOMING = "UPCOMING"
+    DUE = "DUE"
+    REPORTED = "REPORTED"
+    VERIFIED = "VERIFIED"
+    OVERDUE = "OVERDUE"
+    MISSED = "MISSED"

@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-import grpc
 from loansuite.audit.v1 import audit_service_pb2_grpc
 from loansuite.auth.v1 import auth_service_pb2_grpc
 from loansuite.loans.v1 import loan_service_pb2, loan_service_pb2_grpc
 
+from services.loans.calendar.clock import Today, utc_today
+from services.loans.calendar.sweep import ReportingSweep
 from services.loans.models import IdempotencyRecord, OutboxEvent
 from services.loans.servicer import LoanServicer
 from services.loans.watching.bus import DEFAULT_QUEUE_SIZE, ChangeBus
@@ -24,12 +25,14 @@ from services.shared.auth_client import (
 )
 from services.shared.db import Database
 from services.shared.identity import Authenticator, TokenVerifier
+from services.shared.metrics import watch_pool
 from services.shared.migrations import upgrade
 from services.shared.paging import PageTokens
 from services.shared.relay import OutboxRelay
 from services.shared.retention import RetentionSweep
 from services.shared.server import Registration, Server, create_server
 from services.shared.settings import Settings
+from services.shared.tls import TlsConfig, open_channel, tls_config
 
 __all__ = ["start"]
 
@@ -39,17 +42,26 @@ SERVICE_NAME = loan_service_pb2.DESCRIPTOR.services_by_name["LoanService"].full_
 
 
 def start(
-    settings: Settings, *, port: int | None = None, watch_queue_size: int = DEFAULT_QUEUE_SIZE
+    settings: Settings,
+    *,
+    port: int | None = None,
+    watch_queue_size: int = DEFAULT_QUEUE_SIZE,
+    today: Today = utc_today,
 ) -> Server:
-    """Migrate the loans database, build the service and start serving; port 0 picks a free one."""
+    """Migrate the loans database, build the service and start serving; port 0 picks a free one.
+
+    today is the business date the calendar and the loan rules judge by (tests fix it).
+    """
     db = Database(settings.database_url("loans"))
+    watch_pool("loans", db.engine)
     upgrade(db, "services.loans:migrations")
     bus, stop_feed = _change_feed(db, settings, watch_queue_size)
     secret = settings.resolved_service_secret()
-    auth_channel = grpc.insecure_channel(settings.target("auth"))
+    tls = tls_config(settings)
+    auth_channel = open_channel(settings.target("auth"), tls)
     auth = auth_service_pb2_grpc.AuthServiceStub(auth_channel)
     credentials = ServiceCredentials(auth, service_name="loans", secret=secret)
-    audit_channel = relay_channel(settings.target("audit"))
+    audit_channel = relay_channel(settings.target("audit"), tls)
     relay = OutboxRelay(
         db,
         OutboxEvent,
@@ -62,16 +74,20 @@ def start(
         PageTokens(secret, purpose="loans"),
         users=RemoteUserFinder(auth, credentials),
         bus=bus,
+        today=today,
     )
-    server = _serve(servicer, settings, port)
+    server = _serve(servicer, settings, port, tls)
     relay.start(health=server.set_health)
     sweep = RetentionSweep(
         db, settings.retention(), outbox=OutboxEvent, idempotency=IdempotencyRecord, source="loans"
     )
     sweep.start(settings.retention_sweep_seconds)
+    reporting = ReportingSweep(db, today)
+    if settings.reporting_sweep_seconds > 0:
+        reporting.start(settings.reporting_sweep_seconds)
     server.on_stopping(bus.close)
     releases = (db.dispose, auth_channel.close, audit_channel.close, relay.stop, stop_feed)
-    for release in (*releases, sweep.stop):
+    for release in (*releases, sweep.stop, reporting.stop):
         server.on_stop(release)
     return server
 
@@ -88,7 +104,9 @@ def _authenticator(
     )
 
 
-def _serve(servicer: LoanServicer, settings: Settings, port: int | None) -> Server:
+def _serve(
+    servicer: LoanServicer, settings: Settings, port: int | None, tls: TlsConfig | None
+) -> Server:
     registration = Registration(
         SERVICE_NAME,
         lambda s: loan_service_pb2_grpc.add_LoanServiceServicer_to_server(servicer, s),
@@ -100,6 +118,9 @@ def _serve(servicer: LoanServicer, settings: Settings, port: int | None) -> Serv
         max_concurrent_rpcs=settings.max_concurrent_rpcs,
         model=settings.server_model,
         reuse_port=settings.reuse_port,
+        tls=tls,
+        max_receive_message_bytes=settings.max_receive_message_bytes,
+        max_send_message_bytes=settings.max_send_message_bytes,
     )
 
 
@@ -110,13 +131,22 @@ def _change_feed(
 
     Streams may take at most half the worker threads, so unary calls keep the rest.
     """
-    max_subscribers = max(1, settings.max_workers // 2)
+
+    def new_bus(*, live: bool) -> ChangeBus:
+        return ChangeBus(
+            max_subscribers=max(1, settings.max_workers // 2),
+            per_user=settings.streams_per_user,
+            per_organization=settings.streams_per_organization,
+            queue_size=queue_size,
+            live=live,
+        )
+
     if db.is_sqlite:  # one process per database: its own commits are all there is
-        bus = ChangeBus(max_subscribers=max_subscribers, queue_size=queue_size)
+        bus = new_bus(live=True)
         db.on_commit(lambda session: bus.publish(pending_changes(session)))
         return bus, lambda: None
     # Every replica hears every commit through PostgreSQL; not live until LISTEN is in place.
-    bus = ChangeBus(max_subscribers=max_subscribers, queue_size=queue_size, live=False)
+    bus = new_bus(live=False)
     listener = PgChangeListener(db.url, bus)
     if not listener.start():
         log.warning("change listener not connected yet; WatchLoans answers UNAVAILABLE until it is")

@@ -13,6 +13,7 @@ from services.shared.context import outgoing_metadata
 from services.shared.identity import TokenSource
 from services.shared.outbox import AuditRecord
 from services.shared.timestamps import timestamp
+from services.shared.tls import TlsConfig, open_channel
 
 __all__ = ["AuditSink", "relay_channel", "to_proto"]
 
@@ -22,9 +23,9 @@ __all__ = ["AuditSink", "relay_channel", "to_proto"]
 _CHANNEL_OPTIONS = (("grpc.max_reconnect_backoff_ms", 5_000),)
 
 
-def relay_channel(target: str) -> grpc.Channel:
+def relay_channel(target: str, tls: TlsConfig | None = None) -> grpc.Channel:
     """A channel to the audit service for a relay: reconnects within seconds of its return."""
-    return grpc.insecure_channel(target, options=_CHANNEL_OPTIONS)
+    return open_channel(target, tls, options=_CHANNEL_OPTIONS)
 
 
 def to_proto(record: AuditRecord) -> pb.AuditEvent:

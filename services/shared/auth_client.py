@@ -14,7 +14,7 @@ from loansuite.auth.v1 import auth_service_pb2_grpc as pb_grpc
 
 from services.shared._types import Metadata
 from services.shared.caches import ExpiringCache
-from services.shared.context import outgoing_metadata
+from services.shared.context import outgoing_metadata, time_remaining
 from services.shared.envelope import Envelope, error_from_message
 from services.shared.errors import (
     FailedPreconditionError,
@@ -31,10 +31,11 @@ __all__ = [
     "RemoteUserFinder",
     "ServiceCredentials",
     "UserFinder",
+    "call_timeout",
     "role_from_proto",
 ]
 
-CALL_TIMEOUT = 5.0
+CALL_TIMEOUT = 5.0  # the most a call to auth may take; a caller's earlier deadline wins
 _ROLES = {
     pb.USER_ROLE_BORROWER: Role.BORROWER,
     pb.USER_ROLE_LENDER: Role.LENDER,
@@ -59,7 +60,7 @@ def _call(
     as they would the same outcome decided in their own process.
     """
     try:
-        response = rpc(request, timeout=CALL_TIMEOUT, metadata=metadata)
+        response = rpc(request, timeout=call_timeout(), metadata=metadata)
     except grpc.RpcError as exc:
         raise UnavailableError(
             "the auth service is unavailable", reason="AUTH_UNAVAILABLE"
@@ -67,6 +68,16 @@ def _call(
     if response.HasField("error"):
         raise error_from_message(response.error)
     return response
+
+
+def call_timeout() -> float:
+    """The time left to the call being served, capped by CALL_TIMEOUT.
+
+    Auth is never asked to work longer than the client still waits: past the
+    client's deadline the answer would be thrown away, and the thread held.
+    """
+    remaining = time_remaining()
+    return CALL_TIMEOUT if remaining is None else max(0.0, min(CALL_TIMEOUT, remaining))
 
 
 class RemoteKeyRing(CachedKeyRing):

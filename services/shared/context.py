@@ -1,18 +1,36 @@
-"""The request id of the call being served, for logs, envelopes and downstream calls."""
+"""The call being served: its request id (logs, envelopes, downstream calls) and deadline."""
 
 from __future__ import annotations
 
 import contextvars
 import uuid
 from collections.abc import Sequence
+from typing import Protocol
 
 from services.shared.validation import REQUEST_ID
 
-__all__ = ["REQUEST_ID_HEADER", "current_request_id", "outgoing_metadata", "request_id_from"]
+__all__ = [
+    "REQUEST_ID_HEADER",
+    "Deadline",
+    "current_request_id",
+    "outgoing_metadata",
+    "request_id_from",
+    "time_remaining",
+]
 
 REQUEST_ID_HEADER = "x-request-id"
 
-_request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
+
+class Deadline(Protocol):
+    """What tells the time left to the call being served (a grpc.ServicerContext does)."""
+
+    def time_remaining(self) -> float | None: ...
+
+
+# One variable for both, so binding a call costs one set and one reset.
+_call: contextvars.ContextVar[tuple[str, Deadline | None]] = contextvars.ContextVar(
+    "call", default=("", None)
+)
 
 
 def request_id_from(metadata: Sequence[tuple[str, str | bytes]] | None) -> str:
@@ -25,15 +43,23 @@ def request_id_from(metadata: Sequence[tuple[str, str | bytes]] | None) -> str:
 
 
 def current_request_id() -> str:
-    return _request_id.get()
+    return _call.get()[0]
 
 
-def set_request_id(request_id: str) -> contextvars.Token[str]:
-    return _request_id.set(request_id)
+def time_remaining() -> float | None:
+    """Seconds left to the call being served; None without a deadline or outside a call."""
+    deadline = _call.get()[1]
+    return None if deadline is None else deadline.time_remaining()
 
 
-def reset_request_id(token: contextvars.Token[str]) -> None:
-    _request_id.reset(token)
+def set_request_id(
+    request_id: str, deadline: Deadline | None = None
+) -> contextvars.Token[tuple[str, Deadline | None]]:
+    return _call.set((request_id, deadline))
+
+
+def reset_request_id(token: contextvars.Token[tuple[str, Deadline | None]]) -> None:
+    _call.reset(token)
 
 
 def outgoing_metadata(*, bearer: str | None = None) -> tuple[tuple[str, str], ...]:

@@ -21,12 +21,14 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, ClassVar, Protocol, TypeVar
 
 from sqlalchemy import Connection, Engine, FromClause, Table, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from services.shared.files import create_private_file, private_directory, private_file
 from services.shared.group_commit import GroupCommit
 
 __all__ = ["Database", "MappedClass", "database_url", "libpq_dsn", "table_of"]
@@ -43,6 +45,8 @@ _SQLITE_PRAGMAS = (
     "PRAGMA journal_size_limit=67108864",
     "PRAGMA foreign_keys=ON",
 )
+# Files SQLite keeps beside a database; each holds its data, so each is private.
+_SQLITE_COMPANIONS = ("-wal", "-shm", "-journal")
 
 
 class Database:
@@ -147,9 +151,7 @@ def database_url(server_url: str | URL, database: str) -> str:
 
 def _sqlite_engine(url: URL, pool_size: int) -> Engine:
     if url.database and url.database != ":memory:":
-        from pathlib import Path
-
-        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        _private_sqlite_files(Path(url.database))
     engine = create_engine(
         url,
         connect_args={"check_same_thread": False},
@@ -172,3 +174,16 @@ def _sqlite_engine(url: URL, pool_size: int) -> Engine:
             conn.exec_driver_sql(f"BEGIN {mode}")
 
     return engine
+
+
+def _private_sqlite_files(path: Path) -> None:
+    """The database's directory 0700 and its files 0600, whatever the umask.
+
+    The file is made 0600 before SQLite first opens it: SQLite gives the -wal and
+    -shm files it creates the database file's own mode. Files left looser by an
+    older version are tightened (or refused when not ours, see files.py).
+    """
+    private_directory(path.parent)
+    create_private_file(path)
+    for suffix in _SQLITE_COMPANIONS:
+        private_file(path.with_name(path.name + suffix))

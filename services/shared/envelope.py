@@ -20,20 +20,22 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import time
 from collections.abc import Callable, Iterator, Mapping
+from datetime import timedelta
 from types import MappingProxyType
 from typing import Any, NoReturn, Protocol, TypeVar
 
 import grpc
-from google.protobuf import any_pb2
-from google.rpc import status_pb2
+from google.protobuf import any_pb2, duration_pb2
+from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 from loansuite.common.v1 import error_pb2
 
 from services.shared import context
+from services.shared.call_metrics import CallMetrics, GrpcType, for_method
 from services.shared.errors import AppError, Code, FieldViolation, error_for
-from services.shared.metrics import calls
 
 __all__ = [
     "Envelope",
@@ -43,6 +45,7 @@ __all__ = [
     "error_from_message",
     "error_message",
     "internal_error",
+    "status_of",
     "streaming",
     "unary",
 ]
@@ -114,15 +117,35 @@ def error_from_message(error: error_pb2.Error) -> AppError:
 
 
 def abort_with_error(ctx: grpc.ServicerContext, exc: AppError, request_id: str) -> NoReturn:
-    """End the call with the gRPC status of exc's code, its Error as a google.rpc.Status detail."""
+    """End the call with the gRPC status of exc's code, its Error as a google.rpc.Status detail.
+
+    An error with a retry delay also carries a google.rpc.RetryInfo detail.
+    """
+    ctx.abort_with_status(status_of(exc, request_id))
+
+
+def status_of(exc: AppError, request_id: str) -> grpc.Status:
+    """The gRPC status that answers exc: its code, the Error (and RetryInfo) as details."""
     detail = any_pb2.Any()
     detail.Pack(error_message(exc, request_id))
+    details = [detail]
+    if exc.retry_delay is not None:
+        retry = any_pb2.Any()
+        retry.Pack(error_details_pb2.RetryInfo(retry_delay=_duration(exc.retry_delay)))
+        details.append(retry)
     status = status_pb2.Status(
-        code=grpc.StatusCode[exc.code.name].value[0], message=exc.message, details=[detail]
+        code=grpc.StatusCode[exc.code.name].value[0], message=exc.message, details=details
     )
     rich = rpc_status.to_status(status)
     trailing = (*rich.trailing_metadata, (context.REQUEST_ID_HEADER, request_id))
-    ctx.abort_with_status(_Status(rich.code, rich.details, trailing))
+    return _Status(rich.code, rich.details, trailing)
+
+
+def _duration(delay: timedelta) -> duration_pb2.Duration:
+    """A delay as a Duration, rounded up to a whole second: never earlier than allowed."""
+    duration = duration_pb2.Duration()
+    duration.FromSeconds(max(0, math.ceil(delay.total_seconds())))
+    return duration
 
 
 class _Status(grpc.Status):
@@ -155,15 +178,17 @@ def unary(
         @functools.wraps(method)
         def handler(self: Self_, request: Req, ctx: grpc.ServicerContext) -> Resp:
             request_id = context.request_id_from(ctx.invocation_metadata())
-            token = context.set_request_id(request_id)
+            token = context.set_request_id(request_id, ctx)
             started = time.perf_counter()
+            rpc = for_method(self, method, "unary")
+            rpc.started()
             try:
                 response = _call(method, self, request, ctx, response_type, request_id)
                 ctx.set_trailing_metadata(((context.REQUEST_ID_HEADER, request_id),))
-                _record(_rpc_name(self, method), response, started)
+                _record(rpc, response, started)
                 return response
             except AppError as exc:  # as_status: answered with a real gRPC status
-                _log_call(_rpc_name(self, method), exc.code.name, started)
+                _log_call(rpc, exc.code.name, started, grpc_code=exc.code.name, reason=exc.reason)
                 abort_with_error(ctx, exc, request_id)
             finally:  # after the call's log line, which carries the request id
                 context.reset_request_id(token)
@@ -192,22 +217,30 @@ def _call(
         return response_type(error=internal_error(request_id))
 
 
-def _rpc_name(servicer: object, method: Callable[..., object]) -> str:
-    """The servicer's name, not the mixin's that defines the method: LoanServicer.CreateLoan."""
-    return f"{type(servicer).__name__}.{method.__name__}"
-
-
-def _record(name: str, response: Envelope, started: float) -> None:
+def _record(rpc: CallMetrics, response: Envelope, started: float) -> None:
     """Classify the call by its envelope code, so an error never counts as a success."""
-    outcome = code_from_proto(response.error.code).name if response.HasField("error") else "OK"
-    _log_call(name, outcome, started)
+    if response.HasField("error"):
+        error = response.error
+        _log_call(rpc, code_from_proto(error.code).name, started, reason=error.reason)
+    else:
+        _log_call(rpc, "OK", started)
 
 
-def _log_call(name: str, outcome: str, started: float) -> None:
-    calls.record(name, outcome)
-    elapsed_ms = round((time.perf_counter() - started) * 1000, 3)
+def _log_call(
+    rpc: CallMetrics,
+    outcome: str,
+    started: float,
+    *,
+    grpc_code: str = "OK",
+    reason: str | None = None,
+) -> None:
+    """Count and log a finished call: outcome is the Error's code (then reason is its
+    reason) or, without an Error, the gRPC code."""
+    elapsed = time.perf_counter() - started
+    rpc.handled(grpc_code, elapsed, None if reason is None else (outcome, reason))
     level = logging.ERROR if outcome == "INTERNAL" else logging.INFO
-    log.log(level, "call", extra={"rpc": name, "outcome": outcome, "elapsed_ms": elapsed_ms})
+    extra = {"rpc": rpc.name, "outcome": outcome, "elapsed_ms": round(elapsed * 1000, 3)}
+    log.log(level, "call", extra=extra)
 
 
 def streaming(
@@ -218,8 +251,12 @@ def streaming(
     def decorate(method: StreamHandler[Self_, Req, Resp]) -> StreamHandler[Self_, Req, Resp]:
         @functools.wraps(method)
         def handler(self: Self_, request: Req, ctx: grpc.ServicerContext) -> Iterator[Resp]:
+            # A bidirectional method gets an iterator of requests, not one message.
+            kind: GrpcType = "server_stream" if hasattr(request, "DESCRIPTOR") else "bidi_stream"
             call = _StreamCall(
-                _rpc_name(self, method), context.request_id_from(ctx.invocation_metadata()), ctx
+                for_method(self, method, kind),
+                context.request_id_from(ctx.invocation_metadata()),
+                ctx,
             )
             ctx.set_trailing_metadata(((context.REQUEST_ID_HEADER, call.request_id),))
             responses = method(self, request, ctx)
@@ -227,7 +264,7 @@ def streaming(
                 while (response := call.step(responses, response_type)) is not None:
                     yield response
             except GeneratorExit:
-                call.outcome = "CANCELLED"  # the client went away between responses
+                call.outcome = call.grpc_code = "CANCELLED"  # the client went away meanwhile
                 raise
             finally:
                 call.finish(responses)
@@ -245,42 +282,53 @@ def _cancelled(ctx: grpc.ServicerContext) -> bool:
 
 
 class _StreamCall:
-    """One streaming call: its request id, and its outcome so far (the first error wins)."""
+    """One streaming call: its request id, and its outcome so far (the first error wins).
 
-    def __init__(self, name: str, request_id: str, ctx: grpc.ServicerContext) -> None:
-        self.name = name
+    An error with ``as_status`` (the server is stopping, a quota) ends the stream with
+    that gRPC status and the Error as its detail, so clients' retry logic reconnects.
+    """
+
+    def __init__(self, rpc: CallMetrics, request_id: str, ctx: grpc.ServicerContext) -> None:
+        self.rpc = rpc
         self.request_id = request_id
-        self.outcome = "OK"
+        self.outcome = self.grpc_code = "OK"
+        self.reason: str | None = None
         self._ctx = ctx
         self._finished = False
         self._started = time.perf_counter()
+        rpc.started()
 
     def step(self, responses: Iterator[Resp], response_type: Callable[..., Resp]) -> Resp | None:
         """Run the method to its next response, with the request id bound; None when it ends."""
         if self._finished:
             return None
-        token = context.set_request_id(self.request_id)
+        token = context.set_request_id(self.request_id, self._ctx)
         try:
             return next(responses)
         except StopIteration:
             self._finished = True
             if _cancelled(self._ctx):  # the method ended because the client went away
-                self.outcome = "CANCELLED"
+                self.outcome = self.grpc_code = "CANCELLED"
             return None
         except AppError as exc:
-            return self._fail(response_type(error=error_message(exc, self.request_id)), exc.code)
+            response = self._fail(response_type(error=error_message(exc, self.request_id)), exc)
+            if exc.as_status:
+                self.grpc_code = exc.code.name
+                abort_with_error(self._ctx, exc, self.request_id)
+            return response
         except Exception:
             if _cancelled(self._ctx):
                 # Reading a request of a cancelled call raises; that is no failure of ours.
-                self.outcome, self._finished = "CANCELLED", True
+                self.outcome = self.grpc_code = "CANCELLED"
+                self._finished = True
                 return None
             log.exception("unexpected failure")
-            return self._fail(response_type(error=internal_error(self.request_id)), Code.INTERNAL)
+            return self._fail(response_type(error=internal_error(self.request_id)), AppError())
         finally:
             context.reset_request_id(token)
 
-    def _fail(self, response: Resp, code: Code) -> Resp:
-        self.outcome, self._finished = code.name, True
+    def _fail(self, response: Resp, exc: AppError) -> Resp:
+        self.outcome, self.reason, self._finished = exc.code.name, exc.reason, True
         return response
 
     def finish(self, responses: Iterator[Resp]) -> None:
@@ -290,6 +338,8 @@ class _StreamCall:
             close = getattr(responses, "close", None)
             if close is not None:
                 close()
-            _log_call(self.name, self.outcome, self._started)
+            _log_call(
+                self.rpc, self.outcome, self._started, grpc_code=self.grpc_code, reason=self.reason
+            )
         finally:
             context.reset_request_id(token)

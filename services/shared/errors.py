@@ -10,6 +10,7 @@
     ├── AbortedError
     ├── ResourceExhaustedError
     └── UnavailableError
+        └── ServerStoppingError     (a gRPC status, not an envelope: the server stops)
 
 Use cases raise these; the edge (envelope.py) turns them into an Error message
 by looking up ``code``. Anything else is an unexpected failure: INTERNAL.
@@ -22,6 +23,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from types import MappingProxyType
 
 from services.shared._types import Violation
@@ -38,6 +40,7 @@ __all__ = [
     "NotFoundError",
     "PermissionDeniedError",
     "ResourceExhaustedError",
+    "ServerStoppingError",
     "UnauthenticatedError",
     "UnavailableError",
     "ValidationError",
@@ -93,10 +96,13 @@ class AppError(Exception):
         *,
         reason: str | None = None,
         field_violations: tuple[FieldViolation, ...] = (),
+        retry_delay: timedelta | None = None,
     ) -> None:
         self.message = message or type(self).message
         self.reason = reason or type(self).reason
         self.field_violations = field_violations
+        # When the caller may try again (a throttle's lockout); sent as google.rpc.RetryInfo.
+        self.retry_delay = retry_delay
         super().__init__(self.message)
 
 
@@ -167,6 +173,14 @@ class UnavailableError(AppError):
     code = Code.UNAVAILABLE
     reason = "UNAVAILABLE"
     message = "a dependency is unavailable; retry later"
+
+
+class ServerStoppingError(UnavailableError):
+    """This server is stopping: the call or stream ends so that the client reconnects."""
+
+    as_status = True  # balancers and retry policies must see it: a real UNAVAILABLE
+    reason = "SERVER_STOPPING"
+    message = "the server is stopping; retry"
 
 
 # The one table from code to class; each class's own ``code`` must agree (tested).

@@ -25,6 +25,7 @@ from services.shared.errors import UnauthenticatedError
 
 __all__ = [
     "SERVICE_SUBJECT_PREFIX",
+    "SPIFFE_PREFIX",
     "Authenticator",
     "CachedKeyRing",
     "Caller",
@@ -35,10 +36,14 @@ __all__ = [
     "TokenVerifier",
     "UserDirectory",
     "bearer_token",
+    "service_from_spiffe_ids",
+    "spiffe_id",
     "verification_keys",
 ]
 
 SERVICE_SUBJECT_PREFIX = "service:"
+# The identity a certificate made by `loansuite certs init` carries in its URI SAN.
+SPIFFE_PREFIX = "spiffe://loansuite/"
 
 
 class Role(enum.StrEnum):
@@ -60,6 +65,23 @@ class Caller:
     @property
     def is_service(self) -> bool:
         return self.role is Role.SERVICE
+
+    @property
+    def service_name(self) -> str:
+        """The service a service token names ("loans"); "" for a user."""
+        return self.user_id.removeprefix(SERVICE_SUBJECT_PREFIX) if self.is_service else ""
+
+
+def spiffe_id(name: str) -> str:
+    """The SPIFFE id of a service or operator certificate: spiffe://loansuite/<name>."""
+    return f"{SPIFFE_PREFIX}{name}"
+
+
+def service_from_spiffe_ids(ids: Iterable[str]) -> str:
+    """The one loansuite name among a certificate's SPIFFE ids; "" if none, or several."""
+    names = {i.removeprefix(SPIFFE_PREFIX) for i in ids if i.startswith(SPIFFE_PREFIX)}
+    # A certificate naming two holders names none that can be trusted.
+    return names.pop() if len(names) == 1 else ""
 
 
 @dataclass(frozen=True)

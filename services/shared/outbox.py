@@ -127,7 +127,10 @@ def _insert(table: TableClause) -> Insert:
 
 
 class RelayLock:
-    """An exclusive, non-blocking flock on ``<database>.relay.lock``: its holder delivers.
+    """An exclusive, non-blocking flock on ``<database>.<table>.relay.lock``: its holder delivers.
+
+    One lock per outbox table, not per file: auth and loans may share a SQLite file,
+    and each needs a relay of its own.
 
     A kernel lock rather than a row or a marker file: the kernel drops it when the holder
     exits, even by SIGKILL, so a standby relay takes over with nothing stale to clean up.
@@ -138,12 +141,12 @@ class RelayLock:
         self._fd: int | None = None
 
     @classmethod
-    def beside(cls, db: Database) -> RelayLock:
-        """The lock of a SQLite file; none for PostgreSQL or an in-memory database."""
+    def beside(cls, db: Database, table: str) -> RelayLock:
+        """The lock of a SQLite file's outbox table; none for PostgreSQL or in-memory."""
         name = db.url.database
         if not db.is_sqlite or not name or name == ":memory:":
             return cls(None)
-        return cls(Path(f"{name}.relay.lock"))
+        return cls(Path(f"{name}.{table}.relay.lock"))
 
     def acquire(self) -> bool:
         """Take the lock if free; True when this relay holds it (or needs none)."""

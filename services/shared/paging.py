@@ -8,7 +8,7 @@ import hmac
 import json
 from typing import Any
 
-from services.shared.errors import InvalidArgumentError
+from services.shared.errors import InvalidArgumentError, ValidationError
 
 __all__ = ["PageTokens", "page_size"]
 
@@ -16,7 +16,7 @@ __all__ = ["PageTokens", "page_size"]
 def page_size(requested: int, *, default: int, maximum: int) -> int:
     """The page size to use: default when unset, never above maximum, never negative."""
     if requested < 0:
-        raise InvalidArgumentError("page_size must not be negative", reason="PAGE_SIZE_NEGATIVE")
+        raise ValidationError([("page_size", "PAGE_SIZE_NEGATIVE", "must not be negative")])
     return min(requested or default, maximum)
 
 

@@ -72,7 +72,7 @@ class OutboxRelay:
         self._report_every = report_seconds
         self.stats = OutboxStats(source)
         self._watch = DeliveryWatch(self.stats, stall_seconds, max_backoff_seconds)
-        self._lock = RelayLock.beside(db)
+        self._lock = RelayLock.beside(db, table_of(model).name)
         self._active: bool | None = None
         self._unmarked: dict[str, None] = {}  # insertion-ordered set
         self._last_report = OutboxSnapshot(source)

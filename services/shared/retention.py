@@ -13,7 +13,6 @@ only find less to do.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -26,6 +25,7 @@ from services.shared.db import Database, table_of
 from services.shared.idempotency import IdempotencyMixin
 from services.shared.metrics import retention
 from services.shared.outbox import OutboxMixin
+from services.shared.periodic import PeriodicSweep
 from services.shared.settings import Retention
 
 __all__ = ["DEFAULT_BATCH", "Retention", "RetentionSweep"]
@@ -38,8 +38,10 @@ log = logging.getLogger("loansuite.retention")
 DEFAULT_BATCH = 100
 
 
-class RetentionSweep:
+class RetentionSweep(PeriodicSweep):
     """Deletes what is past retention, now (``sweep``) or every ``interval`` seconds."""
+
+    thread_name = "retention"
 
     def __init__(
         self,
@@ -68,8 +70,7 @@ class RetentionSweep:
                 _created_before(idempotency, batch),
                 retention_for.idempotency_seconds,
             )
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
+        super().__init__()
 
     def sweep(self) -> dict[str, int]:
         """Delete every row past retention, a batch per transaction; the counts by table."""
@@ -91,27 +92,6 @@ class RetentionSweep:
         if any(deleted.values()):
             log.info("retention sweep", extra={"deleted": deleted})
         return deleted
-
-    def start(self, interval: float) -> None:
-        """Sweep now and every interval seconds, in a thread of its own."""
-        self._thread = threading.Thread(
-            target=self._run, args=(interval,), name="retention", daemon=True
-        )
-        self._thread.start()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self._stopping.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-
-    def _run(self, interval: float) -> None:
-        while not self._stopping.is_set():
-            started = time.monotonic()
-            try:
-                self.sweep()
-            except Exception:  # the database is away: the next round tries again
-                log.exception("retention sweep failed")
-            self._stopping.wait(max(0.0, interval - (time.monotonic() - started)))
 
 
 def _delivered_before(model: type[OutboxMixin], batch: int) -> Delete:

@@ -1,4 +1,10 @@
-"""gRPC server bootstrap: health, reflection, a port that fails loudly, graceful stop.
+"""gRPC server bootstrap: health, reflection, a port that fails loudly, keepalive, drain.
+
+Stopping (SIGTERM) goes in steps: health reads NOT_SERVING at once while the
+server goes on serving for the drain window, so balancers stop sending; then
+the listener closes (new calls get UNAVAILABLE from the transport), open
+streams end with UNAVAILABLE and the Error as its detail (Health/Watch too, so
+no watcher holds the grace), and calls in flight finish within the grace.
 
 Two server models share one set of (synchronous) servicers: grpcio's
 thread-pool server, and grpc.aio with the servicers run on its migration
@@ -18,8 +24,14 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+
+from services.shared.context import request_id_from
+from services.shared.envelope import status_of
+from services.shared.errors import ServerStoppingError
+from services.shared.health import DrainingHealth
+from services.shared.tls import TlsConfig
 
 __all__ = ["Registration", "Server", "create_server"]
 
@@ -31,6 +43,19 @@ Options = tuple[tuple[str, int], ...]
 # workers of one `serve --workers N`, whose supervisor checked the port first, share it.
 SERVER_OPTIONS = (("grpc.so_reuseport", 0),)
 SHARED_PORT_OPTIONS = (("grpc.so_reuseport", 1),)
+# Clients' keepalive defaults must live with the server's enforcement: grpc-js and
+# grpc-java clients ping idle streams every 10 s or so, and grpc core's default (one
+# ping per 5 minutes without data, GOAWAY too_many_pings at the third early one) cut
+# such a stream within a minute. The server's own pings find dead peers of idle streams.
+KEEPALIVE_OPTIONS = (
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+    ("grpc.http2.max_ping_strikes", 2),
+    ("grpc.keepalive_time_ms", 60_000),
+    ("grpc.keepalive_timeout_ms", 20_000),
+    ("grpc.http2.max_pings_without_data", 0),  # the server's pings go on over idle streams
+)
+MESSAGE_BYTES = 4 * 1024 * 1024  # grpcio's receive default
 _STATUSES = {
     True: health_pb2.HealthCheckResponse.SERVING,
     False: health_pb2.HealthCheckResponse.NOT_SERVING,
@@ -49,10 +74,12 @@ class Registration:
 class Server:
     """A running gRPC server with its health servicer, and a graceful stop."""
 
-    def __init__(self, engine: _Engine, port: int, health_servicer: health.HealthServicer) -> None:
+    def __init__(self, engine: _Engine, port: int, health_servicer: DrainingHealth) -> None:
         self._engine = engine
         self.port = port
         self.health = health_servicer
+        # Served on the HTTP side port beside /metrics, by path (auth's JWKS).
+        self.documents: dict[str, Callable[[], bytes]] = {}
         self._on_stop: list[Callable[[], None]] = []
         self._on_stopping: list[Callable[[], None]] = []
 
@@ -74,23 +101,48 @@ class Server:
         self._on_stopping.append(callback)
 
     def stop(self, grace: float) -> None:
-        """Report NOT_SERVING, let in-flight calls finish within grace, then release."""
+        """Report NOT_SERVING, stop accepting, end open streams with UNAVAILABLE, let calls
+        in flight finish within grace, then release."""
         self.health.enter_graceful_shutdown()
+        stopped = self._engine.begin_stop(grace)
+        self.health.end_watches(_end_stopping)
         for callback in self._on_stopping:
             callback()
-        self._engine.stop(grace)
+        stopped()
         for callback in reversed(self._on_stop):
             callback()
 
-    def wait_for_signal(self, grace: float) -> None:
-        """Serve until SIGTERM or SIGINT, then stop gracefully."""
-        stopping = threading.Event()
+    def wait_for_signal(self, grace: float, drain: float = 0.0) -> None:
+        """Serve until SIGTERM or SIGINT; drain for drain seconds, then stop gracefully.
+
+        A second signal cuts the drain short (an operator's second Ctrl-C).
+        """
+        stopping, hurry = threading.Event(), threading.Event()
+
+        def on_signal(*_: object) -> None:
+            (hurry if stopping.is_set() else stopping).set()
+
         for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: stopping.set())
+            signal.signal(sig, on_signal)
         stopping.wait()
+        self.health.enter_graceful_shutdown()
+        if drain > 0:
+            log.info("draining: health reads NOT_SERVING", extra={"drain_seconds": drain})
+            hurry.wait(drain)
         log.info("stopping", extra={"grace_seconds": grace})
         self.stop(grace)
         log.info("stopped")
+
+
+def _end_stopping(ctx: grpc.ServicerContext) -> None:
+    """End a stream that is not running a handler as a stopping server does."""
+    status = status_of(ServerStoppingError(), request_id_from(ctx.invocation_metadata()))
+    ctx.set_code(status.code)
+    ctx.set_details(status.details)
+    ctx.set_trailing_metadata(status.trailing_metadata)
+
+
+_STOP_MARGIN_SECONDS = 5.0  # after the grace, for grpcio to cancel what is left
 
 
 class _Engine:
@@ -103,8 +155,20 @@ class _Engine:
     def start(self) -> None:
         self.server.start()
 
-    def stop(self, grace: float) -> None:
-        self.server.stop(grace).wait()
+    def begin_stop(self, grace: float) -> Callable[[], None]:
+        """Stop accepting now; returns what waits until calls in flight are done.
+
+        The wait is bounded: grpcio cancels what is left when the grace ends, and
+        its stop event has been seen, rarely, never to fire after that, with no
+        handler left running; a stop must not hang the process for it.
+        """
+        done = self.server.stop(grace)
+
+        def wait() -> None:
+            if not done.wait(grace + _STOP_MARGIN_SECONDS):
+                log.warning("server not stopped after the grace period; going on")
+
+        return wait
 
 
 class _AioEngine(_Engine):
@@ -129,11 +193,16 @@ class _AioEngine(_Engine):
     def start(self) -> None:
         self._run(self.server.start())
 
-    def stop(self, grace: float) -> None:
-        self._run(self.server.stop(grace))
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join()
-        self._loop.close()
+    def begin_stop(self, grace: float) -> Callable[[], None]:
+        stopping = asyncio.run_coroutine_threadsafe(self.server.stop(grace), self._loop)
+
+        def wait() -> None:
+            stopping.result()
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join()
+            self._loop.close()
+
+        return wait
 
 
 def create_server(
@@ -144,17 +213,27 @@ def create_server(
     model: Literal["thread", "aio"] = "thread",
     reuse_port: bool = False,
     max_concurrent_rpcs: int | None = None,
+    tls: TlsConfig | None = None,
+    max_receive_message_bytes: int = MESSAGE_BYTES,
+    max_send_message_bytes: int = MESSAGE_BYTES,
 ) -> Server:
     """Start a server on address ("host:0" picks a free port) with health and reflection.
+
+    With tls the port speaks TLS only (and demands client certificates if tls says so).
 
     Past ``max_concurrent_rpcs`` calls in progress or waiting for a thread (open
     streams count), grpcio refuses new calls with RESOURCE_EXHAUSTED instead of
     queueing them without bound; None leaves the queue unbounded.
     """
-    options = SHARED_PORT_OPTIONS if reuse_port else SERVER_OPTIONS
+    options = (
+        *(SHARED_PORT_OPTIONS if reuse_port else SERVER_OPTIONS),
+        *KEEPALIVE_OPTIONS,
+        ("grpc.max_receive_message_length", max_receive_message_bytes),
+        ("grpc.max_send_message_length", max_send_message_bytes),
+    )
     engine_class = _AioEngine if model == "aio" else _Engine
     engine = engine_class(max_workers, options, max_concurrent_rpcs)
-    health_servicer = health.HealthServicer()
+    health_servicer = DrainingHealth()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, engine.server)
     names = [r.name for r in registrations]
     for registration in registrations:
@@ -163,7 +242,10 @@ def create_server(
     reflection.enable_server_reflection(
         [*names, health_name, reflection.SERVICE_NAME], engine.server
     )
-    port = engine.server.add_insecure_port(address)
+    if tls is None:
+        port = engine.server.add_insecure_port(address)
+    else:
+        port = engine.server.add_secure_port(address, tls.server_credentials())
     if port == 0:
         raise RuntimeError(f"cannot listen on {address}: is the port taken?")
     engine.start()

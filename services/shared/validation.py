@@ -12,6 +12,8 @@ from __future__ import annotations
 import datetime
 import enum
 import re
+import unicodedata
+import uuid
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any, Final, Literal, TypeVar
@@ -25,22 +27,26 @@ from services.shared.errors import ValidationError
 
 __all__ = [
     "CURRENCY_DIGITS",
+    "INT64_MAX",
     "REQUEST_ID",
     "VALUE_FRACTION_DIGITS",
     "DecimalKind",
     "Violation",
     "apply_mask",
     "check_characters",
+    "check_range",
     "check_request_id",
     "fail",
     "format_amount",
     "format_value",
+    "is_uuid",
     "member",
     "not_after",
     "parse_date",
     "parse_decimal",
     "parse_reason",
     "text",
+    "text_field",
     "validated",
     "violations",
 ]
@@ -71,6 +77,7 @@ _DECIMAL_LIMIT: Final = Decimal(10) ** 15
 _PERCENT_MAX: Final = Decimal(100)
 _EXAMPLES: Final[dict[DecimalKind, str]] = {"AMOUNT": "1250000.00", "VALUE": "1200.5"}
 _REASON_MAX: Final = 1000
+_NFC_SLACK: Final = 4  # code points per character that text() reads before normalising
 
 # [0-9], not \d: \d also matches non-ASCII digits such as "١٢٣", which Decimal accepts.
 _DECIMAL = re.compile(r"[0-9]+(\.[0-9]+)?")
@@ -82,6 +89,8 @@ _CONTROL_MULTILINE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 # Embeddings, overrides and isolates, and the implicit marks: they reorder what a
 # reader sees ("Invoice \u202efdp.exe" shows as "Invoice exe.pdf").
 _BIDI = re.compile("[\u202a-\u202e\u2066-\u2069\u200e\u200f\u061c]")
+# SQLite's INTEGER and PostgreSQL's BIGINT are signed 64-bit: a uint64 field can hold more.
+INT64_MAX: Final = 2**63 - 1
 # Used with fullmatch: "$" would also accept a trailing newline.
 REQUEST_ID: Final = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 
@@ -258,22 +267,48 @@ def check_characters(value: str, *, reason_prefix: str, multiline: bool = False)
 def text(
     raw: str, *, reason_prefix: str, limit: int, required: bool = True, multiline: bool = False
 ) -> str:
-    """A stripped text field: required (unless not), at most limit characters, nothing hidden."""
+    """A stripped NFC text field: required (unless not), at most limit characters, none hidden.
+
+    NFC, so that text that looks the same is stored, compared and counted the same,
+    however the client's keyboard composed it ("é" as one code point, not "e" + U+0301).
+    """
     value = raw.strip()
     if required and not value:
         raise fail(f"{reason_prefix}_REQUIRED", "is required")
-    # Length first: an oversized value is refused before it is scanned.
-    if len(value) > limit:
+    # The limit counts the NFC form, which combining marks make shorter than what was
+    # sent; a value far beyond it is refused before it is normalised or scanned.
+    too_long = len(value) > _NFC_SLACK * limit
+    if not too_long:
+        value = unicodedata.normalize("NFC", value)
+        too_long = len(value) > limit
+    if too_long:
         raise fail(f"{reason_prefix}_TOO_LONG", "must be at most {n} characters", n=limit)
     return check_characters(value, reason_prefix=reason_prefix, multiline=multiline)
 
 
+def text_field(
+    raw: str,
+    *,
+    field: str,
+    reason_prefix: str,
+    limit: int,
+    required: bool = True,
+    multiline: bool = False,
+) -> str:
+    """``text`` for a field checked outside a model: a failure is a ValidationError on field."""
+    try:
+        return text(
+            raw, reason_prefix=reason_prefix, limit=limit, required=required, multiline=multiline
+        )
+    except PydanticCustomError as exc:
+        raise ValidationError([(field, exc.type, exc.message())]) from None
+
+
 def parse_reason(raw: str) -> str:
     """A rejection's reason: required, at most 1000 characters, free of hidden characters."""
-    try:
-        return text(raw, reason_prefix="REASON", limit=_REASON_MAX, multiline=True)
-    except PydanticCustomError as exc:
-        raise ValidationError([("reason", exc.type, exc.message())]) from None
+    return text_field(
+        raw, field="reason", reason_prefix="REASON", limit=_REASON_MAX, multiline=True
+    )
 
 
 def apply_mask(
@@ -301,3 +336,23 @@ def check_request_id(value: str, field: str = "request_id") -> str:
             [(field, "REQUEST_ID_INVALID", "must be 1-128 letters, digits or ._:-")]
         )
     return value
+
+
+def check_range(value: int, field: str, *, minimum: int = 0, maximum: int = INT64_MAX) -> int:
+    """An integer field within [minimum, maximum], checked before it reaches a database.
+
+    Out of range is INVALID_ARGUMENT on field, reason ``<FIELD>_OUT_OF_RANGE`` (the
+    last segment of the field's path).
+    """
+    if not minimum <= value <= maximum:
+        reason = f"{field.rsplit('.', 1)[-1].upper()}_OUT_OF_RANGE"
+        raise ValidationError([(field, reason, f"must be from {minimum} to {maximum}")])
+    return value
+
+
+def is_uuid(value: str) -> bool:
+    """Whether value is a UUID in canonical form, as every id here is."""
+    try:
+        return str(uuid.UUID(value)) == value
+    except ValueError:
+        return False

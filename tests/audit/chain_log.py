@@ -51,7 +51,7 @@ class BuiltLog:
             for suffix in ("", "-wal"):  # a write-ahead log left behind holds committed data
                 source = Path(f"{original.database}{suffix}")
                 if source.exists():
-                    shutil.copyfile(source, f"{target}{suffix}")
+                    shutil.copy(source, f"{target}{suffix}")  # private (0600) like the original
             return f"sqlite:///{target}"
         database = f"{original.database}_{name}"
         with psycopg.connect(POSTGRES.admin_dsn, autocommit=True) as conn:

@@ -81,7 +81,7 @@ def verify_file(path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
 
 def _batches() -> list[list[audit_pb.AuditEvent]]:
     """The log's events, the first batch opening with events that are awkward to write out."""
-    unusual = make_event("org-z", "org-a", "org-m", resource_id='Zürich ☀ 🌍 "quoted"\n')
+    unusual = make_event("org-z", "org-a", "org-m", resource_id='Zürich ☀ 🌍 "quoted" \\')
     unusual.changes.add(field="note", old_value='"a\\\\b"', new_value='"\\u00e9"')
     anonymous = make_event(action="LOGIN_FAILED", resource_type="user", actor_user_id="")
     anonymous.ClearField("changes")
@@ -172,7 +172,7 @@ def test_the_file_holds_every_field_the_chain_covers_as_the_database_has_it(
     for sequence, event in enumerate(events, start=1):
         stored = exported.log[sequence]
         assert event == {**json.loads(canonical_encoding(stored)), "hash": stored.hash}
-    assert events[0]["resource_id"] == 'Zürich ☀ 🌍 "quoted"\n'
+    assert events[0]["resource_id"] == 'Zürich ☀ 🌍 "quoted" \\'
     assert (events[1]["actor_user_id"], events[1]["changes"]) == ("", [])
 
 

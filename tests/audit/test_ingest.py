@@ -168,7 +168,7 @@ def test_the_shared_audit_sink_gets_every_id_acked(stack: Stack) -> None:
         )
         for _ in range(5)
     ]
-    credentials = ServiceCredentials(stack.auth, service_name="loans", secret=SERVICE_SECRET)
+    credentials = ServiceCredentials(stack.auth, service_name="auth", secret=SERVICE_SECRET)
     sink = AuditSink(stack.audit, credentials)
 
     assert sink.send(records) == {r.event_id for r in records}

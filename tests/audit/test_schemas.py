@@ -103,25 +103,59 @@ def test_each_rule_names_its_proto_field_path(
 
 
 def test_opaque_fields_are_kept_exactly_as_sent() -> None:
-    # Ids, request ids and changed values are stored and compared as sent: refusing
-    # what a producer already wrote to its outbox would stall its relay for ever.
+    # Ids, request ids and changed values are stored and compared as sent: never
+    # stripped or normalised, so ListAuditEvents finds them by what the producer wrote.
     sent = invalid(
-        resource_id='Zürich "quoted"\n',
-        actor_user_id="user\u202e-1",
-        request_id="req\t1",
-        organization_ids=["org\u0000-1"],
-        changes=[("note", '"a\\u001b[2J"', '"Invoice \u202efdp.exe\n"')],
+        resource_id=' Zürich "quoted" ',
+        actor_user_id="Cafe\u0301",
+        request_id="req:1",
+        organization_ids=["org-1 "],
+        changes=[("note", '"a\\u001b[2J"', '"Invoice \\u202efdp.exe\\n"')],
     )
 
     [event] = parse_events([sent])
 
     assert (event.resource_id, event.actor_user_id, event.request_id) == (
-        'Zürich "quoted"\n',
-        "user\u202e-1",
-        "req\t1",
+        ' Zürich "quoted" ',
+        "Cafe\u0301",
+        "req:1",
     )
-    assert event.organization_ids == ("org\u0000-1",)
+    assert event.organization_ids == ("org-1 ",)
     assert [(c.field, c.old_value, c.new_value) for c in event.changes] == sent.changes
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "path", "reason"),
+    [
+        ("resource_id", "loan\n1", "resource_id", "VALUE_HAS_CONTROL_CHARACTERS"),
+        ("actor_user_id", "user\u202e-1", "actor.user_id", "VALUE_HAS_BIDI_CONTROLS"),
+        (
+            "actor_organization_id",
+            "org\u0085",
+            "actor.organization_id",
+            "VALUE_HAS_CONTROL_CHARACTERS",
+        ),
+        ("request_id", "req\t1", "request_id", "VALUE_HAS_CONTROL_CHARACTERS"),
+    ],
+)
+def test_opaque_fields_refuse_hidden_characters(
+    field: str, value: str, path: str, reason: str
+) -> None:
+    # No producer writes them (ids are UUIDs, request ids ASCII, values JSON with
+    # non-ASCII escaped), so refusing them stalls no relay; PostgreSQL refuses a NUL anyway.
+    assert reasons_for(invalid(**{field: value})) == {f"events[0].{path}": reason}
+
+
+def test_organization_ids_and_changed_values_refuse_hidden_characters() -> None:
+    reasons = reasons_for(
+        invalid(organization_ids=["org\u0000-1"]),
+        invalid(changes=[("note", '"a"', '"Invoice \u202efdp.exe"')]),
+    )
+
+    assert reasons == {
+        "events[0].organization_ids[0]": "VALUE_HAS_CONTROL_CHARACTERS",
+        "events[1].changes[0].new_value": "VALUE_HAS_BIDI_CONTROLS",
+    }
 
 
 def test_every_invalid_event_of_a_batch_is_reported() -> None:

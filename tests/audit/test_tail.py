@@ -8,6 +8,7 @@ import time
 
 import grpc
 import pytest
+from grpc_status import rpc_status
 from loansuite.audit.v1 import audit_service_pb2 as audit_pb
 from loansuite.audit.v1 import audit_service_pb2_grpc as audit_grpc
 from loansuite.auth.v1 import auth_service_pb2 as auth_pb
@@ -19,7 +20,9 @@ from services.shared._types import Metadata
 from services.shared.db import Database
 from services.shared.errors import UnavailableError
 from services.shared.migrations import upgrade
+from services.shared.stream_quota import StreamLimitError
 from tests.audit.support import Stack, make_event
+from tests.support import Account
 
 Item = audit_pb.TailAuditEventsResponse | grpc.RpcError | None
 
@@ -142,30 +145,73 @@ def test_only_admins_may_tail(stack: Stack, who: str) -> None:
     assert tail.call.code() == grpc.StatusCode.OK
 
 
-def test_open_tails_are_bounded_and_a_closed_one_frees_its_place(stack: Stack) -> None:
-    admin = stack.admin()
-    tails = [Tail(stack, admin.metadata).live() for _ in range(MAX_TAILS)]
+def _refusal(items: list[Item]) -> tuple[grpc.StatusCode, str]:
+    """A refused tail's gRPC status and the reason of the Error in its details."""
+    refused, end = items
+    assert isinstance(refused, grpc.RpcError), items
+    assert end is None
+    status = rpc_status.from_call(refused)  # type: ignore[arg-type]  # the error is the call
+    assert status is not None
+    error = error_pb2.Error()
+    assert status.details[0].Unpack(error)
+    assert error.code == error_pb2.ERROR_CODE_RESOURCE_EXHAUSTED
+    return refused.code(), error.reason
 
-    refused = Tail(stack, admin.metadata).take(2)
+
+def _retried_refusal(stack: Stack, admin: Account) -> list[Item]:
+    """A refusal other than the full server's, which lasts until a cancellation is seen."""
+    deadline = time.monotonic() + 5
+    while True:
+        items = Tail(stack, admin.metadata).take(2)
+        if _refusal(items)[1] != "TAIL_STREAMS_EXHAUSTED" or time.monotonic() > deadline:
+            return items
+
+
+def test_open_tails_are_bounded_per_admin_and_a_closed_one_frees_its_place(
+    stack: Stack,
+) -> None:
+    first, second, third = stack.admin(), stack.admin(), stack.admin()
+    share = stack.audit_settings.streams_per_user
+    tails = [Tail(stack, admin.metadata).live() for admin in (first, second) for _ in range(share)]
+    assert len(tails) == MAX_TAILS
+
+    full = _refusal(Tail(stack, third.metadata).take(2))
+    tails.pop().call.cancel()  # a place is free, but not for an admin who holds a full share
+    over_share = _refusal(_retried_refusal(stack, first))
     tails[0].call.cancel()
     deadline = time.monotonic() + 5
-    again = Tail(stack, admin.metadata)
+    again = Tail(stack, third.metadata)
     while not again.quiet(0.5):  # refused: the server has not seen the cancellation yet
         assert time.monotonic() < deadline, "the cancelled tail never freed its place"
-        again = Tail(stack, admin.metadata)
+        again = Tail(stack, third.metadata)
     stack.ingest([make_event("org-a")])
     delivered = again.events(1)
     for tail in [*tails[1:], again]:
         tail.call.cancel()
 
-    response = refused[0]
-    assert isinstance(response, audit_pb.TailAuditEventsResponse), refused
-    assert (response.error.code, response.error.reason) == (
-        error_pb2.ERROR_CODE_RESOURCE_EXHAUSTED,
-        "TAIL_STREAMS_EXHAUSTED",
-    )
-    assert refused[1] is None
+    assert full == (grpc.StatusCode.RESOURCE_EXHAUSTED, "TAIL_STREAMS_EXHAUSTED")
+    assert over_share == (grpc.StatusCode.RESOURCE_EXHAUSTED, "STREAMS_PER_USER_EXHAUSTED")
     assert len(delivered) == 1
+
+
+def test_past_the_process_limit_a_tail_is_refused_whoever_asks(audit_url: str) -> None:
+    db = Database(audit_url)
+    tails = Tails(db, limit=2, per_user=1, per_organization=1)
+    try:
+        with (
+            tails.slot("ada", "org-a"),
+            tails.slot("bea", "org-b"),
+            pytest.raises(StreamLimitError) as refused,
+            tails.slot("cy", "org-c"),
+        ):
+            pass
+        with tails.slot("cy", "org-c"):  # both places are free again
+            pass
+    finally:
+        db.dispose()
+
+    assert refused.value.reason == "TAIL_STREAMS_EXHAUSTED"
+    assert refused.value.as_status
 
 
 def test_a_stopping_server_ends_its_tails(stack: Stack) -> None:
@@ -180,16 +226,21 @@ def test_a_stopping_server_ends_its_tails(stack: Stack) -> None:
             audit_grpc.AuditServiceStub(channel),
         )
         tail = Tail(other, admin.metadata).live()
-        # A tail still open when the grace ran out would be cancelled (an RpcError);
-        # one ended as the stop begins gets the envelope's reason instead.
+        # A tail still open when the grace ran out would be CANCELLED; one ended as the
+        # stop begins gets UNAVAILABLE with the Error, which clients' retry logic follows.
         server.stop(10)
-        items = tail.take(2)
+        refused, end = tail.take(2)
     finally:
         channel.close()
 
-    assert isinstance(items[0], audit_pb.TailAuditEventsResponse), items
-    assert items[0].error.reason == "SERVER_STOPPING"
-    assert items[1] is None
+    assert isinstance(refused, grpc.RpcError), refused
+    assert end is None
+    status = rpc_status.from_call(refused)  # type: ignore[arg-type]  # the error is the call
+    assert status is not None
+    error = error_pb2.Error()
+    assert status.details[0].Unpack(error)
+    assert refused.code() == grpc.StatusCode.UNAVAILABLE
+    assert (error.code, error.reason) == (error_pb2.ERROR_CODE_UNAVAILABLE, "SERVER_STOPPING")
 
 
 @pytest.mark.parametrize("server_model", ["aio"])

@@ -85,7 +85,7 @@ def _outside_hash(previous: bytes, event: audit_pb.AuditEvent) -> bytes:
 
 def test_an_outside_verifier_recomputes_the_chain_from_listed_events(stack: Stack) -> None:
     admin = stack.admin()
-    unusual = make_event("org-z", "org-a", "org-m", resource_id='Zürich ☀ 🌍 "quoted"\n')
+    unusual = make_event("org-z", "org-a", "org-m", resource_id='Zürich ☀ 🌍 "quoted" \\')
     unusual.changes.add(field="note", old_value='"a\\\\b"', new_value='"\\u00e9"')
     anonymous = make_event(action="LOGIN_FAILED", resource_type="user", actor_user_id="")
     anonymous.ClearField("changes")

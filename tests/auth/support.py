@@ -95,7 +95,7 @@ class AuthService:
 
     def outbox(self) -> list[dict[str, Any]]:
         """The audit events waiting in the outbox, oldest first, as their JSON decodes."""
-        rows = self.sql("SELECT payload FROM outbox_events ORDER BY id")
+        rows = self.sql("SELECT payload FROM auth_outbox_events ORDER BY id")
         return [json.loads(str(payload)) for (payload,) in rows]
 
 

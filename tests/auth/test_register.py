@@ -70,8 +70,8 @@ def test_register_creates_user_and_organization_of_the_role(
         ("email", "a@b@example.com", "EMAIL_INVALID"),
         ("email", "a" * 243 + "@example.com", "EMAIL_INVALID"),  # 255 characters
         ("password", "", "PASSWORD_TOO_SHORT"),
-        ("password", "1234567", "PASSWORD_TOO_SHORT"),
-        ("password", "p" * 129, "PASSWORD_TOO_LONG"),
+        ("password", "12345678901", "PASSWORD_TOO_SHORT"),
+        ("password", "p" * 257, "PASSWORD_TOO_LONG"),
         ("name", "", "NAME_REQUIRED"),
         ("name", " \t ", "NAME_REQUIRED"),
         ("name", "n" * 101, "NAME_TOO_LONG"),

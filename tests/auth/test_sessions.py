@@ -101,16 +101,16 @@ def test_refresh_rotates_the_refresh_token(shared_auth: AuthService, borrower: P
     first = shared_auth.log_in(borrower.user.email)
 
     second = refresh(shared_auth, first.refresh_token)
-    replay = refresh(shared_auth, first.refresh_token)
     third = refresh(shared_auth, second.session.refresh_token)
+    replay = refresh(shared_auth, first.refresh_token)  # revokes the family: see test_families
 
     assert second.WhichOneof("result") == "session"
     assert second.session.refresh_token != first.refresh_token
     assert second.session.access_token != first.access_token
     assert second.session.user == borrower.user
+    assert third.WhichOneof("result") == "session"
     assert replay.error.code == error_pb2.ERROR_CODE_UNAUTHENTICATED
     assert replay.error.reason == "REFRESH_TOKEN_INVALID"
-    assert third.WhichOneof("result") == "session"
 
 
 @pytest.mark.parametrize("token", ["", "not-a-token", "x" * 43])

@@ -13,8 +13,10 @@ from loansuite.auth.v1 import auth_service_pb2 as pb
 from loansuite.common.v1 import error_pb2
 from sqlalchemy import select
 
+from services.auth.key_encryption import KeyEncryptionKey
 from services.auth.models import SigningKey
-from services.auth.tokens import ensure_signing_key, generate_key_material
+from services.auth.signing_keys import ensure_signing_key
+from services.auth.tokens import generate_key_material
 from services.auth.wiring import MIGRATIONS, create_admin
 from services.shared.db import Database
 from services.shared.errors import AlreadyExistsError, ValidationError
@@ -79,6 +81,7 @@ def test_racing_replicas_agree_on_one_signing_key(fresh_settings: Settings) -> N
     url = fresh_settings.database_url("auth")
     ours, theirs = Database(url), Database(url)
     material = generate_key_material()
+    kek = KeyEncryptionKey(bytes(32))
     try:
         upgrade(ours, MIGRATIONS)
         with ThreadPoolExecutor(max_workers=1) as pool, ours.write() as session:
@@ -87,7 +90,7 @@ def test_racing_replicas_agree_on_one_signing_key(fresh_settings: Settings) -> N
                     kid=material.kid,
                     generation=1,
                     algorithm="EdDSA",
-                    private_key_pem=material.private_key_pem,
+                    sealed_private_key=kek.seal(material.kid, material.private_key_pem),
                     public_key_pem=material.public_key_pem,
                     create_time=datetime.now(UTC),
                 )
@@ -95,9 +98,9 @@ def test_racing_replicas_agree_on_one_signing_key(fresh_settings: Settings) -> N
             session.flush()
             # Their start-up runs while our first key is written but not yet committed:
             # on PostgreSQL their insert then fails on the unique generation and retries.
-            racing = pool.submit(ensure_signing_key, theirs)
+            racing = pool.submit(ensure_signing_key, theirs, kek)
             time.sleep(0.3)
-        assert racing.result(timeout=15).kid == material.kid
+        assert racing.result(timeout=15) == material.kid
         with ours.read() as session:
             assert session.scalars(select(SigningKey.kid)).all() == [material.kid]
     finally:
@@ -165,7 +168,9 @@ def wait_for_delivery(auth: AuthService, timeout: float = 10.0) -> int:
     """Wait until the relay has marked every outbox row delivered; returns how many are not."""
     deadline = time.monotonic() + timeout
     while True:
-        ((pending,),) = auth.sql("SELECT count(*) FROM outbox_events WHERE delivered_time IS NULL")
+        ((pending,),) = auth.sql(
+            "SELECT count(*) FROM auth_outbox_events WHERE delivered_time IS NULL"
+        )
         if pending == 0 or time.monotonic() > deadline:
             return int(str(pending))
         time.sleep(0.05)

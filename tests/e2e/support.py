@@ -20,9 +20,16 @@ from tests.support import LOANSUITE, free_port, sign_up
 SERVICES = ("auth", "audit", "loans")
 
 
-def wait_serving(port: int, timeout: float = 30.0) -> None:
-    """Wait until the server on port reports SERVING on its health service."""
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+def wait_serving(
+    port: int, timeout: float = 30.0, *, credentials: grpc.ChannelCredentials | None = None
+) -> None:
+    """Wait until the server on port reports SERVING on its health; over TLS with credentials."""
+    target = f"127.0.0.1:{port}"
+    with (
+        grpc.insecure_channel(target)
+        if credentials is None
+        else grpc.secure_channel(target, credentials)
+    ) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -56,6 +56,13 @@ def test_the_readme_walkthrough_runs_as_written(processes: Processes) -> None:
     assert '"status": "KPI_RESULT_STATUS_VERIFIED"' in out
     assert out.count('"applied_bps": -5') == 2  # in the verification and in the listing
     assert out.count('"cumulative_bps": -5') == 2
+    # The drawdown is funded: in the approval's ledger entry, and in the ledger with its balances.
+    assert out.count('"outstanding_amount": "250000.00"') >= 2
+    # One margin a quarter to maturity: 180 bps until the step-down is in force, then 175.
+    margins = [int(m) for m in re.findall(r"^\S+ \S+ (\d+)$", out, re.MULTILINE)]
+    assert len(margins) == 20
+    assert (margins[0], margins[-1]) == (180, 175)
+    assert margins == sorted(margins, reverse=True)
     # The audit log holds one event per change, in order, the first with the request id given.
     assert '"action": "LOAN_CREATED"' in out
     assert '"request_id": "walkthrough-1"' in out
@@ -77,6 +84,8 @@ def test_the_readme_walkthrough_runs_as_written(processes: Processes) -> None:
         ("KPI_RESULT_REPORTED", "kpi_result"),
         ("KPI_RESULT_VERIFIED", "kpi_result"),
         ("MARGIN_ADJUSTED", "margin_adjustment"),
+        ("DRAWDOWN_REQUESTED", "drawdown"),
+        ("DRAWDOWN_APPROVED", "drawdown"),
     ]
 
 

@@ -63,6 +63,14 @@ def signing_key(suite: Suite) -> SigningKey:
 
 
 @pytest.fixture
+def today(suite: Suite) -> Iterator[Suite]:
+    """The suite, whose business date the test may move (business_date.on); put back after."""
+    before = suite.today.day
+    yield suite
+    suite.today.day = before
+
+
+@pytest.fixture
 def watches() -> Iterator[Watches]:
     """Streams opened by the test, all cancelled when it ends."""
     opened = Watches()

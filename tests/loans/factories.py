@@ -41,7 +41,8 @@ KPI: Mapping[str, Any] = {
     "baseline_value": "12000.500",
     "target_value": "9000",
     "threshold_value": "",
-    "observation_frequency": pb.OBSERVATION_FREQUENCY_ANNUAL,
+    # Quarterly, so that period(n) names its observation periods.
+    "observation_frequency": pb.OBSERVATION_FREQUENCY_QUARTERLY,
     "effective_from": "2027-01-01",
     "effective_to": "2031-12-31",
 }
@@ -206,7 +207,7 @@ def update_ratchet(
 
 
 def period(n: int) -> dict[str, str]:
-    """The n-th quarter from 2027 on, as an inclusive period; no two of them overlap."""
+    """The n-th quarter from 2027 on: the template KPI's n-th observation period."""
     year, index = 2027 + n // 4, n % 4
     ends = ["03-31", "06-30", "09-30", "12-31"]
     return {"period_start": f"{year}-{3 * index + 1:02d}-01", "period_end": f"{year}-{ends[index]}"}

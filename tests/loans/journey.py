@@ -53,6 +53,7 @@ class LoanAt:
     lender_email: str = ""  # the invited lender's
     ratchet: pb.MarginRatchet | None = None
     result: pb.KpiResult | None = None
+    drawdown: pb.Drawdown | None = None
 
 
 class Journey:
@@ -97,6 +98,15 @@ class Journey:
         response = report(self.loans, self.borrower, at.kpi.id, MEET)
         assert response.HasField("kpi_result"), response.error
         at.result = response.kpi_result
+        return self.refreshed(at)
+
+    def drawdown_requested(self) -> LoanAt:
+        """ACTIVE, with a drawdown its borrower requested and its lender has yet to decide."""
+        at = self.to("ACTIVE")
+        request = pb.RequestDrawdownRequest(loan_id=at.loan.id, amount="1000.00")
+        response = self.loans.RequestDrawdown(request, metadata=self.borrower.metadata)
+        assert response.HasField("drawdown"), response.error
+        at.drawdown = response.drawdown
         return self.refreshed(at)
 
     def refreshed(self, at: LoanAt) -> LoanAt:

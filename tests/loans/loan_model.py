@@ -11,6 +11,7 @@ events the successful call writes: one per changed resource.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Final
 
 BORROWER: Final = "borrower"
@@ -21,6 +22,7 @@ CLOSED, REJECTED, WITHDRAWN = "CLOSED", "REJECTED", "WITHDRAWN"
 EDITABLE: Final = frozenset({DRAFT, PENDING})
 PROPOSED, ACCEPTED = "PROPOSED", "ACCEPTED"
 REPORTED, VERIFIED = "REPORTED", "VERIFIED"
+REQUESTED = "REQUESTED"
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,12 @@ class LoanModel:
     kpis: dict[str, KpiModel] = field(default_factory=dict)
     results: dict[str, ResultModel] = field(default_factory=dict)
     adjustments: int = 0
+    # The loan template's amounts; drawdowns by id: (amount, status).
+    committed: Decimal = Decimal("1000000.00")
+    drawn: Decimal = Decimal("250000.50")
+    repaid: Decimal = Decimal(0)
+    drawdowns: dict[str, tuple[Decimal, str]] = field(default_factory=dict)
+    ledger: list[tuple[str, Decimal]] = field(default_factory=list)  # (entry type, amount)
 
     def _refused(self, who: str, party: str | None) -> Expect | None:
         """Visibility, then role: NOT_FOUND for an outsider, PERMISSION_DENIED for a wrong side."""
@@ -148,10 +156,17 @@ class LoanModel:
             return refused
         if self.kpis[kpi_id].ratchet_id:
             return failed("RATCHET_EXISTS", "ALREADY_EXISTS")
-        return Expect()
+        return self._ratchet_changed(kpi_id)
 
-    def expect_delete_ratchet(self, who: str) -> Expect:
-        return self._refused(who, BORROWER) or self._editable() or Expect()
+    def expect_delete_ratchet(self, who: str, kpi_id: str) -> Expect:
+        return self._refused(who, BORROWER) or self._editable() or self._ratchet_changed(kpi_id)
+
+    def _ratchet_changed(self, kpi_id: str) -> Expect:
+        """The ratchet's event, and KPI_REVIEW_REOPENED when its KPI had been reviewed."""
+        return Expect(events=1 if self.kpis[kpi_id].status == PROPOSED else 2)
+
+    def apply_ratchet_change(self, kpi_id: str) -> None:
+        self.kpis[kpi_id].status = PROPOSED  # the lender reviews the ratchet with its KPI
 
     def expect_report(self, who: str, kpi_id: str, period: int) -> Expect:
         if refused := self._refused(who, BORROWER):
@@ -184,3 +199,46 @@ class LoanModel:
         result = self.results[result_id]
         result.status = VERIFIED
         self.adjustments += 1 if self.kpis[result.kpi_id].ratchet_id else 0
+
+    def _active(self) -> Expect | None:
+        return None if self.state == ACTIVE else failed("LOAN_NOT_ACTIVE")
+
+    def _fits(self, amount: Decimal) -> Expect | None:
+        """A drawing within committed minus drawn; pending requests reserve nothing."""
+        fits = amount <= self.committed - self.drawn
+        return None if fits else failed("DRAWDOWN_EXCEEDS_AVAILABLE")
+
+    def expect_request_drawdown(self, who: str, amount: Decimal) -> Expect:
+        return self._refused(who, BORROWER) or self._active() or self._fits(amount) or Expect()
+
+    def apply_request_drawdown(self, drawdown_id: str, amount: Decimal) -> None:
+        self.drawdowns[drawdown_id] = (amount, REQUESTED)
+
+    def expect_decide_drawdown(self, who: str, drawdown_id: str, approve: bool) -> Expect:
+        """ApproveDrawdown needs an ACTIVE loan and room to draw; RejectDrawdown neither."""
+        amount, status = self.drawdowns[drawdown_id]
+        if refused := self._refused(who, LENDER):
+            return refused
+        if approve and (inactive := self._active()):
+            return inactive
+        if status != REQUESTED:
+            return failed("DRAWDOWN_ALREADY_DECIDED")
+        return (self._fits(amount) if approve else None) or Expect()
+
+    def apply_decide_drawdown(self, drawdown_id: str, approve: bool) -> None:
+        amount, _ = self.drawdowns[drawdown_id]
+        self.drawdowns[drawdown_id] = (amount, "APPROVED" if approve else "REJECTED")
+        if approve:
+            self.drawn += amount
+            self.ledger.append(("DRAWDOWN", amount))
+
+    def expect_repayment(self, who: str, amount: Decimal) -> Expect:
+        if refused := self._refused(who, LENDER) or self._active():
+            return refused
+        if amount > self.drawn - self.repaid:
+            return failed("REPAYMENT_EXCEEDS_OUTSTANDING")
+        return Expect()
+
+    def apply_repayment(self, amount: Decimal) -> None:
+        self.repaid += amount
+        self.ledger.append(("REPAYMENT", amount))

@@ -73,6 +73,14 @@ MATRIX: dict[str, Row] = {
     "ListKpiResults":        Row("active",            OK,     OK,     NF,     NF,     PD,     UA),
     "ListMarginAdjustments": Row("active",            OK,     OK,     NF,     NF,     PD,     UA),
     "WatchLoans":            Row("none",              OK,     OK,     OK,     OK,     PD,     UA),
+    "GetMarginSchedule":     Row("draft",             OK,     OK,     NF,     NF,     PD,     UA),
+    "RequestDrawdown":       Row("active",            OK,     PD,     NF,     NF,     PD,     UA),
+    "ApproveDrawdown":       Row("drawdown",          PD,     OK,     NF,     NF,     PD,     UA),
+    "RejectDrawdown":        Row("drawdown",          PD,     OK,     NF,     NF,     PD,     UA),
+    "RecordRepayment":       Row("active",            PD,     OK,     NF,     NF,     PD,     UA),
+    "ListLedgerEntries":     Row("active",            OK,     OK,     NF,     NF,     PD,     UA),
+    "GetLoanReport":         Row("active",            OK,     OK,     NF,     NF,     PD,     UA),
+    "ListReportingObligations": Row("active",         OK,     OK,     NF,     NF,     PD,     UA),
 }
 # fmt: on
 
@@ -118,12 +126,27 @@ REQUESTS: dict[str, Build] = {
     "ListKpiResults": lambda at: pb.ListKpiResultsRequest(loan_id=at.loan.id),
     "ListMarginAdjustments": lambda at: pb.ListMarginAdjustmentsRequest(loan_id=at.loan.id),
     "WatchLoans": lambda at: pb.WatchLoansRequest(),
+    "GetMarginSchedule": lambda at: pb.GetMarginScheduleRequest(loan_id=at.loan.id),
+    "RequestDrawdown": lambda at: pb.RequestDrawdownRequest(loan_id=at.loan.id, amount="1000.00"),
+    "ApproveDrawdown": lambda at: pb.ApproveDrawdownRequest(drawdown_id=_drawdown(at).id),
+    "RejectDrawdown": lambda at: pb.RejectDrawdownRequest(
+        drawdown_id=_drawdown(at).id, reason="No invoices attached"
+    ),
+    "RecordRepayment": lambda at: pb.RecordRepaymentRequest(loan_id=at.loan.id, amount="1000.00"),
+    "ListLedgerEntries": lambda at: pb.ListLedgerEntriesRequest(loan_id=at.loan.id),
+    "GetLoanReport": lambda at: pb.GetLoanReportRequest(loan_id=at.loan.id),
+    "ListReportingObligations": lambda at: pb.ListReportingObligationsRequest(loan_id=at.loan.id),
 }
 
 
 def _ratchet(at: LoanAt) -> pb.MarginRatchet:
     assert at.ratchet is not None
     return at.ratchet
+
+
+def _drawdown(at: LoanAt) -> pb.Drawdown:
+    assert at.drawdown is not None
+    return at.drawdown
 
 
 def _result(at: LoanAt) -> pb.KpiResult:
@@ -138,6 +161,7 @@ FIXTURES: dict[str, Callable[[Journey], LoanAt]] = {
     "pending": lambda journey: journey.to("PENDING_APPROVAL"),
     "approved": lambda journey: journey.to("APPROVED"),
     "active": lambda journey: journey.reported(),  # with a REPORTED result
+    "drawdown": lambda journey: journey.drawdown_requested(),
 }
 LOAN_SERVICE = pb.DESCRIPTOR.services_by_name["LoanService"]
 

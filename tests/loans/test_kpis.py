@@ -42,7 +42,7 @@ def test_a_borrower_proposes_a_kpi_and_the_loan_gets_a_new_etag(
         "9000",
         "10000",
     )
-    assert kpi.observation_frequency == pb.OBSERVATION_FREQUENCY_ANNUAL
+    assert kpi.observation_frequency == pb.OBSERVATION_FREQUENCY_QUARTERLY
     assert (kpi.effective_from, kpi.effective_to) == ("2027-01-01", "2031-12-31")
     assert (kpi.status, kpi.rejection_reason) == (pb.KPI_STATUS_PROPOSED, "")
     assert kpi.etag

@@ -190,6 +190,23 @@ def test_list_loans_filters_by_state(suite: Suite) -> None:
     assert list(active.page.loans) == []
 
 
+def test_states_the_server_does_not_know_match_no_loan(suite: Suite) -> None:
+    owner = suite.register("BORROWER")
+    new_loan(suite.loans, owner)
+    unknown = 999  # a state a newer client may ask for
+
+    def listed(states: list[int]) -> int:
+        request = pb.ListLoansRequest(filter=pb.LoanFilter(states=states))  # type: ignore[arg-type]
+        response = suite.loans.ListLoans(request, metadata=owner.metadata)
+        assert response.HasField("page"), response.error
+        return len(response.page.loans)
+
+    assert listed([unknown]) == 0
+    assert listed([pb.LOAN_STATE_UNSPECIFIED]) == 0
+    assert listed([unknown, pb.LOAN_STATE_DRAFT]) == 1
+    assert listed([]) == 1
+
+
 def test_page_tokens_cannot_be_forged_or_reused_for_another_query(suite: Suite) -> None:
     owner = suite.register("BORROWER")
     for _ in range(3):

@@ -10,7 +10,7 @@ import pytest
 
 from services.loans.loan.conversions import loan_form
 from services.loans.loan.schemas import CURRENCY_DIGITS, NewLoan, format_amount, parse_new_loan
-from services.loans.vocabulary import LoanType
+from services.loans.vocabulary import InterestPeriod, LoanType, ReferenceRate
 from services.shared.errors import Code, FieldViolation, ValidationError
 from tests.loans.factories import loan_request
 
@@ -36,6 +36,13 @@ def test_valid_loan_parses_to_typed_values() -> None:
         drawn_amount=Decimal("250000.50"),
         start_date=datetime.date(2027, 1, 1),
         maturity_date=datetime.date(2032, 1, 1),
+        # The facility terms a loan gets when its request leaves them out.
+        base_margin_bps=0,
+        reference_rate=ReferenceRate.FIXED,
+        interest_period=InterestPeriod.QUARTERLY,
+        adjustment_cap_bps=500,
+        adjustment_floor_bps=-500,
+        reporting_grace_days=120,  # the reporting grace likewise
     )
     assert type(loan.principal_amount) is Decimal
     assert type(loan.loan_type) is LoanType
@@ -199,7 +206,8 @@ def test_all_violations_are_reported_in_field_order() -> None:
         )
 
     error = caught.value
-    assert [v.field for v in error.field_violations] == list(VALID)
+    # The loan's own terms; the facility and reporting terms left out take their defaults.
+    assert [v.field for v in error.field_violations] == list(VALID)[:8]
     assert error.reasons == {
         "name": "NAME_REQUIRED",
         "loan_type": "LOAN_TYPE_REQUIRED",

@@ -13,6 +13,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any, ClassVar
 
 import pytest
@@ -169,9 +170,11 @@ class LoanMachine(RuleBasedStateMachine):
     @rule(who=WHO, data=st.data())
     def delete_ratchet(self, who: str, data: st.DataObject) -> None:
         kpi = data.draw(st.sampled_from([k for k in self.model.kpis.values() if k.ratchet_id]))
-        expect = self.model.expect_delete_ratchet(who)
+        kpi_id = next(i for i, k in self.model.kpis.items() if k is kpi)
+        expect = self.model.expect_delete_ratchet(who, kpi_id)
         if self.call("DeleteMarginRatchet", who, expect, ratchet_id=kpi.ratchet_id) is not None:
             kpi.ratchet_id = ""
+            self.model.apply_ratchet_change(kpi_id)
 
     @precondition(lambda self: self.model.kpis)
     @rule(who=WHO, n=st.integers(0, 4), value=st.sampled_from([MEET, MISS]))
@@ -200,6 +203,34 @@ class LoanMachine(RuleBasedStateMachine):
             self.model.apply_verify(result_id)
             self.resources.add(verification.adjustment.id)
 
+    @rule(who=WHO, amount=st.sampled_from(["100000.00", "400000.00"]))
+    def request_drawdown(self, who: str, amount: str) -> None:
+        expect = self.model.expect_request_drawdown(who, Decimal(amount))
+        fields = {"loan_id": self.loan_id, "amount": amount}
+        drawdown = self.call("RequestDrawdown", who, expect, **fields)
+        if drawdown is not None:
+            self.model.apply_request_drawdown(drawdown.id, Decimal(amount))
+            self.resources.add(drawdown.id)
+
+    @precondition(lambda self: self.model.drawdowns)
+    @rule(approve=st.booleans(), who=WHO, data=st.data())
+    def decide_drawdown(self, approve: bool, who: str, data: st.DataObject) -> None:
+        drawdown_id = data.draw(st.sampled_from(sorted(self.model.drawdowns)))
+        expect = self.model.expect_decide_drawdown(who, drawdown_id, approve)
+        rpc, fields = "ApproveDrawdown", {"drawdown_id": drawdown_id}
+        if not approve:
+            rpc, fields = "RejectDrawdown", {**fields, "reason": "No invoices"}
+        if self.call(rpc, who, expect, **fields) is not None:
+            self.model.apply_decide_drawdown(drawdown_id, approve)
+
+    @rule(who=WHO, amount=st.sampled_from(["50000.00", "300000.00"]))
+    def record_repayment(self, who: str, amount: str) -> None:
+        expect = self.model.expect_repayment(who, Decimal(amount))
+        entry = self.call("RecordRepayment", who, expect, loan_id=self.loan_id, amount=amount)
+        if entry is not None:
+            self.model.apply_repayment(Decimal(amount))
+            self.resources.add(entry.id)
+
     def _first_kpi(self) -> str:
         return sorted(self.model.kpis)[0]
 
@@ -215,6 +246,7 @@ class LoanMachine(RuleBasedStateMachine):
         ratchet = self.call("CreateMarginRatchet", who, expect, **fields)
         if ratchet is not None:
             self.model.kpis[kpi_id].ratchet_id = ratchet.id
+            self.model.apply_ratchet_change(kpi_id)
             self.resources.add(ratchet.id)
 
     @invariant()
@@ -241,6 +273,22 @@ class LoanMachine(RuleBasedStateMachine):
             for result_id, r in self.model.results.items()
         }
         assert len(adjustments) == self.model.adjustments
+        self._agrees_on_money(loan)
+
+    def _agrees_on_money(self, loan: pb.Loan) -> None:
+        """The loan's balances and its ledger are the model's."""
+        ledger = self.suite.loans.ListLedgerEntries(
+            pb.ListLedgerEntriesRequest(loan_id=self.loan_id, page_size=100),
+            metadata=self.parties[m.BORROWER].metadata,
+        ).page
+        model = self.model
+        assert (Decimal(loan.drawn_amount), Decimal(loan.outstanding_amount)) == (
+            model.drawn,
+            model.drawn - model.repaid,
+        )
+        assert [
+            (pb.LedgerEntryType.Name(e.entry_type), Decimal(e.amount)) for e in ledger.entries
+        ] == [(f"LEDGER_ENTRY_TYPE_{kind}", amount) for kind, amount in model.ledger]
 
     def teardown(self) -> None:
         """Every committed change has exactly one audit event; nothing else has any."""

@@ -31,6 +31,11 @@ ENUMS: list[tuple[type[WireEnum], EnumDescriptor]] = [
     (vocabulary.KpiResultStatus, pb.KpiResultStatus.DESCRIPTOR),
     (vocabulary.KpiOutcome, pb.KpiOutcome.DESCRIPTOR),
     (vocabulary.ChangeKind, pb.ChangeKind.DESCRIPTOR),
+    (vocabulary.ReferenceRate, pb.ReferenceRate.DESCRIPTOR),
+    (vocabulary.InterestPeriod, pb.InterestPeriod.DESCRIPTOR),
+    (vocabulary.DrawdownStatus, pb.DrawdownStatus.DESCRIPTOR),
+    (vocabulary.LedgerEntryType, pb.LedgerEntryType.DESCRIPTOR),
+    (vocabulary.ReportingStatus, pb.ReportingStatus.DESCRIPTOR),
 ]
 
 
@@ -55,6 +60,10 @@ def test_a_vocabulary_enum_and_its_proto_enum_hold_the_same_values(
 ENUM_FIELDS: dict[tuple[str, str], EnumDescriptor] = {
     ("loan", "loan_type"): pb.LoanType.DESCRIPTOR,
     ("loan", "state"): pb.LoanState.DESCRIPTOR,
+    ("loan", "reference_rate"): pb.ReferenceRate.DESCRIPTOR,
+    ("loan", "interest_period"): pb.InterestPeriod.DESCRIPTOR,
+    ("drawdown", "status"): pb.DrawdownStatus.DESCRIPTOR,
+    ("ledger_entry", "entry_type"): pb.LedgerEntryType.DESCRIPTOR,
     ("kpi", "kpi_type"): pb.KpiType.DESCRIPTOR,
     ("kpi", "direction"): pb.KpiDirection.DESCRIPTOR,
     ("kpi", "observation_frequency"): pb.ObservationFrequency.DESCRIPTOR,
@@ -69,6 +78,7 @@ EVERY_ACTION = {
     *("KPI_CREATED", "KPI_UPDATED", "KPI_DELETED", "KPI_ACCEPTED", "KPI_REJECTED"),
     *("MARGIN_RATCHET_CREATED", "MARGIN_RATCHET_UPDATED", "MARGIN_RATCHET_DELETED"),
     *("KPI_RESULT_REPORTED", "KPI_RESULT_VERIFIED", "KPI_RESULT_SUPERSEDED", "MARGIN_ADJUSTED"),
+    *("DRAWDOWN_REQUESTED", "DRAWDOWN_APPROVED", "DRAWDOWN_REJECTED", "REPAYMENT_RECORDED"),
 }
 
 
@@ -89,6 +99,11 @@ def every_kind_of_event(suite: Suite, journey: Journey) -> None:
         **period(0),
     )  # fmt: skip
     as_lender("VerifyKpiResult", kpi_result_id=restated.id)
+    funded = as_borrower("RequestDrawdown", loan_id=at.loan.id, amount="100.00")
+    as_lender("ApproveDrawdown", drawdown_id=funded.id)
+    refused = as_borrower("RequestDrawdown", loan_id=at.loan.id, amount="200.00")
+    as_lender("RejectDrawdown", drawdown_id=refused.id, reason="No invoices")
+    as_lender("RecordRepayment", loan_id=at.loan.id, amount="50.00")
     as_lender("CloseLoan", loan_id=at.loan.id)
 
     draft = journey.draft()

@@ -1,16 +1,17 @@
 """WatchLoans under load and failure: bounded streams, slow subscribers, stops, replicas.
 
 Every open stream holds a server worker thread, so the number of streams is
-bounded; a subscriber that falls behind is dropped rather than waited for; a
-stopping server ends its streams at once; on PostgreSQL every replica hears
-every commit, and a lost LISTEN connection ends streams rather than lose
-changes silently.
+bounded, in the process and per user; a subscriber that falls behind is
+dropped rather than waited for; a stopping server ends its streams at once; on
+PostgreSQL every replica hears every commit, and a lost LISTEN connection ends
+streams rather than lose changes silently.
 """
 
 from __future__ import annotations
 
 import threading
 
+import grpc
 import psycopg
 import pytest
 from loansuite.common.v1 import error_pb2
@@ -23,25 +24,57 @@ from tests.loans.watching import WAIT, Watch, Watches, replica, stub_of
 from tests.support import POSTGRES, Suite
 
 
-def test_watchers_beyond_the_limit_are_refused_until_one_leaves(
+def test_watchers_beyond_the_process_limit_are_refused_until_one_leaves(
     suite: Suite, watches: Watches
 ) -> None:
-    borrower = suite.register("BORROWER")
     limit = suite.settings.max_workers // 2
+    per_user = suite.settings.streams_per_user
+    borrowers = [suite.register("BORROWER") for _ in range(-(-limit // per_user))]
     live = [
-        watches.subscribe_retrying(suite.loans, borrower, "TOO_MANY_WATCHERS") for _ in range(limit)
+        watches.subscribe_retrying(suite.loans, borrowers[n // per_user], "TOO_MANY_WATCHERS")
+        for n in range(limit)
     ]
+    latecomer = suite.register("BORROWER")
 
-    refused = watches.open(suite.loans, borrower).error()
+    refused = watches.open(suite.loans, latecomer).refusal()
     live[0].call.cancel()
-    replacement = watches.subscribe_retrying(suite.loans, borrower, "TOO_MANY_WATCHERS")
-    loan = new_loan(suite.loans, borrower)
+    replacement = watches.subscribe_retrying(suite.loans, latecomer, "TOO_MANY_WATCHERS")
+    loan = new_loan(suite.loans, latecomer)
 
-    assert (refused.code, refused.reason) == (
+    assert refused[0] == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert (refused[1].code, refused[1].reason) == (
         error_pb2.ERROR_CODE_RESOURCE_EXHAUSTED,
         "TOO_MANY_WATCHERS",
     )
     assert replacement.change().loan_id == loan.id
+
+
+def test_one_user_holds_at_most_its_share_and_other_organizations_still_watch(
+    suite: Suite, watches: Watches
+) -> None:
+    """Idle streams of one borrower lock nobody else out; closing one frees its place."""
+    borrower, lender = suite.register("BORROWER"), suite.register("LENDER")
+    quota = suite.settings.streams_per_user
+    live = [
+        watches.subscribe_retrying(suite.loans, borrower, "STREAMS_PER_USER_EXHAUSTED")
+        for _ in range(quota)
+    ]
+
+    refused = watches.open(suite.loans, borrower).refusal()
+    other = watches.subscribe(suite.loans, lender)
+    live[0].call.cancel()
+    again = watches.subscribe_retrying(suite.loans, borrower, "STREAMS_PER_USER_EXHAUSTED")
+    loan = new_loan(suite.loans, borrower, lender)
+
+    status, error = refused
+    assert status == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert (error.code, error.reason) == (
+        error_pb2.ERROR_CODE_RESOURCE_EXHAUSTED,
+        "STREAMS_PER_USER_EXHAUSTED",
+    )
+    assert error.request_id
+    assert again.change().loan_id == loan.id
+    assert other.change().loan_id == loan.id
     assert live[-1].change().loan_id == loan.id
 
 
@@ -79,10 +112,12 @@ def test_stopping_the_server_ends_its_streams_without_waiting_for_the_grace(
     stopping = threading.Thread(target=server.stop, args=(60.0,))
 
     stopping.start()
-    error = watch.error()
+    status, error = watch.refusal()
     stopping.join(WAIT)
     channel.close()
 
+    # A real UNAVAILABLE, so that clients' retry logic reconnects (to another replica).
+    assert status == grpc.StatusCode.UNAVAILABLE
     assert (error.code, error.reason) == (error_pb2.ERROR_CODE_UNAVAILABLE, "SERVER_STOPPING")
     assert not stopping.is_alive(), "stop waited for the stream's grace period"
 

@@ -10,6 +10,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from sqlalchemy import text
 
+from services.auth.key_encryption import load_key_encryption_key
 from tests.loans.database import connected
 from tests.support import Account, Suite
 
@@ -22,11 +23,12 @@ class SigningKey(NamedTuple):
 
 
 def current_signing_key(suite: Suite) -> SigningKey:
-    """The auth service's current signing key, read from its database."""
-    query = "SELECT kid, private_key_pem FROM signing_keys ORDER BY generation DESC LIMIT 1"
+    """The auth service's current signing key, read from its database and unsealed."""
+    query = "SELECT kid, sealed_private_key FROM signing_keys ORDER BY generation DESC LIMIT 1"
     with connected(suite, "auth") as conn:
-        kid, pem = conn.execute(text(query)).one()
-    key = load_pem_private_key(pem.encode(), password=None)
+        kid, sealed = conn.execute(text(query)).one()
+    kek = load_key_encryption_key(suite.settings.key_encryption_key, suite.settings.data_dir)
+    key = load_pem_private_key(kek.unseal(kid, sealed).encode(), password=None)
     assert isinstance(key, Ed25519PrivateKey), type(key)
     return SigningKey(kid, key)
 

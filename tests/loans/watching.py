@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import grpc
+from grpc_status import rpc_status
 from loansuite.common.v1 import error_pb2
 from loansuite.loans.v1 import loan_service_pb2 as pb
 from loansuite.loans.v1.loan_service_pb2_grpc import LoanServiceStub
@@ -27,15 +28,18 @@ class Watch:
 
     call: grpc.CallIterator[pb.WatchLoansResponse]
     responses: queue.Queue[pb.WatchLoansResponse | None] = field(default_factory=queue.Queue)
+    status: grpc.RpcError | None = None  # how the call ended, if not with status OK
 
     def start_reading(self) -> None:
         """Read the stream into the queue in a background thread."""
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self) -> None:
-        with contextlib.suppress(grpc.RpcError):  # cancelled by the test
+        try:
             for response in self.call:
                 self.responses.put(response)
+        except grpc.RpcError as exc:  # cancelled by the test, or refused with a status
+            self.status = exc
         self.responses.put(None)  # the stream ended
 
     def subscribed(self) -> bool:
@@ -52,6 +56,16 @@ class Watch:
         assert response is not None, "the stream ended"
         assert response.HasField("change"), response.error
         return response.change
+
+    def refusal(self) -> tuple[grpc.StatusCode, error_pb2.Error]:
+        """The call's end without a change: its gRPC status and Error (envelope or detail)."""
+        response = self.next()
+        assert response is None or response.HasField("error"), response
+        if response is not None:
+            assert self.next() is None, "the stream went on after its error"
+            return grpc.StatusCode.OK, response.error
+        assert self.status is not None, "the stream ended without an error"
+        return self.status.code(), status_error(self.call)
 
     def error(self) -> error_pb2.Error:
         """The stream's last response, an error, followed by its end."""
@@ -90,7 +104,7 @@ class Watches:
             watch = self.open(stub, account)
             if watch.subscribed():
                 return watch
-            error = watch.error()
+            _, error = watch.refusal()
             assert error.reason == reason, error
             threading.Event().wait(0.1)
         raise AssertionError(f"still {reason} after 100 attempts")
@@ -104,7 +118,7 @@ class Watches:
 @contextlib.contextmanager
 def replica(suite: Suite, **options: int) -> Iterator[Server]:
     """Another loans server over the same database, as a second replica would be."""
-    server = start_loans(suite.settings, port=0, **options)
+    server = start_loans(suite.settings, port=0, today=suite.today, **options)
     try:
         yield server
     finally:
@@ -117,6 +131,15 @@ def stub_of(
     """A channel to a server on this machine, and a loan service stub on it."""
     channel = grpc.insecure_channel(f"127.0.0.1:{port}", options=options)
     return channel, LoanServiceStub(channel)
+
+
+def status_error(call: grpc.Call) -> error_pb2.Error:
+    """The Error a call that ended with a status carries as its google.rpc.Status detail."""
+    status = rpc_status.from_call(call)
+    assert status is not None, "the status carries no details"
+    error = error_pb2.Error()
+    assert status.details[0].Unpack(error), status.details
+    return error
 
 
 def kind(change: pb.LoanChange) -> str:

@@ -143,7 +143,7 @@ def test_a_second_relay_on_one_sqlite_file_stands_by_and_takes_over(
     assert "another relay delivers this SQLite database's outbox; standing by" in messages
     assert "outbox relay took over" in messages
     database = Path(database_url.removeprefix("sqlite:///"))
-    assert Path(f"{database}.relay.lock").exists()
+    assert Path(f"{database}.relay_test_outbox.relay.lock").exists()
 
 
 @pytest.mark.parametrize("backend", ["postgresql"])

@@ -9,7 +9,14 @@ import pytest
 from pydantic_core import PydanticCustomError
 
 from services.shared.errors import FieldViolation, ValidationError
-from services.shared.validation import check_characters, parse_reason, text
+from services.shared.validation import (
+    INT64_MAX,
+    check_characters,
+    check_range,
+    parse_reason,
+    text,
+    text_field,
+)
 
 BIDI_CONTROLS = [chr(c) for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A))] + [
     "\u200e",
@@ -132,3 +139,32 @@ def test_a_rejection_reason_is_required_bounded_and_plain() -> None:
     )
     assert reason_violation("late\u0007")[0] == "REASON_HAS_CONTROL_CHARACTERS"
     assert reason_violation("see \u202eexe.fdp")[0] == "REASON_HAS_BIDI_CONTROLS"
+
+
+def test_text_is_normalised_to_nfc_and_counted_as_such() -> None:
+    decomposed = "Cafe\u0301 Zoe\u0308"  # combining acute accent and diaeresis
+
+    assert name(decomposed) == "Café Zoë"
+    assert name("e\u0301" * 20) == "é" * 20  # 40 code points sent, 20 characters kept
+    assert refusal(lambda: name("e\u0301" * 21))[0] == "NAME_TOO_LONG"
+    assert refusal(lambda: name("n" * 81))[0] == "NAME_TOO_LONG"  # refused before NFC
+
+
+def test_text_field_names_the_field_it_refuses() -> None:
+    with pytest.raises(ValidationError) as caught:
+        text_field("Eve\u001b[2J", field="filter.name", reason_prefix="NAME", limit=20)
+
+    assert caught.value.reasons == {"filter.name": "NAME_HAS_CONTROL_CHARACTERS"}
+    assert text_field(" Cafe\u0301 ", field="name", reason_prefix="NAME", limit=20) == "Café"
+
+
+@pytest.mark.parametrize(
+    ("value", "ok"), [(0, True), (INT64_MAX, True), (-1, False), (INT64_MAX + 1, False)]
+)
+def test_integers_are_range_checked_naming_the_field(value: int, ok: bool) -> None:
+    if ok:
+        assert check_range(value, "after_sequence") == value
+        return
+    with pytest.raises(ValidationError) as caught:
+        check_range(value, "after_sequence")
+    assert caught.value.reasons == {"after_sequence": "AFTER_SEQUENCE_OUT_OF_RANGE"}

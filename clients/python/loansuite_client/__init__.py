@@ -17,7 +17,7 @@ from types import TracebackType
 import grpc
 
 from loansuite_client import errors
-from loansuite_client._calls import READ_METHODS, RetryPolicy
+from loansuite_client._calls import READ_METHODS, SERVICE_CONFIG, RetryPolicy
 from loansuite_client._services import (
     AsyncAuditServiceClient,
     AsyncAuthServiceClient,
@@ -32,6 +32,7 @@ from loansuite_client.watch import Subscribed, async_watch_loans, watch_loans
 
 __all__ = [
     "READ_METHODS",
+    "SERVICE_CONFIG",
     "AsyncAuditServiceClient",
     "AsyncAuthServiceClient",
     "AsyncLoanServiceClient",

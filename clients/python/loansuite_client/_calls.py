@@ -11,6 +11,7 @@ returned; its error is raised as the class of its code (errors.py).
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import time
 import uuid
@@ -23,7 +24,15 @@ from google.protobuf.message import Message
 
 from loansuite_client.errors import LoansuiteError, from_message, from_rpc_error
 
-__all__ = ["READ_METHODS", "AsyncCalls", "Calls", "RetryPolicy", "TokenSource", "unwrap"]
+__all__ = [
+    "READ_METHODS",
+    "SERVICE_CONFIG",
+    "AsyncCalls",
+    "Calls",
+    "RetryPolicy",
+    "TokenSource",
+    "unwrap",
+]
 
 P = TypeVar("P", bound=Message)
 R = TypeVar("R", bound=Message)
@@ -42,6 +51,30 @@ READ_METHODS = frozenset(
         "loansuite.loans.v1.LoanService/ListMarginAdjustments",
         "loansuite.audit.v1.AuditService/ListAuditEvents",
         "loansuite.audit.v1.AuditService/VerifyChain",
+    }
+)
+
+
+# The gRPC service config that retries UNAVAILABLE on the reads, for clients of the
+# services that do not use this package: grpc.insecure_channel(target, options=[
+# ("grpc.service_config", SERVICE_CONFIG)]). The same as ../service-config.json.
+SERVICE_CONFIG = json.dumps(
+    {
+        "methodConfig": [
+            {
+                "name": [
+                    {"service": name.split("/")[0], "method": name.split("/")[1]}
+                    for name in sorted(READ_METHODS)
+                ],
+                "retryPolicy": {
+                    "maxAttempts": 4,
+                    "initialBackoff": "0.1s",
+                    "maxBackoff": "2s",
+                    "backoffMultiplier": 2,
+                    "retryableStatusCodes": ["UNAVAILABLE"],
+                },
+            }
+        ]
     }
 )
 

@@ -32,7 +32,11 @@ class AuditServiceClient(Calls):
         self, request: audit_pb.ListAuditEventsRequest, *, timeout: float | None = None
     ) -> audit_pb.AuditEventPage:
         """ListAuditEvents pages through events, oldest first: a user sees the events that
-        concern their organization, an admin sees all."""
+        concern their organization, an admin sees all; service identities may not list.
+        Errors: PERMISSION_DENIED USER_IDENTITY_REQUIRED, or ORGANIZATION_OUT_OF_SCOPE when
+        a user's filter names another organization; INVALID_ARGUMENT PAGE_SIZE_NEGATIVE,
+        PAGE_TOKEN_INVALID, or a violation per `filter.<field>` (VALUE_TOO_LONG,
+        VALUE_HAS_CONTROL_CHARACTERS, VALUE_HAS_BIDI_CONTROLS, OCCUR_TIME_INVALID)."""
         return self._unary(
             "ListAuditEvents",
             request,
@@ -45,8 +49,15 @@ class AuditServiceClient(Calls):
     def verify_chain(
         self, request: audit_pb.VerifyChainRequest, *, timeout: float | None = None
     ) -> audit_pb.ChainVerification:
-        """VerifyChain recomputes the hash chain over the whole log, oldest first, and checks
-        it against a published head. Any authenticated caller."""
+        """VerifyChain checks the hash chain against a published head. Each call walks only the
+        events after the last intact verification (a checkpoint), having checked that the
+        checkpoint's event still has the hash it had; an edit further back is for `loansuite
+        audit verify`, which recomputes the whole log offline. Any authenticated caller,
+        users and services alike. Each caller gets a burst of 5 calls, then one per 10
+        seconds by default; past that, the gRPC status RESOURCE_EXHAUSTED CALLS_THROTTLED
+        with RetryInfo. A broken chain is an answer (intact false), not an error. Errors:
+        INVALID_ARGUMENT HEAD_SEQUENCE_INVALID, HEAD_SEQUENCE_OUT_OF_RANGE,
+        HEAD_HASH_INVALID."""
         return self._unary(
             "VerifyChain",
             request,
@@ -60,8 +71,14 @@ class AuditServiceClient(Calls):
         self, request: audit_pb.TailAuditEventsRequest, *, timeout: float | None = None
     ) -> Iterator[audit_pb.AuditEvent]:
         """TailAuditEvents streams the events committed after the call starts (or after a given
-        sequence), in log order. Admins only; at most a few streams at once per server. The
-        response headers arrive once the tail is live."""
+        sequence), in log order, within about a second of their commit, until the client
+        ends the call. Admins only (PERMISSION_DENIED ADMIN_REQUIRED). The response headers
+        arrive once the tail is live: everything committed after they arrive is delivered. A
+        server holds 8 tails at most, by default 4 per user and 8 per organization; past
+        that, the gRPC status RESOURCE_EXHAUSTED (TAIL_STREAMS_EXHAUSTED,
+        STREAMS_PER_USER_EXHAUSTED, STREAMS_PER_ORGANIZATION_EXHAUSTED). A stopping server
+        ends the stream with the gRPC status UNAVAILABLE SERVER_STOPPING: reconnect with
+        after_sequence set to the last sequence received."""
         return self._stream(
             "TailAuditEvents",
             request,
@@ -81,7 +98,11 @@ class AsyncAuditServiceClient(AsyncCalls):
         self, request: audit_pb.ListAuditEventsRequest, *, timeout: float | None = None
     ) -> audit_pb.AuditEventPage:
         """ListAuditEvents pages through events, oldest first: a user sees the events that
-        concern their organization, an admin sees all."""
+        concern their organization, an admin sees all; service identities may not list.
+        Errors: PERMISSION_DENIED USER_IDENTITY_REQUIRED, or ORGANIZATION_OUT_OF_SCOPE when
+        a user's filter names another organization; INVALID_ARGUMENT PAGE_SIZE_NEGATIVE,
+        PAGE_TOKEN_INVALID, or a violation per `filter.<field>` (VALUE_TOO_LONG,
+        VALUE_HAS_CONTROL_CHARACTERS, VALUE_HAS_BIDI_CONTROLS, OCCUR_TIME_INVALID)."""
         return await self._unary(
             "ListAuditEvents",
             request,
@@ -94,8 +115,15 @@ class AsyncAuditServiceClient(AsyncCalls):
     async def verify_chain(
         self, request: audit_pb.VerifyChainRequest, *, timeout: float | None = None
     ) -> audit_pb.ChainVerification:
-        """VerifyChain recomputes the hash chain over the whole log, oldest first, and checks
-        it against a published head. Any authenticated caller."""
+        """VerifyChain checks the hash chain against a published head. Each call walks only the
+        events after the last intact verification (a checkpoint), having checked that the
+        checkpoint's event still has the hash it had; an edit further back is for `loansuite
+        audit verify`, which recomputes the whole log offline. Any authenticated caller,
+        users and services alike. Each caller gets a burst of 5 calls, then one per 10
+        seconds by default; past that, the gRPC status RESOURCE_EXHAUSTED CALLS_THROTTLED
+        with RetryInfo. A broken chain is an answer (intact false), not an error. Errors:
+        INVALID_ARGUMENT HEAD_SEQUENCE_INVALID, HEAD_SEQUENCE_OUT_OF_RANGE,
+        HEAD_HASH_INVALID."""
         return await self._unary(
             "VerifyChain",
             request,
@@ -109,8 +137,14 @@ class AsyncAuditServiceClient(AsyncCalls):
         self, request: audit_pb.TailAuditEventsRequest, *, timeout: float | None = None
     ) -> AsyncIterator[audit_pb.AuditEvent]:
         """TailAuditEvents streams the events committed after the call starts (or after a given
-        sequence), in log order. Admins only; at most a few streams at once per server. The
-        response headers arrive once the tail is live."""
+        sequence), in log order, within about a second of their commit, until the client
+        ends the call. Admins only (PERMISSION_DENIED ADMIN_REQUIRED). The response headers
+        arrive once the tail is live: everything committed after they arrive is delivered. A
+        server holds 8 tails at most, by default 4 per user and 8 per organization; past
+        that, the gRPC status RESOURCE_EXHAUSTED (TAIL_STREAMS_EXHAUSTED,
+        STREAMS_PER_USER_EXHAUSTED, STREAMS_PER_ORGANIZATION_EXHAUSTED). A stopping server
+        ends the stream with the gRPC status UNAVAILABLE SERVER_STOPPING: reconnect with
+        after_sequence set to the last sequence received."""
         return self._stream(
             "TailAuditEvents",
             request,
@@ -122,14 +156,20 @@ class AsyncAuditServiceClient(AsyncCalls):
 
 
 class AuthServiceClient(Calls):
-    """AuthService owns users, organizations, sessions and the keys that sign"""
+    """AuthService owns users, organizations, sessions and token signing keys."""
 
     service = "loansuite.auth.v1.AuthService"
 
     def register(
         self, request: auth_pb.RegisterRequest, *, timeout: float | None = None
     ) -> auth_pb.User:
-        """Register creates a borrower or lender user and their organization."""
+        """Register creates a borrower or lender user and their organization, whose type
+        follows the role. Errors: INVALID_ARGUMENT with a violation per field
+        (EMAIL_REQUIRED, EMAIL_INVALID, PASSWORD_TOO_SHORT, PASSWORD_TOO_LONG,
+        PASSWORD_TOO_COMMON, NAME_REQUIRED, NAME_TOO_LONG, ROLE_REQUIRED, ROLE_INVALID,
+        ROLE_NOT_ALLOWED, ORGANIZATION_NAME_REQUIRED, ORGANIZATION_NAME_TOO_LONG, or
+        `<FIELD>_HAS_CONTROL_CHARACTERS` and `<FIELD>_HAS_BIDI_CONTROLS`); ALREADY_EXISTS
+        EMAIL_TAKEN. Audited as USER_REGISTERED."""
         return self._unary(
             "Register",
             request,
@@ -142,7 +182,13 @@ class AuthServiceClient(Calls):
     def login(
         self, request: auth_pb.LoginRequest, *, timeout: float | None = None
     ) -> auth_pb.Session:
-        """Login exchanges an email and password for a session."""
+        """Login exchanges an email and password for a session. Every failure (an unknown
+        email, a wrong password, a deactivated user) answers alike, UNAUTHENTICATED
+        INVALID_CREDENTIALS, and is audited as LOGIN_FAILED. By default 5 failures for one
+        email, or 50 from one address (one /64 for IPv6), within 15 minutes lock that email
+        or address for 15 minutes: every login for it, the right password included, then
+        answers the gRPC status RESOURCE_EXHAUSTED, reason LOGIN_THROTTLED, with RetryInfo.
+        An email holding control or bidi characters is INVALID_ARGUMENT."""
         return self._unary(
             "Login",
             request,
@@ -156,7 +202,10 @@ class AuthServiceClient(Calls):
         self, request: auth_pb.RefreshSessionRequest, *, timeout: float | None = None
     ) -> auth_pb.Session:
         """RefreshSession exchanges a refresh token for a new session; the old refresh token
-        stops working."""
+        stops working. An unknown, expired, revoked or already used refresh token, or one of
+        a deactivated user, answers UNAUTHENTICATED REFRESH_TOKEN_INVALID. A token used a
+        second time also revokes every refresh token descended from the same login (audited
+        as REFRESH_TOKEN_REUSED): both holders must log in again."""
         return self._unary(
             "RefreshSession",
             request,
@@ -169,7 +218,9 @@ class AuthServiceClient(Calls):
     def logout(
         self, request: auth_pb.LogoutRequest, *, timeout: float | None = None
     ) -> auth_pb.LoggedOut:
-        """Logout revokes a refresh token."""
+        """Logout revokes a refresh token; access tokens already issued stay valid until they
+        expire. A token that is unknown or already revoked or expired succeeds too; an empty
+        one is INVALID_ARGUMENT REFRESH_TOKEN_REQUIRED."""
         return self._unary(
             "Logout",
             request,
@@ -182,8 +233,9 @@ class AuthServiceClient(Calls):
     def get_user(
         self, request: auth_pb.GetUserRequest, *, timeout: float | None = None
     ) -> auth_pb.User:
-        """GetUser returns a user with their organization (the user themself, an admin, or a
-        service identity)."""
+        """GetUser returns a user with their organization, a deactivated one too (see
+        User.active): a user may read themself, an admin or a service identity anyone.
+        Errors: PERMISSION_DENIED for another user's id; NOT_FOUND USER_NOT_FOUND."""
         return self._unary(
             "GetUser",
             request,
@@ -197,7 +249,8 @@ class AuthServiceClient(Calls):
         self, request: auth_pb.FindUserByEmailRequest, *, timeout: float | None = None
     ) -> auth_pb.User:
         """FindUserByEmail returns the active user with that email (service identities only;
-        loans uses it to invite a lender)."""
+        loans uses it to invite a lender). Errors: PERMISSION_DENIED
+        SERVICE_IDENTITY_REQUIRED; NOT_FOUND USER_NOT_FOUND, also for a deactivated user."""
         return self._unary(
             "FindUserByEmail",
             request,
@@ -210,7 +263,8 @@ class AuthServiceClient(Calls):
     def who_am_i(
         self, request: auth_pb.WhoAmIRequest, *, timeout: float | None = None
     ) -> auth_pb.User:
-        """WhoAmI returns the caller as the bearer token identifies them."""
+        """WhoAmI returns the caller as the bearer token identifies them, with their role and
+        organization as stored now. A service token answers PERMISSION_DENIED NOT_A_USER."""
         return self._unary(
             "WhoAmI",
             request,
@@ -223,7 +277,10 @@ class AuthServiceClient(Calls):
     def list_public_keys(
         self, request: auth_pb.ListPublicKeysRequest, *, timeout: float | None = None
     ) -> auth_pb.PublicKeySet:
-        """ListPublicKeys returns the keys that verify access tokens, by kid."""
+        """ListPublicKeys returns the keys that verify access tokens, by kid: every key that
+        may have signed a token not yet expired, oldest first. Keys rotate: on a kid not in
+        the set, ask again. Auth's HTTP port (9451 by default) serves the same keys as a JWK
+        Set at /.well-known/jwks.json."""
         return self._unary(
             "ListPublicKeys",
             request,
@@ -237,7 +294,8 @@ class AuthServiceClient(Calls):
         self, request: auth_pb.IssueServiceTokenRequest, *, timeout: float | None = None
     ) -> auth_pb.ServiceToken:
         """IssueServiceToken gives a service identity a short-lived access token in exchange
-        for the deployment's service secret."""
+        for the deployment's service secret. Errors: INVALID_ARGUMENT SERVICE_NAME_INVALID;
+        UNAUTHENTICATED SERVICE_SECRET_INVALID."""
         return self._unary(
             "IssueServiceToken",
             request,
@@ -249,14 +307,20 @@ class AuthServiceClient(Calls):
 
 
 class AsyncAuthServiceClient(AsyncCalls):
-    """AuthService owns users, organizations, sessions and the keys that sign"""
+    """AuthService owns users, organizations, sessions and token signing keys."""
 
     service = "loansuite.auth.v1.AuthService"
 
     async def register(
         self, request: auth_pb.RegisterRequest, *, timeout: float | None = None
     ) -> auth_pb.User:
-        """Register creates a borrower or lender user and their organization."""
+        """Register creates a borrower or lender user and their organization, whose type
+        follows the role. Errors: INVALID_ARGUMENT with a violation per field
+        (EMAIL_REQUIRED, EMAIL_INVALID, PASSWORD_TOO_SHORT, PASSWORD_TOO_LONG,
+        PASSWORD_TOO_COMMON, NAME_REQUIRED, NAME_TOO_LONG, ROLE_REQUIRED, ROLE_INVALID,
+        ROLE_NOT_ALLOWED, ORGANIZATION_NAME_REQUIRED, ORGANIZATION_NAME_TOO_LONG, or
+        `<FIELD>_HAS_CONTROL_CHARACTERS` and `<FIELD>_HAS_BIDI_CONTROLS`); ALREADY_EXISTS
+        EMAIL_TAKEN. Audited as USER_REGISTERED."""
         return await self._unary(
             "Register",
             request,
@@ -269,7 +333,13 @@ class AsyncAuthServiceClient(AsyncCalls):
     async def login(
         self, request: auth_pb.LoginRequest, *, timeout: float | None = None
     ) -> auth_pb.Session:
-        """Login exchanges an email and password for a session."""
+        """Login exchanges an email and password for a session. Every failure (an unknown
+        email, a wrong password, a deactivated user) answers alike, UNAUTHENTICATED
+        INVALID_CREDENTIALS, and is audited as LOGIN_FAILED. By default 5 failures for one
+        email, or 50 from one address (one /64 for IPv6), within 15 minutes lock that email
+        or address for 15 minutes: every login for it, the right password included, then
+        answers the gRPC status RESOURCE_EXHAUSTED, reason LOGIN_THROTTLED, with RetryInfo.
+        An email holding control or bidi characters is INVALID_ARGUMENT."""
         return await self._unary(
             "Login",
             request,
@@ -283,7 +353,10 @@ class AsyncAuthServiceClient(AsyncCalls):
         self, request: auth_pb.RefreshSessionRequest, *, timeout: float | None = None
     ) -> auth_pb.Session:
         """RefreshSession exchanges a refresh token for a new session; the old refresh token
-        stops working."""
+        stops working. An unknown, expired, revoked or already used refresh token, or one of
+        a deactivated user, answers UNAUTHENTICATED REFRESH_TOKEN_INVALID. A token used a
+        second time also revokes every refresh token descended from the same login (audited
+        as REFRESH_TOKEN_REUSED): both holders must log in again."""
         return await self._unary(
             "RefreshSession",
             request,
@@ -296,7 +369,9 @@ class AsyncAuthServiceClient(AsyncCalls):
     async def logout(
         self, request: auth_pb.LogoutRequest, *, timeout: float | None = None
     ) -> auth_pb.LoggedOut:
-        """Logout revokes a refresh token."""
+        """Logout revokes a refresh token; access tokens already issued stay valid until they
+        expire. A token that is unknown or already revoked or expired succeeds too; an empty
+        one is INVALID_ARGUMENT REFRESH_TOKEN_REQUIRED."""
         return await self._unary(
             "Logout",
             request,
@@ -309,8 +384,9 @@ class AsyncAuthServiceClient(AsyncCalls):
     async def get_user(
         self, request: auth_pb.GetUserRequest, *, timeout: float | None = None
     ) -> auth_pb.User:
-        """GetUser returns a user with their organization (the user themself, an admin, or a
-        service identity)."""
+        """GetUser returns a user with their organization, a deactivated one too (see
+        User.active): a user may read themself, an admin or a service identity anyone.
+        Errors: PERMISSION_DENIED for another user's id; NOT_FOUND USER_NOT_FOUND."""
         return await self._unary(
             "GetUser",
             request,
@@ -324,7 +400,8 @@ class AsyncAuthServiceClient(AsyncCalls):
         self, request: auth_pb.FindUserByEmailRequest, *, timeout: float | None = None
     ) -> auth_pb.User:
         """FindUserByEmail returns the active user with that email (service identities only;
-        loans uses it to invite a lender)."""
+        loans uses it to invite a lender). Errors: PERMISSION_DENIED
+        SERVICE_IDENTITY_REQUIRED; NOT_FOUND USER_NOT_FOUND, also for a deactivated user."""
         return await self._unary(
             "FindUserByEmail",
             request,
@@ -337,7 +414,8 @@ class AsyncAuthServiceClient(AsyncCalls):
     async def who_am_i(
         self, request: auth_pb.WhoAmIRequest, *, timeout: float | None = None
     ) -> auth_pb.User:
-        """WhoAmI returns the caller as the bearer token identifies them."""
+        """WhoAmI returns the caller as the bearer token identifies them, with their role and
+        organization as stored now. A service token answers PERMISSION_DENIED NOT_A_USER."""
         return await self._unary(
             "WhoAmI",
             request,
@@ -350,7 +428,10 @@ class AsyncAuthServiceClient(AsyncCalls):
     async def list_public_keys(
         self, request: auth_pb.ListPublicKeysRequest, *, timeout: float | None = None
     ) -> auth_pb.PublicKeySet:
-        """ListPublicKeys returns the keys that verify access tokens, by kid."""
+        """ListPublicKeys returns the keys that verify access tokens, by kid: every key that
+        may have signed a token not yet expired, oldest first. Keys rotate: on a kid not in
+        the set, ask again. Auth's HTTP port (9451 by default) serves the same keys as a JWK
+        Set at /.well-known/jwks.json."""
         return await self._unary(
             "ListPublicKeys",
             request,
@@ -364,7 +445,8 @@ class AsyncAuthServiceClient(AsyncCalls):
         self, request: auth_pb.IssueServiceTokenRequest, *, timeout: float | None = None
     ) -> auth_pb.ServiceToken:
         """IssueServiceToken gives a service identity a short-lived access token in exchange
-        for the deployment's service secret."""
+        for the deployment's service secret. Errors: INVALID_ARGUMENT SERVICE_NAME_INVALID;
+        UNAUTHENTICATED SERVICE_SECRET_INVALID."""
         return await self._unary(
             "IssueServiceToken",
             request,
@@ -383,7 +465,10 @@ class LoanServiceClient(Calls):
     def create_loan(
         self, request: loans_pb.CreateLoanRequest, *, timeout: float | None = None
     ) -> loans_pb.Loan:
-        """CreateLoan creates a DRAFT loan owned by the caller's borrower organization."""
+        """CreateLoan creates a DRAFT loan of the caller's organization, with the caller as its
+        creator. Borrowers only (PERMISSION_DENIED ROLE_NOT_ALLOWED). Errors:
+        INVALID_ARGUMENT with a violation per field (see CreateLoanRequest),
+        REQUEST_ID_INVALID or REQUEST_ID_REUSED. Audited as LOAN_CREATED."""
         return self._unary(
             "CreateLoan",
             request,
@@ -396,7 +481,8 @@ class LoanServiceClient(Calls):
     def get_loan(
         self, request: loans_pb.GetLoanRequest, *, timeout: float | None = None
     ) -> loans_pb.Loan:
-        """GetLoan returns a loan that the caller's organization borrows or lends."""
+        """GetLoan returns a loan that the caller's organization borrows or lends, in any
+        state. Errors: INVALID_ARGUMENT LOAN_ID_REQUIRED; NOT_FOUND LOAN_NOT_FOUND."""
         return self._unary(
             "GetLoan",
             request,
@@ -409,7 +495,9 @@ class LoanServiceClient(Calls):
     def list_loans(
         self, request: loans_pb.ListLoansRequest, *, timeout: float | None = None
     ) -> loans_pb.LoanPage:
-        """ListLoans pages through the loans of the caller's organization, newest first."""
+        """ListLoans pages through the loans the caller's organization borrows or lends, in any
+        state, newest first. Errors: INVALID_ARGUMENT PAGE_SIZE_NEGATIVE, PAGE_TOKEN_INVALID
+        or COUNTERPARTY_ORGANIZATION_ID_INVALID."""
         return self._unary(
             "ListLoans",
             request,
@@ -422,7 +510,11 @@ class LoanServiceClient(Calls):
     def update_loan(
         self, request: loans_pb.UpdateLoanRequest, *, timeout: float | None = None
     ) -> loans_pb.Loan:
-        """UpdateLoan changes the fields named in update_mask of a DRAFT loan (borrower)."""
+        """UpdateLoan changes the terms named in update_mask of a DRAFT loan (borrower); the
+        merged loan must pass CreateLoan's rules. Sending the stored values again changes
+        nothing and audits nothing. Errors: INVALID_ARGUMENT UPDATE_MASK_REQUIRED,
+        UPDATE_MASK_INVALID or a violation per field; ABORTED ETAG_MISMATCH;
+        FAILED_PRECONDITION LOAN_NOT_DRAFT. Audited as LOAN_UPDATED."""
         return self._unary(
             "UpdateLoan",
             request,
@@ -435,7 +527,9 @@ class LoanServiceClient(Calls):
     def delete_loan(
         self, request: loans_pb.DeleteLoanRequest, *, timeout: float | None = None
     ) -> loans_pb.LoanDeletion:
-        """DeleteLoan deletes a DRAFT loan with its KPIs, ratchets and results (borrower)."""
+        """DeleteLoan deletes a DRAFT loan with its KPIs, ratchets and history (borrower).
+        Errors: ABORTED ETAG_MISMATCH; FAILED_PRECONDITION LOAN_NOT_DRAFT. Audited as
+        LOAN_DELETED."""
         return self._unary(
             "DeleteLoan",
             request,
@@ -448,8 +542,14 @@ class LoanServiceClient(Calls):
     def invite_lender(
         self, request: loans_pb.InviteLenderRequest, *, timeout: float | None = None
     ) -> loans_pb.Loan:
-        """InviteLender makes the organization of a lender user the loan's lender (borrower,
-        DRAFT)."""
+        """InviteLender makes the organization of the active lender user with this email the
+        loan's lender (borrower, DRAFT). Inviting another lender replaces the current one,
+        which hears of it on its watch; every KPI it had reviewed goes back to PROPOSED
+        (KPI_REVIEW_REOPENED, cause LENDER_CHANGED). Inviting the current lender again
+        changes nothing. Errors: INVALID_ARGUMENT LENDER_EMAIL_REQUIRED or
+        LENDER_EMAIL_TOO_LONG; FAILED_PRECONDITION LENDER_NOT_FOUND (no active lender has
+        the email: an unknown email and a borrower's answer alike) or LOAN_NOT_DRAFT;
+        ABORTED ETAG_MISMATCH. Audited as LENDER_INVITED."""
         return self._unary(
             "InviteLender",
             request,
@@ -462,8 +562,9 @@ class LoanServiceClient(Calls):
     def submit_loan(
         self, request: loans_pb.SubmitLoanRequest, *, timeout: float | None = None
     ) -> loans_pb.Loan:
-        """SubmitLoan moves DRAFT to PENDING_APPROVAL; needs a lender and at least one KPI
-        (borrower)."""
+        """SubmitLoan moves DRAFT to PENDING_APPROVAL for the lender's review (borrower).
+        Errors: FAILED_PRECONDITION LOAN_NOT_DRAFT, LENDER_REQUIRED (no lender invited) or
+        KPIS_REQUIRED (no KPI); ABORTED ETAG_MISMATCH. Audited as LOAN_SUBMITTED."""
         return self._unary(
             "SubmitLoan",
             request,
@@ -476,7 +577,9 @@ class LoanServiceClient(Calls):
     def approve_loan(
         self, request: loans_pb.ApproveLoanRequest, *, timeout: float | None = None
     ) -> loans_pb.Loan:
-        """ApproveLoan moves PENDING_APPROVAL to APPROVED; every KPI must be accepted (lender)."""
+        """ApproveLoan moves PENDING_APPROVAL to APPROVED (lender). Errors: FAILED_PRECONDITION
+        LOAN_NOT_PENDING_APPROVAL, KPIS_REQUIRED or KPIS_NOT_ALL_ACCEPTED; ABORTED
+        ETAG_MISMATCH. Audited as LOAN_APPROVED."""
         return self._unary(
             "ApproveLoan",
             request,
@@ -489,7 +592,10 @@ class LoanServiceClient(Calls):
     def reject_loan(
         self, request: loans_pb.RejectLoanRequest, *, timeout: float | None = None
     ) -> loans_pb.Loan:
-        """RejectLoan moves PENDING_APPROVAL to REJECTED with a reason (lender)."""
+        """RejectLoan moves PENDING_APPROVAL to REJECTED, with a reason the history keeps
+        (lender). Errors: INVALID_ARGUMENT REASON_REQUIRED, REASON_TOO_LONG;
+        FAILED_PRECONDITION LOAN_NOT_PENDING_APPROVAL; ABORTED ETAG_MISMATCH. Audited as
+        LOAN_REJECTED."""
         return self._unary(
             "RejectLoan",
             request,
@@ -502,7 +608,9 @@ class LoanServiceClient(Calls):
     def withdraw_loan(
         self, request: loans_pb.WithdrawLoanRequest, *, timeout: float | None = None
     ) -> loans_pb.Loan:
-        """WithdrawLoan moves DRAFT or PENDING_APPROVAL to WITHDRAWN (borrower)."""
+        """WithdrawLoan moves DRAFT or PENDING_APPROVAL to WITHDRAWN (borrower). Errors:
+        FAILED_PRECONDITION LOAN_NOT_DRAFT_OR_PENDING; ABORTED ETAG_MISMATCH. Audited as
+        LOAN_WITHDRAWN."""
         return self._unary(
             "WithdrawLoan",
             request,
@@ -515,7 +623,9 @@ class LoanServiceClient(Calls):
     def activate_loan(
         self, request: loans_pb.ActivateLoanRequest, *, timeout: float | None = None
     ) -> loans_pb.Loan:
-        """ActivateLoan moves APPROVED to ACTIVE (lender)."""
+        """ActivateLoan moves APPROVED to ACTIVE, on or after the loan's start_date (lender).
+        Errors: FAILED_PRECONDITION LOAN_NOT_APPROVED or LOAN_NOT_STARTED (today is before
+        start_date); ABORTED ETAG_MISMATCH. Audited as LOAN_ACTIVATED."""
         return self._unary(
             "ActivateLoan",
             request,
@@ -528,7 +638,8 @@ class LoanServiceClient(Calls):
     def close_loan(
         self, request: loans_pb.CloseLoanRequest, *, timeout: float | None = None
     ) -> loans_pb.Loan:
-        """CloseLoan moves ACTIVE to CLOSED (lender)."""
+        """CloseLoan moves ACTIVE to CLOSED (lender). Errors: FAILED_PRECONDITION
+        LOAN_NOT_ACTIVE; ABORTED ETAG_MISMATCH. Audited as LOAN_CLOSED."""
         return self._unary(
             "CloseLoan",
             request,
@@ -541,7 +652,8 @@ class LoanServiceClient(Calls):
     def list_loan_history(
         self, request: loans_pb.ListLoanHistoryRequest, *, timeout: float | None = None
     ) -> loans_pb.LoanHistory:
-        """ListLoanHistory returns the loan's state changes, oldest first."""
+        """ListLoanHistory returns the loan's state changes, oldest first (either party, any
+        state). Errors: INVALID_ARGUMENT LOAN_ID_REQUIRED; NOT_FOUND LOAN_NOT_FOUND."""
         return self._unary(
             "ListLoanHistory",
             request,
@@ -554,7 +666,9 @@ class LoanServiceClient(Calls):
     def create_kpi(
         self, request: loans_pb.CreateKpiRequest, *, timeout: float | None = None
     ) -> loans_pb.Kpi:
-        """CreateKpi proposes a KPI for a DRAFT or PENDING_APPROVAL loan (borrower)."""
+        """CreateKpi proposes a KPI for a DRAFT or PENDING_APPROVAL loan (borrower); it starts
+        PROPOSED. Errors: INVALID_ARGUMENT with a violation per field (see
+        CreateKpiRequest); FAILED_PRECONDITION LOAN_NOT_EDITABLE. Audited as KPI_CREATED."""
         return self._unary(
             "CreateKpi",
             request,
@@ -567,8 +681,12 @@ class LoanServiceClient(Calls):
     def update_kpi(
         self, request: loans_pb.UpdateKpiRequest, *, timeout: float | None = None
     ) -> loans_pb.Kpi:
-        """UpdateKpi changes a KPI; an accepted or rejected KPI goes back to PROPOSED
-        (borrower)."""
+        """UpdateKpi changes the fields named in update_mask (borrower, loan DRAFT or
+        PENDING_APPROVAL); the merged KPI must pass CreateKpi's rules, and the KPI goes back
+        to PROPOSED for the lender to review again. Errors: INVALID_ARGUMENT
+        UPDATE_MASK_REQUIRED, UPDATE_MASK_INVALID or a violation per field; NOT_FOUND
+        KPI_NOT_FOUND; ABORTED ETAG_MISMATCH; FAILED_PRECONDITION LOAN_NOT_EDITABLE. Audited
+        as KPI_UPDATED."""
         return self._unary(
             "UpdateKpi",
             request,
@@ -581,7 +699,9 @@ class LoanServiceClient(Calls):
     def delete_kpi(
         self, request: loans_pb.DeleteKpiRequest, *, timeout: float | None = None
     ) -> loans_pb.KpiDeletion:
-        """DeleteKpi deletes a KPI with its ratchet (borrower)."""
+        """DeleteKpi deletes a KPI with its ratchet (borrower, loan DRAFT or PENDING_APPROVAL).
+        Errors: NOT_FOUND KPI_NOT_FOUND; ABORTED ETAG_MISMATCH; FAILED_PRECONDITION
+        LOAN_NOT_EDITABLE. Audited as KPI_DELETED."""
         return self._unary(
             "DeleteKpi",
             request,
@@ -594,7 +714,10 @@ class LoanServiceClient(Calls):
     def accept_kpi(
         self, request: loans_pb.AcceptKpiRequest, *, timeout: float | None = None
     ) -> loans_pb.Kpi:
-        """AcceptKpi accepts a PROPOSED KPI (lender)."""
+        """AcceptKpi accepts a PROPOSED KPI (lender, loan DRAFT or PENDING_APPROVAL). Errors:
+        NOT_FOUND KPI_NOT_FOUND; ABORTED ETAG_MISMATCH; FAILED_PRECONDITION
+        KPI_ALREADY_REVIEWED (accepted or rejected already: it is reviewed again once
+        edited) or LOAN_NOT_EDITABLE. Audited as KPI_ACCEPTED."""
         return self._unary(
             "AcceptKpi",
             request,
@@ -607,7 +730,10 @@ class LoanServiceClient(Calls):
     def reject_kpi(
         self, request: loans_pb.RejectKpiRequest, *, timeout: float | None = None
     ) -> loans_pb.Kpi:
-        """RejectKpi rejects a PROPOSED KPI with a reason (lender)."""
+        """RejectKpi rejects a PROPOSED KPI with a reason (lender, loan DRAFT or
+        PENDING_APPROVAL). Errors: INVALID_ARGUMENT REASON_REQUIRED, REASON_TOO_LONG;
+        NOT_FOUND KPI_NOT_FOUND; ABORTED ETAG_MISMATCH; FAILED_PRECONDITION
+        KPI_ALREADY_REVIEWED or LOAN_NOT_EDITABLE. Audited as KPI_REJECTED."""
         return self._unary(
             "RejectKpi",
             request,
@@ -620,7 +746,8 @@ class LoanServiceClient(Calls):
     def list_kpis(
         self, request: loans_pb.ListKpisRequest, *, timeout: float | None = None
     ) -> loans_pb.KpiList:
-        """ListKpis returns the loan's KPIs."""
+        """ListKpis returns the loan's KPIs in creation order (either party, any state).
+        Errors: INVALID_ARGUMENT LOAN_ID_REQUIRED; NOT_FOUND LOAN_NOT_FOUND."""
         return self._unary(
             "ListKpis",
             request,
@@ -633,7 +760,12 @@ class LoanServiceClient(Calls):
     def create_margin_ratchet(
         self, request: loans_pb.CreateMarginRatchetRequest, *, timeout: float | None = None
     ) -> loans_pb.MarginRatchet:
-        """CreateMarginRatchet attaches a margin ratchet to a KPI of the loan (borrower)."""
+        """CreateMarginRatchet attaches a margin ratchet to a KPI of the loan, at most one per
+        KPI (borrower, loan DRAFT or PENDING_APPROVAL). A KPI the lender had reviewed goes
+        back to PROPOSED (KPI_REVIEW_REOPENED, cause MARGIN_RATCHET_CHANGED). Errors:
+        INVALID_ARGUMENT KPI_ID_REQUIRED, KPI_NOT_IN_LOAN or BPS_OUT_OF_RANGE;
+        ALREADY_EXISTS RATCHET_EXISTS; FAILED_PRECONDITION LOAN_NOT_EDITABLE. Audited as
+        MARGIN_RATCHET_CREATED."""
         return self._unary(
             "CreateMarginRatchet",
             request,
@@ -646,7 +778,12 @@ class LoanServiceClient(Calls):
     def update_margin_ratchet(
         self, request: loans_pb.UpdateMarginRatchetRequest, *, timeout: float | None = None
     ) -> loans_pb.MarginRatchet:
-        """UpdateMarginRatchet changes a ratchet's basis points (borrower)."""
+        """UpdateMarginRatchet changes the basis points named in update_mask (borrower, loan
+        DRAFT or PENDING_APPROVAL). A change sends a reviewed KPI back to PROPOSED, as
+        CreateMarginRatchet does. Errors: INVALID_ARGUMENT UPDATE_MASK_REQUIRED,
+        UPDATE_MASK_INVALID or BPS_OUT_OF_RANGE; NOT_FOUND RATCHET_NOT_FOUND; ABORTED
+        ETAG_MISMATCH; FAILED_PRECONDITION LOAN_NOT_EDITABLE. Audited as
+        MARGIN_RATCHET_UPDATED."""
         return self._unary(
             "UpdateMarginRatchet",
             request,
@@ -659,7 +796,10 @@ class LoanServiceClient(Calls):
     def delete_margin_ratchet(
         self, request: loans_pb.DeleteMarginRatchetRequest, *, timeout: float | None = None
     ) -> loans_pb.MarginRatchetDeletion:
-        """DeleteMarginRatchet deletes a ratchet (borrower)."""
+        """DeleteMarginRatchet deletes a ratchet (borrower, loan DRAFT or PENDING_APPROVAL); a
+        reviewed KPI goes back to PROPOSED. Errors: NOT_FOUND RATCHET_NOT_FOUND; ABORTED
+        ETAG_MISMATCH; FAILED_PRECONDITION LOAN_NOT_EDITABLE. Audited as
+        MARGIN_RATCHET_DELETED."""
         return self._unary(
             "DeleteMarginRatchet",
             request,
@@ -672,7 +812,14 @@ class LoanServiceClient(Calls):
     def report_kpi_result(
         self, request: loans_pb.ReportKpiResultRequest, *, timeout: float | None = None
     ) -> loans_pb.KpiResult:
-        """ReportKpiResult reports a KPI's value for a period of an ACTIVE loan (borrower)."""
+        """ReportKpiResult reports an ACCEPTED KPI's value for one of its observation periods
+        that has ended, on an ACTIVE loan (borrower), or restates an earlier result. A value
+        worse than the KPI's threshold_value is marked as a breach. Errors: INVALID_ARGUMENT
+        with a violation per field (see ReportKpiResultRequest); NOT_FOUND KPI_NOT_FOUND;
+        FAILED_PRECONDITION LOAN_NOT_ACTIVE, KPI_NOT_ACCEPTED, PERIOD_NOT_ENDED (period_end
+        is after today), PERIOD_OVERLAPS (another standing result covers part of the period:
+        restate it instead) or RESULT_ALREADY_SUPERSEDED. Audited as KPI_RESULT_REPORTED,
+        plus KPI_RESULT_SUPERSEDED for a restated result."""
         return self._unary(
             "ReportKpiResult",
             request,
@@ -685,8 +832,12 @@ class LoanServiceClient(Calls):
     def verify_kpi_result(
         self, request: loans_pb.VerifyKpiResultRequest, *, timeout: float | None = None
     ) -> loans_pb.KpiVerification:
-        """VerifyKpiResult verifies a reported result and applies its margin adjustment
-        (lender)."""
+        """VerifyKpiResult verifies a REPORTED result of an ACTIVE loan (lender): it passes or
+        fails by its KPI's direction and target and, when the KPI has a ratchet, adjusts the
+        margin. Verification after the period's due date still counts, and replaces the
+        period's recorded miss. Errors: NOT_FOUND KPI_RESULT_NOT_FOUND; ABORTED
+        ETAG_MISMATCH; FAILED_PRECONDITION LOAN_NOT_ACTIVE or RESULT_NOT_REPORTED. Audited
+        as KPI_RESULT_VERIFIED, plus MARGIN_ADJUSTED."""
         return self._unary(
             "VerifyKpiResult",
             request,
@@ -699,7 +850,9 @@ class LoanServiceClient(Calls):
     def list_kpi_results(
         self, request: loans_pb.ListKpiResultsRequest, *, timeout: float | None = None
     ) -> loans_pb.KpiResultList:
-        """ListKpiResults returns the loan's KPI results, superseded ones included."""
+        """ListKpiResults returns the loan's KPI results in the order they were reported,
+        superseded ones included (either party, any state). Errors: INVALID_ARGUMENT
+        LOAN_ID_REQUIRED or KPI_NOT_IN_LOAN; NOT_FOUND LOAN_NOT_FOUND."""
         return self._unary(
             "ListKpiResults",
             request,
@@ -712,7 +865,9 @@ class LoanServiceClient(Calls):
     def list_margin_adjustments(
         self, request: loans_pb.ListMarginAdjustmentsRequest, *, timeout: float | None = None
     ) -> loans_pb.MarginAdjustmentPage:
-        """ListMarginAdjustments returns the loan's margin adjustments, oldest first."""
+        """ListMarginAdjustments pages through the loan's margin adjustments, oldest first
+        (either party, any state). Errors: INVALID_ARGUMENT LOAN_ID_REQUIRED,
+        PAGE_SIZE_NEGATIVE or PAGE_TOKEN_INVALID; NOT_FOUND LOAN_NOT_FOUND."""
         return self._unary(
             "ListMarginAdjustments",
             request,
@@ -725,14 +880,167 @@ class LoanServiceClient(Calls):
     def watch_loans(
         self, request: loans_pb.WatchLoansRequest, *, timeout: float | None = None
     ) -> Iterator[loans_pb.LoanChange]:
-        """WatchLoans streams a notification for each committed change to a loan of the
-        caller's organization: the counterpart of revalidatePath."""
+        """WatchLoans streams a LoanChange for each change committed to a loan of the caller's
+        organization, until the client ends the call: the counterpart of revalidatePath
+        (borrowers and lenders). As soon as the subscription is live the server sends the
+        response header `x-watch: subscribed`: every change committed after it arrives is
+        delivered, so wait for it before reading what you watch; it is the only safe sign,
+        and a refused stream never sends it. The caller is checked again every 5 seconds: an
+        expired token or a deactivated user (UNAUTHENTICATED), or a move to another
+        organization (PERMISSION_DENIED ORGANIZATION_CHANGED) ends the stream with that
+        error, so a stream lasts no longer than its access token. A reader more than 1000
+        changes behind is dropped with RESOURCE_EXHAUSTED SUBSCRIBER_TOO_SLOW, and an
+        interrupted change feed (PostgreSQL) ends every stream with UNAVAILABLE
+        CHANGE_FEED_INTERRUPTED, each as the stream's last response. Capacity is a real gRPC
+        status, not an envelope: a server holds LOANSUITE_MAX_WORKERS / 2 watches (16 by
+        default), 4 per user and 8 per organization; past that the call fails with the
+        status RESOURCE_EXHAUSTED (TOO_MANY_WATCHERS, STREAMS_PER_USER_EXHAUSTED or
+        STREAMS_PER_ORGANIZATION_EXHAUSTED) with the Error as a google.rpc.Status detail. A
+        server that stops ends the stream with the status UNAVAILABLE SERVER_STOPPING. After
+        any end, subscribe again, wait for `x-watch`, then re-read: changes committed in
+        between were not delivered."""
         return self._stream(
             "WatchLoans",
             request,
             loans_pb.WatchLoansResponse,
             "change",
             loans_pb.LoanChange,
+            timeout,
+        )
+
+    def get_margin_schedule(
+        self, request: loans_pb.GetMarginScheduleRequest, *, timeout: float | None = None
+    ) -> loans_pb.MarginSchedule:
+        """GetMarginSchedule lists each interest period from start to maturity with its all-in
+        margin: the base margin plus the KPI adjustments in force, within the loan's cap and
+        floor (either party, any state). Errors: INVALID_ARGUMENT LOAN_ID_REQUIRED;
+        NOT_FOUND LOAN_NOT_FOUND; FAILED_PRECONDITION TOO_MANY_INTEREST_PERIODS (a loan
+        stored before the bound of 1200 periods existed)."""
+        return self._unary(
+            "GetMarginSchedule",
+            request,
+            loans_pb.GetMarginScheduleResponse,
+            "schedule",
+            loans_pb.MarginSchedule,
+            timeout,
+        )
+
+    def request_drawdown(
+        self, request: loans_pb.RequestDrawdownRequest, *, timeout: float | None = None
+    ) -> loans_pb.Drawdown:
+        """RequestDrawdown asks to draw on an ACTIVE loan (borrower). The amount must fit
+        within committed_amount minus drawn_amount, counting approved drawdowns only: the
+        lender's approval checks it again. Errors: INVALID_ARGUMENT `AMOUNT_*` or `NOTE_*`;
+        FAILED_PRECONDITION LOAN_NOT_ACTIVE or DRAWDOWN_EXCEEDS_AVAILABLE. Audited as
+        DRAWDOWN_REQUESTED."""
+        return self._unary(
+            "RequestDrawdown",
+            request,
+            loans_pb.RequestDrawdownResponse,
+            "drawdown",
+            loans_pb.Drawdown,
+            timeout,
+        )
+
+    def approve_drawdown(
+        self, request: loans_pb.ApproveDrawdownRequest, *, timeout: float | None = None
+    ) -> loans_pb.DrawdownApproval:
+        """ApproveDrawdown funds a REQUESTED drawdown of an ACTIVE loan (lender): its amount is
+        added to the loan's drawn and outstanding amounts by a new ledger entry, in the same
+        transaction. Two approvals never overdraw: the second sees the first. Errors:
+        NOT_FOUND DRAWDOWN_NOT_FOUND; ABORTED ETAG_MISMATCH; FAILED_PRECONDITION
+        LOAN_NOT_ACTIVE, DRAWDOWN_ALREADY_DECIDED or DRAWDOWN_EXCEEDS_AVAILABLE. Audited as
+        DRAWDOWN_APPROVED."""
+        return self._unary(
+            "ApproveDrawdown",
+            request,
+            loans_pb.ApproveDrawdownResponse,
+            "approval",
+            loans_pb.DrawdownApproval,
+            timeout,
+        )
+
+    def reject_drawdown(
+        self, request: loans_pb.RejectDrawdownRequest, *, timeout: float | None = None
+    ) -> loans_pb.Drawdown:
+        """RejectDrawdown refuses a REQUESTED drawdown, with a reason (lender, any loan state);
+        nothing is drawn. Errors: INVALID_ARGUMENT REASON_REQUIRED, REASON_TOO_LONG;
+        NOT_FOUND DRAWDOWN_NOT_FOUND; ABORTED ETAG_MISMATCH; FAILED_PRECONDITION
+        DRAWDOWN_ALREADY_DECIDED. Audited as DRAWDOWN_REJECTED."""
+        return self._unary(
+            "RejectDrawdown",
+            request,
+            loans_pb.RejectDrawdownResponse,
+            "drawdown",
+            loans_pb.Drawdown,
+            timeout,
+        )
+
+    def record_repayment(
+        self, request: loans_pb.RecordRepaymentRequest, *, timeout: float | None = None
+    ) -> loans_pb.LedgerEntry:
+        """RecordRepayment writes a repayment of at most the outstanding amount to the ledger
+        of an ACTIVE loan (lender). Errors: INVALID_ARGUMENT `AMOUNT_*` or `NOTE_*`;
+        FAILED_PRECONDITION LOAN_NOT_ACTIVE or REPAYMENT_EXCEEDS_OUTSTANDING. Audited as
+        REPAYMENT_RECORDED."""
+        return self._unary(
+            "RecordRepayment",
+            request,
+            loans_pb.RecordRepaymentResponse,
+            "entry",
+            loans_pb.LedgerEntry,
+            timeout,
+        )
+
+    def list_ledger_entries(
+        self, request: loans_pb.ListLedgerEntriesRequest, *, timeout: float | None = None
+    ) -> loans_pb.LedgerPage:
+        """ListLedgerEntries pages through the loan's ledger, oldest first, with the loan's
+        balances now (either party, any state). Errors: INVALID_ARGUMENT LOAN_ID_REQUIRED,
+        PAGE_SIZE_NEGATIVE or PAGE_TOKEN_INVALID; NOT_FOUND LOAN_NOT_FOUND."""
+        return self._unary(
+            "ListLedgerEntries",
+            request,
+            loans_pb.ListLedgerEntriesResponse,
+            "page",
+            loans_pb.LedgerPage,
+            timeout,
+        )
+
+    def get_loan_report(
+        self, request: loans_pb.GetLoanReportRequest, *, timeout: float | None = None
+    ) -> loans_pb.LoanReport:
+        """GetLoanReport returns the loan with its parties, KPIs, ratchets, results, margin
+        adjustments, margin schedule, drawdowns, ledger, history and reporting calendar,
+        read in one snapshot so that the parts agree (either party, any state). Like
+        ListReportingObligations, it first records the missed periods it finds. Errors: as
+        GetMarginSchedule."""
+        return self._unary(
+            "GetLoanReport",
+            request,
+            loans_pb.GetLoanReportResponse,
+            "report",
+            loans_pb.LoanReport,
+            timeout,
+        )
+
+    def list_reporting_obligations(
+        self, request: loans_pb.ListReportingObligationsRequest, *, timeout: float | None = None
+    ) -> loans_pb.ReportingCalendar:
+        """ListReportingObligations lists, per KPI and observation period, the due date of its
+        result and where it stands today (either party, any state). On an ACTIVE loan, a
+        period found past its due date without a verified result (MISSED or OVERDUE) is
+        recorded as missed, once, whoever sees it first: this call, GetLoanReport or the
+        loans service's sweep (hourly by default, LOANSUITE_REPORTING_SWEEP_SECONDS). Its
+        KPI's ratchet, if any, steps the margin up, and KPI_PERIOD_MISSED (plus
+        MARGIN_ADJUSTED) is audited with the loans service as the actor. Errors:
+        INVALID_ARGUMENT LOAN_ID_REQUIRED or KPI_NOT_IN_LOAN; NOT_FOUND LOAN_NOT_FOUND."""
+        return self._unary(
+            "ListReportingObligations",
+            request,
+            loans_pb.ListReportingObligationsResponse,
+            "calendar",
+            loans_pb.ReportingCalendar,
             timeout,
         )
 
@@ -745,7 +1053,10 @@ class AsyncLoanServiceClient(AsyncCalls):
     async def create_loan(
         self, request: loans_pb.CreateLoanRequest, *, timeout: float | None = None
     ) -> loans_pb.Loan:
-        """CreateLoan creates a DRAFT loan owned by the caller's borrower organization."""
+        """CreateLoan creates a DRAFT loan of the caller's organization, with the caller as its
+        creator. Borrowers only (PERMISSION_DENIED ROLE_NOT_ALLOWED). Errors:
+        INVALID_ARGUMENT with a violation per field (see CreateLoanRequest),
+        REQUEST_ID_INVALID or REQUEST_ID_REUSED. Audited as LOAN_CREATED."""
         return await self._unary(
             "CreateLoan",
             request,
@@ -758,7 +1069,8 @@ class AsyncLoanServiceClient(AsyncCalls):
     async def get_loan(
         self, request: loans_pb.GetLoanRequest, *, timeout: float | None = None
     ) -> loans_pb.Loan:
-        """GetLoan returns a loan that the caller's organization borrows or lends."""
+        """GetLoan returns a loan that the caller's organization borrows or lends, in any
+        state. Errors: INVALID_ARGUMENT LOAN_ID_REQUIRED; NOT_FOUND LOAN_NOT_FOUND."""
         return await self._unary(
             "GetLoan",
             request,
@@ -771,7 +1083,9 @@ class AsyncLoanServiceClient(AsyncCalls):
     async def list_loans(
         self, request: loans_pb.ListLoansRequest, *, timeout: float | None = None
     ) -> loans_pb.LoanPage:
-        """ListLoans pages through the loans of the caller's organization, newest first."""
+        """ListLoans pages through the loans the caller's organization borrows or lends, in any
+        state, newest first. Errors: INVALID_ARGUMENT PAGE_SIZE_NEGATIVE, PAGE_TOKEN_INVALID
+        or COUNTERPARTY_ORGANIZATION_ID_INVALID."""
         return await self._unary(
             "ListLoans",
             request,
@@ -784,7 +1098,11 @@ class AsyncLoanServiceClient(AsyncCalls):
     async def update_loan(
         self, request: loans_pb.UpdateLoanRequest, *, timeout: float | None = None
     ) -> loans_pb.Loan:
-        """UpdateLoan changes the fields named in update_mask of a DRAFT loan (borrower)."""
+        """UpdateLoan changes the terms named in update_mask of a DRAFT loan (borrower); the
+        merged loan must pass CreateLoan's rules. Sending the stored values again changes
+        nothing and audits nothing. Errors: INVALID_ARGUMENT UPDATE_MASK_REQUIRED,
+        UPDATE_MASK_INVALID or a violation per field; ABORTED ETAG_MISMATCH;
+        FAILED_PRECONDITION LOAN_NOT_DRAFT. Audited as LOAN_UPDATED."""
         return await self._unary(
             "UpdateLoan",
             request,
@@ -797,7 +1115,9 @@ class AsyncLoanServiceClient(AsyncCalls):
     async def delete_loan(
         self, request: loans_pb.DeleteLoanRequest, *, timeout: float | None = None
     ) -> loans_pb.LoanDeletion:
-        """DeleteLoan deletes a DRAFT loan with its KPIs, ratchets and results (borrower)."""
+        """DeleteLoan deletes a DRAFT loan with its KPIs, ratchets and history (borrower).
+        Errors: ABORTED ETAG_MISMATCH; FAILED_PRECONDITION LOAN_NOT_DRAFT. Audited as
+        LOAN_DELETED."""
         return await self._unary(
             "DeleteLoan",
             request,
@@ -810,8 +1130,14 @@ class AsyncLoanServiceClient(AsyncCalls):
     async def invite_lender(
         self, request: loans_pb.InviteLenderRequest, *, timeout: float | None = None
     ) -> loans_pb.Loan:
-        """InviteLender makes the organization of a lender user the loan's lender (borrower,
-        DRAFT)."""
+        """InviteLender makes the organization of the active lender user with this email the
+        loan's lender (borrower, DRAFT). Inviting another lender replaces the current one,
+        which hears of it on its watch; every KPI it had reviewed goes back to PROPOSED
+        (KPI_REVIEW_REOPENED, cause LENDER_CHANGED). Inviting the current lender again
+        changes nothing. Errors: INVALID_ARGUMENT LENDER_EMAIL_REQUIRED or
+        LENDER_EMAIL_TOO_LONG; FAILED_PRECONDITION LENDER_NOT_FOUND (no active lender has
+        the email: an unknown email and a borrower's answer alike) or LOAN_NOT_DRAFT;
+        ABORTED ETAG_MISMATCH. Audited as LENDER_INVITED."""
         return await self._unary(
             "InviteLender",
             request,
@@ -824,8 +1150,9 @@ class AsyncLoanServiceClient(AsyncCalls):
     async def submit_loan(
         self, request: loans_pb.SubmitLoanRequest, *, timeout: float | None = None
     ) -> loans_pb.Loan:
-        """SubmitLoan moves DRAFT to PENDING_APPROVAL; needs a lender and at least one KPI
-        (borrower)."""
+        """SubmitLoan moves DRAFT to PENDING_APPROVAL for the lender's review (borrower).
+        Errors: FAILED_PRECONDITION LOAN_NOT_DRAFT, LENDER_REQUIRED (no lender invited) or
+        KPIS_REQUIRED (no KPI); ABORTED ETAG_MISMATCH. Audited as LOAN_SUBMITTED."""
         return await self._unary(
             "SubmitLoan",
             request,
@@ -838,7 +1165,9 @@ class AsyncLoanServiceClient(AsyncCalls):
     async def approve_loan(
         self, request: loans_pb.ApproveLoanRequest, *, timeout: float | None = None
     ) -> loans_pb.Loan:
-        """ApproveLoan moves PENDING_APPROVAL to APPROVED; every KPI must be accepted (lender)."""
+        """ApproveLoan moves PENDING_APPROVAL to APPROVED (lender). Errors: FAILED_PRECONDITION
+        LOAN_NOT_PENDING_APPROVAL, KPIS_REQUIRED or KPIS_NOT_ALL_ACCEPTED; ABORTED
+        ETAG_MISMATCH. Audited as LOAN_APPROVED."""
         return await self._unary(
             "ApproveLoan",
             request,
@@ -851,7 +1180,10 @@ class AsyncLoanServiceClient(AsyncCalls):
     async def reject_loan(
         self, request: loans_pb.RejectLoanRequest, *, timeout: float | None = None
     ) -> loans_pb.Loan:
-        """RejectLoan moves PENDING_APPROVAL to REJECTED with a reason (lender)."""
+        """RejectLoan moves PENDING_APPROVAL to REJECTED, with a reason the history keeps
+        (lender). Errors: INVALID_ARGUMENT REASON_REQUIRED, REASON_TOO_LONG;
+        FAILED_PRECONDITION LOAN_NOT_PENDING_APPROVAL; ABORTED ETAG_MISMATCH. Audited as
+        LOAN_REJECTED."""
         return await self._unary(
             "RejectLoan",
             request,
@@ -864,7 +1196,9 @@ class AsyncLoanServiceClient(AsyncCalls):
     async def withdraw_loan(
         self, request: loans_pb.WithdrawLoanRequest, *, timeout: float | None = None
     ) -> loans_pb.Loan:
-        """WithdrawLoan moves DRAFT or PENDING_APPROVAL to WITHDRAWN (borrower)."""
+        """WithdrawLoan moves DRAFT or PENDING_APPROVAL to WITHDRAWN (borrower). Errors:
+        FAILED_PRECONDITION LOAN_NOT_DRAFT_OR_PENDING; ABORTED ETAG_MISMATCH. Audited as
+        LOAN_WITHDRAWN."""
         return await self._unary(
             "WithdrawLoan",
             request,
@@ -877,7 +1211,9 @@ class AsyncLoanServiceClient(AsyncCalls):
     async def activate_loan(
         self, request: loans_pb.ActivateLoanRequest, *, timeout: float | None = None
     ) -> loans_pb.Loan:
-        """ActivateLoan moves APPROVED to ACTIVE (lender)."""
+        """ActivateLoan moves APPROVED to ACTIVE, on or after the loan's start_date (lender).
+        Errors: FAILED_PRECONDITION LOAN_NOT_APPROVED or LOAN_NOT_STARTED (today is before
+        start_date); ABORTED ETAG_MISMATCH. Audited as LOAN_ACTIVATED."""
         return await self._unary(
             "ActivateLoan",
             request,
@@ -890,7 +1226,8 @@ class AsyncLoanServiceClient(AsyncCalls):
     async def close_loan(
         self, request: loans_pb.CloseLoanRequest, *, timeout: float | None = None
     ) -> loans_pb.Loan:
-        """CloseLoan moves ACTIVE to CLOSED (lender)."""
+        """CloseLoan moves ACTIVE to CLOSED (lender). Errors: FAILED_PRECONDITION
+        LOAN_NOT_ACTIVE; ABORTED ETAG_MISMATCH. Audited as LOAN_CLOSED."""
         return await self._unary(
             "CloseLoan",
             request,
@@ -903,7 +1240,8 @@ class AsyncLoanServiceClient(AsyncCalls):
     async def list_loan_history(
         self, request: loans_pb.ListLoanHistoryRequest, *, timeout: float | None = None
     ) -> loans_pb.LoanHistory:
-        """ListLoanHistory returns the loan's state changes, oldest first."""
+        """ListLoanHistory returns the loan's state changes, oldest first (either party, any
+        state). Errors: INVALID_ARGUMENT LOAN_ID_REQUIRED; NOT_FOUND LOAN_NOT_FOUND."""
         return await self._unary(
             "ListLoanHistory",
             request,
@@ -916,7 +1254,9 @@ class AsyncLoanServiceClient(AsyncCalls):
     async def create_kpi(
         self, request: loans_pb.CreateKpiRequest, *, timeout: float | None = None
     ) -> loans_pb.Kpi:
-        """CreateKpi proposes a KPI for a DRAFT or PENDING_APPROVAL loan (borrower)."""
+        """CreateKpi proposes a KPI for a DRAFT or PENDING_APPROVAL loan (borrower); it starts
+        PROPOSED. Errors: INVALID_ARGUMENT with a violation per field (see
+        CreateKpiRequest); FAILED_PRECONDITION LOAN_NOT_EDITABLE. Audited as KPI_CREATED."""
         return await self._unary(
             "CreateKpi",
             request,
@@ -929,8 +1269,12 @@ class AsyncLoanServiceClient(AsyncCalls):
     async def update_kpi(
         self, request: loans_pb.UpdateKpiRequest, *, timeout: float | None = None
     ) -> loans_pb.Kpi:
-        """UpdateKpi changes a KPI; an accepted or rejected KPI goes back to PROPOSED
-        (borrower)."""
+        """UpdateKpi changes the fields named in update_mask (borrower, loan DRAFT or
+        PENDING_APPROVAL); the merged KPI must pass CreateKpi's rules, and the KPI goes back
+        to PROPOSED for the lender to review again. Errors: INVALID_ARGUMENT
+        UPDATE_MASK_REQUIRED, UPDATE_MASK_INVALID or a violation per field; NOT_FOUND
+        KPI_NOT_FOUND; ABORTED ETAG_MISMATCH; FAILED_PRECONDITION LOAN_NOT_EDITABLE. Audited
+        as KPI_UPDATED."""
         return await self._unary(
             "UpdateKpi",
             request,
@@ -943,7 +1287,9 @@ class AsyncLoanServiceClient(AsyncCalls):
     async def delete_kpi(
         self, request: loans_pb.DeleteKpiRequest, *, timeout: float | None = None
     ) -> loans_pb.KpiDeletion:
-        """DeleteKpi deletes a KPI with its ratchet (borrower)."""
+        """DeleteKpi deletes a KPI with its ratchet (borrower, loan DRAFT or PENDING_APPROVAL).
+        Errors: NOT_FOUND KPI_NOT_FOUND; ABORTED ETAG_MISMATCH; FAILED_PRECONDITION
+        LOAN_NOT_EDITABLE. Audited as KPI_DELETED."""
         return await self._unary(
             "DeleteKpi",
             request,
@@ -956,7 +1302,10 @@ class AsyncLoanServiceClient(AsyncCalls):
     async def accept_kpi(
         self, request: loans_pb.AcceptKpiRequest, *, timeout: float | None = None
     ) -> loans_pb.Kpi:
-        """AcceptKpi accepts a PROPOSED KPI (lender)."""
+        """AcceptKpi accepts a PROPOSED KPI (lender, loan DRAFT or PENDING_APPROVAL). Errors:
+        NOT_FOUND KPI_NOT_FOUND; ABORTED ETAG_MISMATCH; FAILED_PRECONDITION
+        KPI_ALREADY_REVIEWED (accepted or rejected already: it is reviewed again once
+        edited) or LOAN_NOT_EDITABLE. Audited as KPI_ACCEPTED."""
         return await self._unary(
             "AcceptKpi",
             request,
@@ -969,7 +1318,10 @@ class AsyncLoanServiceClient(AsyncCalls):
     async def reject_kpi(
         self, request: loans_pb.RejectKpiRequest, *, timeout: float | None = None
     ) -> loans_pb.Kpi:
-        """RejectKpi rejects a PROPOSED KPI with a reason (lender)."""
+        """RejectKpi rejects a PROPOSED KPI with a reason (lender, loan DRAFT or
+        PENDING_APPROVAL). Errors: INVALID_ARGUMENT REASON_REQUIRED, REASON_TOO_LONG;
+        NOT_FOUND KPI_NOT_FOUND; ABORTED ETAG_MISMATCH; FAILED_PRECONDITION
+        KPI_ALREADY_REVIEWED or LOAN_NOT_EDITABLE. Audited as KPI_REJECTED."""
         return await self._unary(
             "RejectKpi",
             request,
@@ -982,7 +1334,8 @@ class AsyncLoanServiceClient(AsyncCalls):
     async def list_kpis(
         self, request: loans_pb.ListKpisRequest, *, timeout: float | None = None
     ) -> loans_pb.KpiList:
-        """ListKpis returns the loan's KPIs."""
+        """ListKpis returns the loan's KPIs in creation order (either party, any state).
+        Errors: INVALID_ARGUMENT LOAN_ID_REQUIRED; NOT_FOUND LOAN_NOT_FOUND."""
         return await self._unary(
             "ListKpis",
             request,
@@ -995,7 +1348,12 @@ class AsyncLoanServiceClient(AsyncCalls):
     async def create_margin_ratchet(
         self, request: loans_pb.CreateMarginRatchetRequest, *, timeout: float | None = None
     ) -> loans_pb.MarginRatchet:
-        """CreateMarginRatchet attaches a margin ratchet to a KPI of the loan (borrower)."""
+        """CreateMarginRatchet attaches a margin ratchet to a KPI of the loan, at most one per
+        KPI (borrower, loan DRAFT or PENDING_APPROVAL). A KPI the lender had reviewed goes
+        back to PROPOSED (KPI_REVIEW_REOPENED, cause MARGIN_RATCHET_CHANGED). Errors:
+        INVALID_ARGUMENT KPI_ID_REQUIRED, KPI_NOT_IN_LOAN or BPS_OUT_OF_RANGE;
+        ALREADY_EXISTS RATCHET_EXISTS; FAILED_PRECONDITION LOAN_NOT_EDITABLE. Audited as
+        MARGIN_RATCHET_CREATED."""
         return await self._unary(
             "CreateMarginRatchet",
             request,
@@ -1008,7 +1366,12 @@ class AsyncLoanServiceClient(AsyncCalls):
     async def update_margin_ratchet(
         self, request: loans_pb.UpdateMarginRatchetRequest, *, timeout: float | None = None
     ) -> loans_pb.MarginRatchet:
-        """UpdateMarginRatchet changes a ratchet's basis points (borrower)."""
+        """UpdateMarginRatchet changes the basis points named in update_mask (borrower, loan
+        DRAFT or PENDING_APPROVAL). A change sends a reviewed KPI back to PROPOSED, as
+        CreateMarginRatchet does. Errors: INVALID_ARGUMENT UPDATE_MASK_REQUIRED,
+        UPDATE_MASK_INVALID or BPS_OUT_OF_RANGE; NOT_FOUND RATCHET_NOT_FOUND; ABORTED
+        ETAG_MISMATCH; FAILED_PRECONDITION LOAN_NOT_EDITABLE. Audited as
+        MARGIN_RATCHET_UPDATED."""
         return await self._unary(
             "UpdateMarginRatchet",
             request,
@@ -1021,7 +1384,10 @@ class AsyncLoanServiceClient(AsyncCalls):
     async def delete_margin_ratchet(
         self, request: loans_pb.DeleteMarginRatchetRequest, *, timeout: float | None = None
     ) -> loans_pb.MarginRatchetDeletion:
-        """DeleteMarginRatchet deletes a ratchet (borrower)."""
+        """DeleteMarginRatchet deletes a ratchet (borrower, loan DRAFT or PENDING_APPROVAL); a
+        reviewed KPI goes back to PROPOSED. Errors: NOT_FOUND RATCHET_NOT_FOUND; ABORTED
+        ETAG_MISMATCH; FAILED_PRECONDITION LOAN_NOT_EDITABLE. Audited as
+        MARGIN_RATCHET_DELETED."""
         return await self._unary(
             "DeleteMarginRatchet",
             request,
@@ -1034,7 +1400,14 @@ class AsyncLoanServiceClient(AsyncCalls):
     async def report_kpi_result(
         self, request: loans_pb.ReportKpiResultRequest, *, timeout: float | None = None
     ) -> loans_pb.KpiResult:
-        """ReportKpiResult reports a KPI's value for a period of an ACTIVE loan (borrower)."""
+        """ReportKpiResult reports an ACCEPTED KPI's value for one of its observation periods
+        that has ended, on an ACTIVE loan (borrower), or restates an earlier result. A value
+        worse than the KPI's threshold_value is marked as a breach. Errors: INVALID_ARGUMENT
+        with a violation per field (see ReportKpiResultRequest); NOT_FOUND KPI_NOT_FOUND;
+        FAILED_PRECONDITION LOAN_NOT_ACTIVE, KPI_NOT_ACCEPTED, PERIOD_NOT_ENDED (period_end
+        is after today), PERIOD_OVERLAPS (another standing result covers part of the period:
+        restate it instead) or RESULT_ALREADY_SUPERSEDED. Audited as KPI_RESULT_REPORTED,
+        plus KPI_RESULT_SUPERSEDED for a restated result."""
         return await self._unary(
             "ReportKpiResult",
             request,
@@ -1047,8 +1420,12 @@ class AsyncLoanServiceClient(AsyncCalls):
     async def verify_kpi_result(
         self, request: loans_pb.VerifyKpiResultRequest, *, timeout: float | None = None
     ) -> loans_pb.KpiVerification:
-        """VerifyKpiResult verifies a reported result and applies its margin adjustment
-        (lender)."""
+        """VerifyKpiResult verifies a REPORTED result of an ACTIVE loan (lender): it passes or
+        fails by its KPI's direction and target and, when the KPI has a ratchet, adjusts the
+        margin. Verification after the period's due date still counts, and replaces the
+        period's recorded miss. Errors: NOT_FOUND KPI_RESULT_NOT_FOUND; ABORTED
+        ETAG_MISMATCH; FAILED_PRECONDITION LOAN_NOT_ACTIVE or RESULT_NOT_REPORTED. Audited
+        as KPI_RESULT_VERIFIED, plus MARGIN_ADJUSTED."""
         return await self._unary(
             "VerifyKpiResult",
             request,
@@ -1061,7 +1438,9 @@ class AsyncLoanServiceClient(AsyncCalls):
     async def list_kpi_results(
         self, request: loans_pb.ListKpiResultsRequest, *, timeout: float | None = None
     ) -> loans_pb.KpiResultList:
-        """ListKpiResults returns the loan's KPI results, superseded ones included."""
+        """ListKpiResults returns the loan's KPI results in the order they were reported,
+        superseded ones included (either party, any state). Errors: INVALID_ARGUMENT
+        LOAN_ID_REQUIRED or KPI_NOT_IN_LOAN; NOT_FOUND LOAN_NOT_FOUND."""
         return await self._unary(
             "ListKpiResults",
             request,
@@ -1074,7 +1453,9 @@ class AsyncLoanServiceClient(AsyncCalls):
     async def list_margin_adjustments(
         self, request: loans_pb.ListMarginAdjustmentsRequest, *, timeout: float | None = None
     ) -> loans_pb.MarginAdjustmentPage:
-        """ListMarginAdjustments returns the loan's margin adjustments, oldest first."""
+        """ListMarginAdjustments pages through the loan's margin adjustments, oldest first
+        (either party, any state). Errors: INVALID_ARGUMENT LOAN_ID_REQUIRED,
+        PAGE_SIZE_NEGATIVE or PAGE_TOKEN_INVALID; NOT_FOUND LOAN_NOT_FOUND."""
         return await self._unary(
             "ListMarginAdjustments",
             request,
@@ -1087,13 +1468,166 @@ class AsyncLoanServiceClient(AsyncCalls):
     def watch_loans(
         self, request: loans_pb.WatchLoansRequest, *, timeout: float | None = None
     ) -> AsyncIterator[loans_pb.LoanChange]:
-        """WatchLoans streams a notification for each committed change to a loan of the
-        caller's organization: the counterpart of revalidatePath."""
+        """WatchLoans streams a LoanChange for each change committed to a loan of the caller's
+        organization, until the client ends the call: the counterpart of revalidatePath
+        (borrowers and lenders). As soon as the subscription is live the server sends the
+        response header `x-watch: subscribed`: every change committed after it arrives is
+        delivered, so wait for it before reading what you watch; it is the only safe sign,
+        and a refused stream never sends it. The caller is checked again every 5 seconds: an
+        expired token or a deactivated user (UNAUTHENTICATED), or a move to another
+        organization (PERMISSION_DENIED ORGANIZATION_CHANGED) ends the stream with that
+        error, so a stream lasts no longer than its access token. A reader more than 1000
+        changes behind is dropped with RESOURCE_EXHAUSTED SUBSCRIBER_TOO_SLOW, and an
+        interrupted change feed (PostgreSQL) ends every stream with UNAVAILABLE
+        CHANGE_FEED_INTERRUPTED, each as the stream's last response. Capacity is a real gRPC
+        status, not an envelope: a server holds LOANSUITE_MAX_WORKERS / 2 watches (16 by
+        default), 4 per user and 8 per organization; past that the call fails with the
+        status RESOURCE_EXHAUSTED (TOO_MANY_WATCHERS, STREAMS_PER_USER_EXHAUSTED or
+        STREAMS_PER_ORGANIZATION_EXHAUSTED) with the Error as a google.rpc.Status detail. A
+        server that stops ends the stream with the status UNAVAILABLE SERVER_STOPPING. After
+        any end, subscribe again, wait for `x-watch`, then re-read: changes committed in
+        between were not delivered."""
         return self._stream(
             "WatchLoans",
             request,
             loans_pb.WatchLoansResponse,
             "change",
             loans_pb.LoanChange,
+            timeout,
+        )
+
+    async def get_margin_schedule(
+        self, request: loans_pb.GetMarginScheduleRequest, *, timeout: float | None = None
+    ) -> loans_pb.MarginSchedule:
+        """GetMarginSchedule lists each interest period from start to maturity with its all-in
+        margin: the base margin plus the KPI adjustments in force, within the loan's cap and
+        floor (either party, any state). Errors: INVALID_ARGUMENT LOAN_ID_REQUIRED;
+        NOT_FOUND LOAN_NOT_FOUND; FAILED_PRECONDITION TOO_MANY_INTEREST_PERIODS (a loan
+        stored before the bound of 1200 periods existed)."""
+        return await self._unary(
+            "GetMarginSchedule",
+            request,
+            loans_pb.GetMarginScheduleResponse,
+            "schedule",
+            loans_pb.MarginSchedule,
+            timeout,
+        )
+
+    async def request_drawdown(
+        self, request: loans_pb.RequestDrawdownRequest, *, timeout: float | None = None
+    ) -> loans_pb.Drawdown:
+        """RequestDrawdown asks to draw on an ACTIVE loan (borrower). The amount must fit
+        within committed_amount minus drawn_amount, counting approved drawdowns only: the
+        lender's approval checks it again. Errors: INVALID_ARGUMENT `AMOUNT_*` or `NOTE_*`;
+        FAILED_PRECONDITION LOAN_NOT_ACTIVE or DRAWDOWN_EXCEEDS_AVAILABLE. Audited as
+        DRAWDOWN_REQUESTED."""
+        return await self._unary(
+            "RequestDrawdown",
+            request,
+            loans_pb.RequestDrawdownResponse,
+            "drawdown",
+            loans_pb.Drawdown,
+            timeout,
+        )
+
+    async def approve_drawdown(
+        self, request: loans_pb.ApproveDrawdownRequest, *, timeout: float | None = None
+    ) -> loans_pb.DrawdownApproval:
+        """ApproveDrawdown funds a REQUESTED drawdown of an ACTIVE loan (lender): its amount is
+        added to the loan's drawn and outstanding amounts by a new ledger entry, in the same
+        transaction. Two approvals never overdraw: the second sees the first. Errors:
+        NOT_FOUND DRAWDOWN_NOT_FOUND; ABORTED ETAG_MISMATCH; FAILED_PRECONDITION
+        LOAN_NOT_ACTIVE, DRAWDOWN_ALREADY_DECIDED or DRAWDOWN_EXCEEDS_AVAILABLE. Audited as
+        DRAWDOWN_APPROVED."""
+        return await self._unary(
+            "ApproveDrawdown",
+            request,
+            loans_pb.ApproveDrawdownResponse,
+            "approval",
+            loans_pb.DrawdownApproval,
+            timeout,
+        )
+
+    async def reject_drawdown(
+        self, request: loans_pb.RejectDrawdownRequest, *, timeout: float | None = None
+    ) -> loans_pb.Drawdown:
+        """RejectDrawdown refuses a REQUESTED drawdown, with a reason (lender, any loan state);
+        nothing is drawn. Errors: INVALID_ARGUMENT REASON_REQUIRED, REASON_TOO_LONG;
+        NOT_FOUND DRAWDOWN_NOT_FOUND; ABORTED ETAG_MISMATCH; FAILED_PRECONDITION
+        DRAWDOWN_ALREADY_DECIDED. Audited as DRAWDOWN_REJECTED."""
+        return await self._unary(
+            "RejectDrawdown",
+            request,
+            loans_pb.RejectDrawdownResponse,
+            "drawdown",
+            loans_pb.Drawdown,
+            timeout,
+        )
+
+    async def record_repayment(
+        self, request: loans_pb.RecordRepaymentRequest, *, timeout: float | None = None
+    ) -> loans_pb.LedgerEntry:
+        """RecordRepayment writes a repayment of at most the outstanding amount to the ledger
+        of an ACTIVE loan (lender). Errors: INVALID_ARGUMENT `AMOUNT_*` or `NOTE_*`;
+        FAILED_PRECONDITION LOAN_NOT_ACTIVE or REPAYMENT_EXCEEDS_OUTSTANDING. Audited as
+        REPAYMENT_RECORDED."""
+        return await self._unary(
+            "RecordRepayment",
+            request,
+            loans_pb.RecordRepaymentResponse,
+            "entry",
+            loans_pb.LedgerEntry,
+            timeout,
+        )
+
+    async def list_ledger_entries(
+        self, request: loans_pb.ListLedgerEntriesRequest, *, timeout: float | None = None
+    ) -> loans_pb.LedgerPage:
+        """ListLedgerEntries pages through the loan's ledger, oldest first, with the loan's
+        balances now (either party, any state). Errors: INVALID_ARGUMENT LOAN_ID_REQUIRED,
+        PAGE_SIZE_NEGATIVE or PAGE_TOKEN_INVALID; NOT_FOUND LOAN_NOT_FOUND."""
+        return await self._unary(
+            "ListLedgerEntries",
+            request,
+            loans_pb.ListLedgerEntriesResponse,
+            "page",
+            loans_pb.LedgerPage,
+            timeout,
+        )
+
+    async def get_loan_report(
+        self, request: loans_pb.GetLoanReportRequest, *, timeout: float | None = None
+    ) -> loans_pb.LoanReport:
+        """GetLoanReport returns the loan with its parties, KPIs, ratchets, results, margin
+        adjustments, margin schedule, drawdowns, ledger, history and reporting calendar,
+        read in one snapshot so that the parts agree (either party, any state). Like
+        ListReportingObligations, it first records the missed periods it finds. Errors: as
+        GetMarginSchedule."""
+        return await self._unary(
+            "GetLoanReport",
+            request,
+            loans_pb.GetLoanReportResponse,
+            "report",
+            loans_pb.LoanReport,
+            timeout,
+        )
+
+    async def list_reporting_obligations(
+        self, request: loans_pb.ListReportingObligationsRequest, *, timeout: float | None = None
+    ) -> loans_pb.ReportingCalendar:
+        """ListReportingObligations lists, per KPI and observation period, the due date of its
+        result and where it stands today (either party, any state). On an ACTIVE loan, a
+        period found past its due date without a verified result (MISSED or OVERDUE) is
+        recorded as missed, once, whoever sees it first: this call, GetLoanReport or the
+        loans service's sweep (hourly by default, LOANSUITE_REPORTING_SWEEP_SECONDS). Its
+        KPI's ratchet, if any, steps the margin up, and KPI_PERIOD_MISSED (plus
+        MARGIN_ADJUSTED) is audited with the loans service as the actor. Errors:
+        INVALID_ARGUMENT LOAN_ID_REQUIRED or KPI_NOT_IN_LOAN; NOT_FOUND LOAN_NOT_FOUND."""
+        return await self._unary(
+            "ListReportingObligations",
+            request,
+            loans_pb.ListReportingObligationsResponse,
+            "calendar",
+            loans_pb.ReportingCalendar,
             timeout,
         )

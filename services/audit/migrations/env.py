@@ -3,4 +3,4 @@
 from services.audit.models import Base
 from services.shared.migrations import run_env
 
-run_env(Base.metadata)
+run_env(Base.metadata, service="audit", own_table="audit_events")

@@ -2,6 +2,8 @@
 
 A ratchet belongs to one KPI of the loan (at most one per KPI) and, like the
 KPIs, changes only while the loan is DRAFT or PENDING_APPROVAL, by its borrower.
+A ratchet is part of what the lender accepts with its KPI: creating, changing or
+deleting it sends a reviewed KPI back to PROPOSED (KPI_REVIEW_REOPENED).
 """
 
 from __future__ import annotations
@@ -22,12 +24,13 @@ from services.loans.aggregate import (
     created,
     deleted,
     diff,
+    is_uuid,
     load_loan,
     load_part,
     save,
 )
 from services.loans.kpis.schemas import RatchetBps, parse_ratchet
-from services.loans.kpis.use_cases import require_editable
+from services.loans.kpis.use_cases import reopen_reviews, require_editable
 from services.loans.models import Kpi, Loan, MarginRatchet
 from services.loans.vocabulary import ChangeKind
 from services.shared.errors import AlreadyExistsError, ValidationError
@@ -56,7 +59,7 @@ def create_margin_ratchet(
     _assign(ratchet, values)
     session.add(ratchet)
     changes = created(_described(ratchet))
-    _save(session, caller, loan, "MARGIN_RATCHET_CREATED", ratchet, changes, now)
+    _save(session, caller, loan, "MARGIN_RATCHET_CREATED", ratchet, changes, now, kpi)
     return ratchet
 
 
@@ -79,7 +82,8 @@ def update_margin_ratchet(
     _assign(ratchet, values)
     ratchet.update_time = now
     changes = diff(before, _described(ratchet))
-    _save(session, caller, loan, "MARGIN_RATCHET_UPDATED", ratchet, changes, now)
+    kpi = session.get_one(Kpi, ratchet.kpi_id) if changes else None  # the same values: no change
+    _save(session, caller, loan, "MARGIN_RATCHET_UPDATED", ratchet, changes, now, kpi)
     return ratchet
 
 
@@ -93,7 +97,8 @@ def delete_margin_ratchet(
     now = datetime.now(UTC)
     session.delete(ratchet)
     changes = deleted(_described(ratchet))
-    _save(session, caller, loan, "MARGIN_RATCHET_DELETED", ratchet, changes, now)
+    kpi = session.get_one(Kpi, ratchet.kpi_id)
+    _save(session, caller, loan, "MARGIN_RATCHET_DELETED", ratchet, changes, now, kpi)
     return now
 
 
@@ -113,7 +118,9 @@ def _kpi_of(session: Session, loan: Loan, kpi_id: str) -> Kpi:
     """The loan's KPI; a KPI of another loan is as unknown as none (never revealed)."""
     if not kpi_id:
         raise ValidationError([("kpi_id", "KPI_ID_REQUIRED", "is required")])
-    kpi = session.scalar(select(Kpi).where(Kpi.id == kpi_id, Kpi.loan_id == loan.id))
+    kpi = None
+    if is_uuid(kpi_id):  # every id is one; PostgreSQL refuses a NUL in a query
+        kpi = session.scalar(select(Kpi).where(Kpi.id == kpi_id, Kpi.loan_id == loan.id))
     if kpi is None:
         raise ValidationError([("kpi_id", "KPI_NOT_IN_LOAN", "must be a KPI of this loan")])
     return kpi
@@ -145,6 +152,10 @@ def _save(
     ratchet: MarginRatchet,
     changes: Changes,
     now: datetime,
+    kpi: Kpi | None,
 ) -> None:
-    event = Event(action, "margin_ratchet", ratchet.id, changes)
-    save(session, LoanChange(caller, loan, ChangeKind.RATCHET_CHANGED, [event], now))
+    """The ratchet's event, and its KPI's review reopened when the KPI had been reviewed."""
+    events = [Event(action, "margin_ratchet", ratchet.id, changes)]
+    if kpi is not None:
+        events += reopen_reviews([kpi], cause="MARGIN_RATCHET_CHANGED", now=now)
+    save(session, LoanChange(caller, loan, ChangeKind.RATCHET_CHANGED, events, now))

@@ -15,6 +15,7 @@ from typing import Final
 
 from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
 
+from services.loans.facility.periods import add_months
 from services.loans.vocabulary import SHARE_TYPES, KpiDirection, KpiType, ObservationFrequency
 from services.shared.validation import (
     VALUE_FRACTION_DIGITS,
@@ -42,6 +43,8 @@ __all__ = [
 _NAME_MAX: Final = 200
 _UNIT_MAX: Final = 40
 _BPS_MAX: Final = 500
+# Years a KPI's effective window may span: its reporting calendar stays a few hundred periods.
+_WINDOW_YEARS: Final = 50
 
 
 class KpiForm(BaseModel):
@@ -147,7 +150,21 @@ class NewKpi(BaseModel):
         day = parse_date(raw)
         if not_after(day, info, "effective_from"):
             raise fail("EFFECTIVE_TO_NOT_AFTER_FROM", "must be after effective_from")
+        start = info.data.get("effective_from")
+        if start is not None and _too_long(start, day):
+            raise fail(
+                "EFFECTIVE_WINDOW_TOO_LONG",
+                "must be at most {n} years after effective_from",
+                n=_WINDOW_YEARS,
+            )
         return day
+
+
+def _too_long(start: datetime.date, end: datetime.date) -> bool:
+    try:
+        return end > add_months(start, 12 * _WINDOW_YEARS)
+    except ValueError:  # the limit is past the year 9999, so past any date
+        return False
 
 
 class RatchetBps(BaseModel):
@@ -193,7 +210,7 @@ _KPI_REASONS: Final = frozenset(
         ),
         *("UNIT_MUST_BE_PERCENT", "KPI_TYPE_REQUIRED", "KPI_TYPE_INVALID"),
         *("DIRECTION_REQUIRED", "DIRECTION_INVALID", "FREQUENCY_REQUIRED", "FREQUENCY_INVALID"),
-        *("TARGET_NOT_POSITIVE", "EFFECTIVE_TO_NOT_AFTER_FROM"),
+        *("TARGET_NOT_POSITIVE", "EFFECTIVE_TO_NOT_AFTER_FROM", "EFFECTIVE_WINDOW_TOO_LONG"),
     }
 )
 

@@ -2,8 +2,10 @@
 
 KPIs change only while the loan is DRAFT or PENDING_APPROVAL. Any edit sends an
 accepted or rejected KPI back to PROPOSED, so the lender reviews what it will
-be held to (``Kpi.revise`` in models.py). Use cases take the caller's session
-and never commit; every change goes through the aggregate's write path.
+be held to (``Kpi.revise`` in models.py); so does a change its review did not
+see: its ratchet changed, or another lender took the loan (``reopen_reviews``).
+Use cases take the caller's session and never commit; every change goes through
+the aggregate's write path.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ __all__ = [
     "list_kpis",
     "load_kpi",
     "reject_kpi",
+    "reopen_reviews",
     "require_editable",
     "update_kpi",
 ]
@@ -134,6 +137,17 @@ def list_kpis(session: Session, *, caller: Caller, loan_id: str) -> list[Kpi]:
     loan = load_loan(session, caller=caller, loan_id=loan_id, party=Party.EITHER)
     query = select(Kpi).where(Kpi.loan_id == loan.id).order_by(Kpi.create_time, Kpi.id)
     return list(session.scalars(query))
+
+
+def reopen_reviews(kpis: Sequence[Kpi], *, cause: str, now: datetime) -> list[Event]:
+    """Send the reviewed KPIs among kpis back to PROPOSED; one KPI_REVIEW_REOPENED each."""
+    events = []
+    for kpi in kpis:
+        before = _described(kpi)
+        if kpi.reopen_review(now):
+            changes = diff(before, _described(kpi)) + created({"cause": cause})
+            events.append(Event("KPI_REVIEW_REOPENED", "kpi", kpi.id, changes))
+    return events
 
 
 def _review(

@@ -43,21 +43,21 @@ class LifecycleRpcs(LoanRpcBase):
         self, request: pb.SubmitLoanRequest, caller: Caller
     ) -> Write[pb.SubmitLoanResponse]:
         """Move a DRAFT loan with a lender and KPIs to PENDING_APPROVAL (borrower)."""
-        return _transition(transitions.SUBMIT, request, caller, pb.SubmitLoanResponse)
+        return self._transition(transitions.SUBMIT, request, caller, pb.SubmitLoanResponse)
 
     @mutation(pb.ApproveLoanResponse)
     def ApproveLoan(
         self, request: pb.ApproveLoanRequest, caller: Caller
     ) -> Write[pb.ApproveLoanResponse]:
         """Move a PENDING_APPROVAL loan whose KPIs are all accepted to APPROVED (lender)."""
-        return _transition(transitions.APPROVE, request, caller, pb.ApproveLoanResponse)
+        return self._transition(transitions.APPROVE, request, caller, pb.ApproveLoanResponse)
 
     @mutation(pb.RejectLoanResponse)
     def RejectLoan(
         self, request: pb.RejectLoanRequest, caller: Caller
     ) -> Write[pb.RejectLoanResponse]:
         """Move a PENDING_APPROVAL loan to REJECTED, with a reason (lender)."""
-        return _transition(
+        return self._transition(
             transitions.REJECT, request, caller, pb.RejectLoanResponse, reason=request.reason
         )
 
@@ -66,21 +66,21 @@ class LifecycleRpcs(LoanRpcBase):
         self, request: pb.WithdrawLoanRequest, caller: Caller
     ) -> Write[pb.WithdrawLoanResponse]:
         """Move a DRAFT or PENDING_APPROVAL loan to WITHDRAWN (borrower)."""
-        return _transition(transitions.WITHDRAW, request, caller, pb.WithdrawLoanResponse)
+        return self._transition(transitions.WITHDRAW, request, caller, pb.WithdrawLoanResponse)
 
     @mutation(pb.ActivateLoanResponse)
     def ActivateLoan(
         self, request: pb.ActivateLoanRequest, caller: Caller
     ) -> Write[pb.ActivateLoanResponse]:
-        """Move an APPROVED loan to ACTIVE (lender)."""
-        return _transition(transitions.ACTIVATE, request, caller, pb.ActivateLoanResponse)
+        """Move an APPROVED loan to ACTIVE from its start date on (lender)."""
+        return self._transition(transitions.ACTIVATE, request, caller, pb.ActivateLoanResponse)
 
     @mutation(pb.CloseLoanResponse)
     def CloseLoan(
         self, request: pb.CloseLoanRequest, caller: Caller
     ) -> Write[pb.CloseLoanResponse]:
         """Move an ACTIVE loan to CLOSED (lender)."""
-        return _transition(transitions.CLOSE, request, caller, pb.CloseLoanResponse)
+        return self._transition(transitions.CLOSE, request, caller, pb.CloseLoanResponse)
 
     @unary(pb.ListLoanHistoryResponse)
     def ListLoanHistory(
@@ -92,25 +92,27 @@ class LifecycleRpcs(LoanRpcBase):
             changes = transitions.list_loan_history(session, caller=caller, loan_id=request.loan_id)
             return pb.ListLoanHistoryResponse(history=history_to_proto(changes))
 
-
-def _transition(
-    transition: Transition,
-    request: _TransitionRequest,
-    caller: Caller,
-    response_type: type[_Resp],
-    *,
-    reason: str = "",
-) -> Write[_Resp]:
-    """The write of one lifecycle transition."""
-    return lambda session: response_type(
-        loan=loan_to_proto(
-            transitions.transition_loan(
-                session,
-                caller=caller,
-                transition=transition,
-                loan_id=request.loan_id,
-                etag=request.etag,
-                reason=reason,
+    def _transition(
+        self,
+        transition: Transition,
+        request: _TransitionRequest,
+        caller: Caller,
+        response_type: type[_Resp],
+        *,
+        reason: str = "",
+    ) -> Write[_Resp]:
+        """The write of one lifecycle transition, judged on today's business date."""
+        today = self._today()
+        return lambda session: response_type(
+            loan=loan_to_proto(
+                transitions.transition_loan(
+                    session,
+                    caller=caller,
+                    transition=transition,
+                    loan_id=request.loan_id,
+                    etag=request.etag,
+                    today=today,
+                    reason=reason,
+                )
             )
         )
-    )

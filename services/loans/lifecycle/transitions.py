@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Final
 
 from sqlalchemy import exists, select
@@ -48,26 +48,35 @@ __all__ = [
     "transition_loan",
 ]
 
-Guard = Callable[[Session, Loan], None]
+# A rule a transition checks on the locked loan, on today's business date.
+Guard = Callable[[Session, Loan, date], None]
 
 
-def _needs_lender(session: Session, loan: Loan) -> None:
+def _needs_lender(session: Session, loan: Loan, today: date) -> None:
     if not loan.lender_organization_id:
         raise FailedPreconditionError(
             "invite a lender before submitting the loan", reason="LENDER_REQUIRED"
         )
 
 
-def _needs_kpis(session: Session, loan: Loan) -> None:
+def _needs_kpis(session: Session, loan: Loan, today: date) -> None:
     if not session.scalar(select(exists().where(Kpi.loan_id == loan.id))):
         raise FailedPreconditionError("the loan needs at least one KPI", reason="KPIS_REQUIRED")
 
 
-def _needs_all_kpis_accepted(session: Session, loan: Loan) -> None:
+def _needs_all_kpis_accepted(session: Session, loan: Loan, today: date) -> None:
     pending = exists().where(Kpi.loan_id == loan.id, Kpi.status != KpiStatus.ACCEPTED)
     if session.scalar(select(pending)):
         raise FailedPreconditionError(
             "every KPI must be accepted first", reason="KPIS_NOT_ALL_ACCEPTED"
+        )
+
+
+def _needs_start_date(session: Session, loan: Loan, today: date) -> None:
+    if today < loan.start_date:
+        raise FailedPreconditionError(
+            f"the loan starts on {loan.start_date.isoformat()}; it can be activated from then",
+            reason="LOAN_NOT_STARTED",
         )
 
 
@@ -122,7 +131,12 @@ WITHDRAW: Final = Transition(
     "LOAN_WITHDRAWN",
 )
 ACTIVATE: Final = Transition(
-    Party.LENDER, _move(_S.APPROVED), _S.ACTIVE, "LOAN_NOT_APPROVED", "LOAN_ACTIVATED"
+    Party.LENDER,
+    _move(_S.APPROVED),
+    _S.ACTIVE,
+    "LOAN_NOT_APPROVED",
+    "LOAN_ACTIVATED",
+    guards=(_needs_start_date,),
 )
 CLOSE: Final = Transition(
     Party.LENDER, _move(_S.ACTIVE), _S.CLOSED, "LOAN_NOT_ACTIVE", "LOAN_CLOSED"
@@ -137,6 +151,7 @@ def transition_loan(
     transition: Transition,
     loan_id: str,
     etag: str,
+    today: date,
     reason: str = "",
 ) -> Loan:
     """Move the loan along one lifecycle transition, recording who, when and why."""
@@ -147,7 +162,7 @@ def transition_loan(
     check_etag(loan.etag, etag)
     loan.require_state(transition.from_states, reason=transition.illegal_reason)
     for guard in transition.guards:
-        guard(session, loan)
+        guard(session, loan, today)
     now = datetime.now(UTC)  # one instant for the history row, the event and the loan
     before, loan.state = loan.state, transition.to_state
     _record_history(session, caller, loan, before, reason, now)

@@ -12,7 +12,7 @@ from loansuite.loans.v1 import loan_service_pb2 as pb
 
 from services.loans.loan.schemas import format_amount
 from services.loans.models import etag_of
-from services.loans.vocabulary import LoanState, LoanType
+from services.loans.vocabulary import InterestPeriod, LoanState, LoanType, ReferenceRate
 from services.loans.wire import enum_name
 from services.shared.caches import ExpiringCache
 from services.shared.timestamps import timestamp
@@ -38,6 +38,22 @@ def loan_form(request: pb.CreateLoanRequest | pb.UpdateLoanRequest) -> dict[str,
         "drawn_amount": request.drawn_amount,
         "start_date": request.start_date,
         "maturity_date": request.maturity_date,
+        **_facility_form(request),
+    }
+
+
+def _facility_form(request: pb.CreateLoanRequest | pb.UpdateLoanRequest) -> dict[str, str]:
+    """The facility terms as the form takes them: digits, enums by name, "" when left out."""
+    cap, floor = request.adjustment_cap_bps, request.adjustment_floor_bps
+    return {
+        "base_margin_bps": str(request.base_margin_bps),
+        "reference_rate": enum_name(pb.ReferenceRate, request.reference_rate),
+        "interest_period": enum_name(pb.InterestPeriod, request.interest_period),
+        "adjustment_cap_bps": str(cap) if request.HasField("adjustment_cap_bps") else "",
+        "adjustment_floor_bps": str(floor) if request.HasField("adjustment_floor_bps") else "",
+        "reporting_grace_days": (
+            str(request.reporting_grace_days) if request.HasField("reporting_grace_days") else ""
+        ),
     }
 
 
@@ -87,11 +103,27 @@ class LoanLike(Protocol):
     def create_time(self) -> datetime: ...
     @property
     def update_time(self) -> datetime: ...
+    @property
+    def base_margin_bps(self) -> int: ...
+    @property
+    def reference_rate(self) -> ReferenceRate: ...
+    @property
+    def interest_period(self) -> InterestPeriod: ...
+    @property
+    def adjustment_cap_bps(self) -> int: ...
+    @property
+    def adjustment_floor_bps(self) -> int: ...
+    @property
+    def repaid_amount(self) -> Decimal: ...
+    @property
+    def reporting_grace_days(self) -> int: ...
 
 
 # Looked up once: the proto enum number of each stored value.
 _LOAN_TYPES: Final = {member: pb.LoanType.Value(member.wire) for member in LoanType}
 _LOAN_STATES: Final = {member: pb.LoanState.Value(member.wire) for member in LoanState}
+_RATES: Final = {member: pb.ReferenceRate.Value(member.wire) for member in ReferenceRate}
+_PERIODS: Final = {member: pb.InterestPeriod.Value(member.wire) for member in InterestPeriod}
 
 
 # Committed versions of loans as messages. A loan's version moves with every committed
@@ -133,4 +165,11 @@ def loan_to_proto(loan: LoanLike) -> pb.Loan:
         creator_user_id=loan.creator_user_id,
         create_time=timestamp(loan.create_time),
         update_time=timestamp(loan.update_time),
+        base_margin_bps=loan.base_margin_bps,
+        reference_rate=_RATES[loan.reference_rate],
+        interest_period=_PERIODS[loan.interest_period],
+        adjustment_cap_bps=loan.adjustment_cap_bps,
+        adjustment_floor_bps=loan.adjustment_floor_bps,
+        outstanding_amount=format_amount(loan.drawn_amount - loan.repaid_amount, currency),
+        reporting_grace_days=loan.reporting_grace_days,
     )

@@ -8,18 +8,21 @@ from datetime import datetime
 import grpc
 from loansuite.loans.v1 import loan_service_pb2 as pb
 
-from services.loans.aggregate import require_party
+from services.loans.aggregate import is_uuid, require_party
 from services.loans.loan import conversions, queries, terms, use_cases
 from services.loans.loan.conversions import loan_to_proto
 from services.loans.loan.schemas import parse_new_loan
 from services.loans.rpc import LoanRpcBase, Write, mutation
 from services.shared.auth_client import DirectoryUser
 from services.shared.envelope import unary
-from services.shared.errors import UnavailableError
+from services.shared.errors import UnavailableError, ValidationError
 from services.shared.identity import Caller
 from services.shared.paging import page_size
+from services.shared.validation import text_field
 
 __all__ = ["LoanRpcs"]
+
+_EMAIL_MAX_LENGTH = 254  # RFC 5321's limit on a forward path, as auth stores it
 
 
 class LoanRpcs(LoanRpcBase):
@@ -52,7 +55,14 @@ class LoanRpcs(LoanRpcBase):
         caller = self._caller(context)
         limit = page_size(request.page_size, default=25, maximum=100)
         states = conversions.states_of(request.filter.states)
+        if request.filter.states and not states:  # only unknown states, which match nothing
+            return pb.ListLoansResponse(page=pb.LoanPage())
         counterparty = request.filter.counterparty_organization_id
+        if counterparty and not is_uuid(counterparty):
+            field = "filter.counterparty_organization_id"
+            raise ValidationError(
+                [(field, "COUNTERPARTY_ORGANIZATION_ID_INVALID", "must be an organization id")]
+            )
         scope = {"org": caller.organization_id, "states": states, "counterparty": counterparty}
         after = self._cursor(request.page_token, scope)
         with self._db.reading() as connection:
@@ -113,7 +123,14 @@ class LoanRpcs(LoanRpcBase):
     ) -> Write[pb.InviteLenderResponse]:
         """Make the organization of the lender with this email the loan's lender (borrower)."""
         require_party(caller)  # an admin is refused without troubling auth
-        email = request.lender_email.strip()
+        # Checked like any text (blank is for the use case to refuse, after the loan's scope).
+        email = text_field(
+            request.lender_email,
+            field="lender_email",
+            reason_prefix="LENDER_EMAIL",
+            limit=_EMAIL_MAX_LENGTH,
+            required=False,
+        )
         # Asked before the transaction opens: no lock is held across a call to auth.
         lender = self._find_user(email) if email else None
         return lambda session: pb.InviteLenderResponse(

@@ -8,7 +8,9 @@ from typing import Final
 
 from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
 
-from services.loans.vocabulary import LoanType
+from services.loans.calendar import terms as reporting
+from services.loans.facility import terms as facility
+from services.loans.vocabulary import InterestPeriod, LoanType, ReferenceRate
 from services.shared.validation import (
     CURRENCY_DIGITS,
     fail,
@@ -45,6 +47,14 @@ class LoanForm(BaseModel):
     drawn_amount: str = ""
     start_date: str = ""
     maturity_date: str = ""
+    # Facility terms (facility/terms.py): numbers as their digits, "" for one left out.
+    base_margin_bps: str = ""
+    reference_rate: str = ""
+    interest_period: str = ""
+    adjustment_cap_bps: str = ""
+    adjustment_floor_bps: str = ""
+    # Reporting terms (calendar/terms.py), the same way.
+    reporting_grace_days: str = ""
 
 
 def _amount(raw: str, info: ValidationInfo, *, default: str | None) -> Decimal:
@@ -77,6 +87,12 @@ class NewLoan(BaseModel):
     drawn_amount: Decimal
     start_date: datetime.date
     maturity_date: datetime.date
+    base_margin_bps: int
+    reference_rate: ReferenceRate
+    interest_period: InterestPeriod
+    adjustment_cap_bps: int
+    adjustment_floor_bps: int
+    reporting_grace_days: int
 
     @field_validator("name", mode="plain")
     @classmethod
@@ -135,6 +151,37 @@ class NewLoan(BaseModel):
             raise fail("MATURITY_NOT_AFTER_START", "must be after start_date")
         return maturity
 
+    @field_validator("base_margin_bps", mode="plain")
+    @classmethod
+    def _base_margin(cls, raw: str) -> int:
+        return facility.parse_base_margin(raw)
+
+    @field_validator("reference_rate", mode="plain")
+    @classmethod
+    def _reference_rate(cls, raw: str) -> ReferenceRate:
+        return facility.parse_reference_rate(raw)
+
+    @field_validator("interest_period", mode="plain")
+    @classmethod
+    def _interest_period(cls, raw: str, info: ValidationInfo) -> InterestPeriod:
+        dates = info.data.get("start_date"), info.data.get("maturity_date")
+        return facility.parse_interest_period(raw, *dates)
+
+    @field_validator("adjustment_cap_bps", mode="plain")
+    @classmethod
+    def _adjustment_cap(cls, raw: str) -> int:
+        return facility.parse_adjustment_cap(raw)
+
+    @field_validator("adjustment_floor_bps", mode="plain")
+    @classmethod
+    def _adjustment_floor(cls, raw: str) -> int:
+        return facility.parse_adjustment_floor(raw)
+
+    @field_validator("reporting_grace_days", mode="plain")
+    @classmethod
+    def _reporting_grace(cls, raw: str) -> int:
+        return reporting.parse_reporting_grace(raw)
+
 
 # Every reason the validators above raise; any other pydantic error is a bug here.
 _REASONS: Final = frozenset(
@@ -159,6 +206,8 @@ _REASONS: Final = frozenset(
         "DATE_INVALID_FORMAT",
         "DATE_DOES_NOT_EXIST",
         "MATURITY_NOT_AFTER_START",
+        *facility.FACILITY_REASONS,
+        *reporting.REPORTING_REASONS,
     }
 )
 

@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Final
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from services.loans.aggregate import (
@@ -22,9 +23,12 @@ from services.loans.aggregate import (
     load_loan,
     save,
 )
+from services.loans.calendar.terms import REPORTING_FIELDS
+from services.loans.facility.terms import FACILITY_FIELDS
+from services.loans.kpis.use_cases import reopen_reviews
 from services.loans.loan.schemas import parse_new_loan
 from services.loans.loan.use_cases import described, form_of
-from services.loans.models import Loan
+from services.loans.models import Kpi, Loan
 from services.loans.vocabulary import ChangeKind, LoanState
 from services.shared.errors import FailedPreconditionError, FieldViolation, ValidationError
 from services.shared.identity import Caller, Role
@@ -50,6 +54,8 @@ UPDATABLE_FIELDS: Final = (
     "drawn_amount",
     "start_date",
     "maturity_date",
+    *FACILITY_FIELDS,
+    *REPORTING_FIELDS,
 )
 _DRAFT_ONLY: Final = frozenset({LoanState.DRAFT})
 
@@ -111,9 +117,12 @@ def invite_lender(
     loan.lender_organization_id = invited
     field = "lender_organization_id"
     event = Event("LENDER_INVITED", "loan", loan.id, diff({field: previous}, {field: invited}))
-    # The replaced lender hears of the change that removes it, in the audit log and on its watch.
     now = datetime.now(UTC)
-    save(session, LoanChange(caller, loan, ChangeKind.LENDER_INVITED, [event], now, previous))
+    # The new lender reviews every KPI itself: another lender's verdicts bind no one.
+    kpis = session.scalars(select(Kpi).where(Kpi.loan_id == loan.id).order_by(Kpi.create_time))
+    events = [event, *reopen_reviews(list(kpis), cause="LENDER_CHANGED", now=now)]
+    # The replaced lender hears of the change that removes it, in the audit log and on its watch.
+    save(session, LoanChange(caller, loan, ChangeKind.LENDER_INVITED, events, now, previous))
     return loan
 
 

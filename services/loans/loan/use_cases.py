@@ -15,6 +15,8 @@ from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from services.loans.aggregate import Event, LoanChange, Party, announce, created, load_loan
+from services.loans.calendar.terms import reporting_form
+from services.loans.facility.terms import facility_described, facility_form
 from services.loans.loan.schemas import NewLoan, format_amount
 from services.loans.models import Loan
 from services.loans.vocabulary import ChangeKind, LoanState, WireEnum
@@ -61,6 +63,13 @@ def create_loan(session: Session, *, caller: Caller, new_loan: NewLoan) -> Loan:
         "version": 1,
         "create_time": now,
         "update_time": now,
+        "base_margin_bps": new_loan.base_margin_bps,
+        "reference_rate": new_loan.reference_rate,
+        "interest_period": new_loan.interest_period,
+        "adjustment_cap_bps": new_loan.adjustment_cap_bps,
+        "adjustment_floor_bps": new_loan.adjustment_floor_bps,
+        "repaid_amount": Decimal(0),
+        "reporting_grace_days": new_loan.reporting_grace_days,
     }
     # A plain INSERT, built once: the unit of work would cost several times more for one row.
     session.connection().execute(_INSERT_LOAN, values)
@@ -90,12 +99,21 @@ def form_of(loan: Loan) -> dict[str, str]:
         "drawn_amount": amount(loan.drawn_amount),
         "start_date": loan.start_date.isoformat(),
         "maturity_date": loan.maturity_date.isoformat(),
+        **facility_form(loan),
+        **reporting_form(loan),
     }
 
 
-def described(loan: Loan) -> dict[str, str | WireEnum]:
+def described(loan: Loan) -> dict[str, str | int | WireEnum]:
     """What audit events record of a loan: its terms, and its type and state as enums."""
-    terms: dict[str, str | WireEnum] = dict(form_of(loan))
+    terms: dict[str, str | int | WireEnum] = dict(form_of(loan))
     del terms["name"], terms["loan_type"]
     # In the order events have always listed them: name, type and state first.
-    return {"name": loan.name, "loan_type": loan.loan_type, "state": loan.state, **terms}
+    return {
+        "name": loan.name,
+        "loan_type": loan.loan_type,
+        "state": loan.state,
+        **terms,
+        **facility_described(loan),
+        "reporting_grace_days": loan.reporting_grace_days,
+    }

@@ -36,6 +36,7 @@ def result_to_proto(result: KpiResult) -> pb.KpiResult:
         verifier_user_id=result.verifier_user_id or "",
         report_time=timestamp(result.report_time),
         etag=result.etag,
+        breach=result.breach,
     )
     if result.outcome is not None:
         message.outcome = pb.KpiOutcome.Value(result.outcome.wire)
@@ -45,15 +46,19 @@ def result_to_proto(result: KpiResult) -> pb.KpiResult:
 
 
 def adjustment_to_proto(adjustment: MarginAdjustment) -> pb.MarginAdjustment:
+    """An adjustment; a missed period's has no kpi_result_id and names its due date."""
     return pb.MarginAdjustment(
         id=adjustment.id,
         loan_id=adjustment.loan_id,
         kpi_id=adjustment.kpi_id,
-        kpi_result_id=adjustment.kpi_result_id,
+        kpi_result_id=adjustment.kpi_result_id or "",
         ratchet_id=adjustment.ratchet_id,
         outcome=pb.KpiOutcome.Value(adjustment.outcome.wire),
         requested_bps=adjustment.requested_bps,
         applied_bps=adjustment.applied_bps,
         cumulative_bps=adjustment.cumulative_bps,
         create_time=timestamp(adjustment.create_time),
+        period_start=adjustment.period_start.isoformat(),
+        period_end=adjustment.period_end.isoformat(),
+        due_date=adjustment.due_date.isoformat() if adjustment.due_date else "",
     )

@@ -27,7 +27,7 @@ class ResultRpcs(LoanRpcBase):
         self, request: pb.ReportKpiResultRequest, caller: Caller
     ) -> Write[pb.ReportKpiResultResponse]:
         """Report a KPI's value for a period of an ACTIVE loan, or restate a result (borrower)."""
-        form = result_form(request)
+        form, today = result_form(request), self._today()
         return lambda session: pb.ReportKpiResultResponse(
             kpi_result=result_to_proto(
                 results.report_kpi_result(
@@ -36,6 +36,7 @@ class ResultRpcs(LoanRpcBase):
                     kpi_id=request.kpi_id,
                     form=form,
                     restates_result_id=request.restates_result_id,
+                    today=today,
                 )
             )
         )

@@ -8,7 +8,10 @@ dropping a change) keeps the promise that a live stream misses nothing.
 
 Every open stream holds a server worker thread, so the bus admits at most
 ``max_subscribers`` at a time (TOO_MANY_WATCHERS beyond that), leaving the rest
-of the pool to unary calls.
+of the pool to unary calls, and of those at most ``per_user`` for one user and
+``per_organization`` for one organization, so that no tenant can take them all
+(services/shared/stream_quota.py). Past any of them the call ends with gRPC
+status RESOURCE_EXHAUSTED.
 
 The bus is fed by whatever sees commits (changes.py): the SQLite commit hook,
 or the PostgreSQL listener (pg_listener.py). When that feed is interrupted, the
@@ -23,7 +26,13 @@ from collections import deque
 from collections.abc import Callable, Iterable
 
 from services.loans.watching.changes import LoanChanged
-from services.shared.errors import AppError, ResourceExhaustedError, UnavailableError
+from services.shared.errors import (
+    AppError,
+    ResourceExhaustedError,
+    ServerStoppingError,
+    UnavailableError,
+)
+from services.shared.stream_quota import StreamQuota, Ticket
 
 __all__ = ["DEFAULT_QUEUE_SIZE", "ChangeBus", "Subscription", "SubscriptionClosedError"]
 
@@ -37,8 +46,9 @@ class SubscriptionClosedError(Exception):
 class Subscription:
     """One subscriber's bounded queue of changes to loans of its organization."""
 
-    def __init__(self, organization_id: str, capacity: int) -> None:
+    def __init__(self, organization_id: str, capacity: int, ticket: Ticket) -> None:
         self.organization_id = organization_id
+        self.ticket = ticket  # its place among the bus's streams
         self._capacity = capacity
         self._items: deque[LoanChanged] = deque()
         self._ready = threading.Condition(threading.Lock())
@@ -93,34 +103,42 @@ class ChangeBus:
     """Fans committed changes out to the subscribers of the organizations involved."""
 
     def __init__(
-        self, *, max_subscribers: int, queue_size: int = DEFAULT_QUEUE_SIZE, live: bool = True
+        self,
+        *,
+        max_subscribers: int,
+        per_user: int | None = None,
+        per_organization: int | None = None,
+        queue_size: int = DEFAULT_QUEUE_SIZE,
+        live: bool = True,
     ) -> None:
-        self._max = max_subscribers
+        self._quota = StreamQuota(
+            total=max_subscribers,
+            per_user=per_user or max_subscribers,
+            per_organization=per_organization or max_subscribers,
+            process_reason="TOO_MANY_WATCHERS",
+        )
         self._queue_size = queue_size
         self._lock = threading.Lock()
         self._by_org: dict[str, set[Subscription]] = {}
-        self._count = 0
         self._live = live
         self._closed = False
 
-    def subscribe(self, organization_id: str) -> Subscription:
-        """A new subscription for the organization's loans, if there is room for it."""
+    def subscribe(self, organization_id: str, user_id: str = "") -> Subscription:
+        """A new subscription for the organization's loans, if there is room for it.
+
+        Raises StreamLimitError past the process limit or the caller's share of it.
+        """
         with self._lock:
             if self._closed:
-                raise UnavailableError("the server is stopping", reason="SERVER_STOPPING")
+                raise ServerStoppingError()
             if not self._live:
                 raise UnavailableError(
                     "change notifications are reconnecting; retry shortly",
                     reason="CHANGE_FEED_INTERRUPTED",
                 )
-            if self._count >= self._max:
-                raise ResourceExhaustedError(
-                    f"this server already serves {self._max} watchers; retry later or elsewhere",
-                    reason="TOO_MANY_WATCHERS",
-                )
-            subscription = Subscription(organization_id, self._queue_size)
+            ticket = self._quota.acquire(user_id, organization_id)
+            subscription = Subscription(organization_id, self._queue_size, ticket)
             self._by_org.setdefault(organization_id, set()).add(subscription)
-            self._count += 1
             return subscription
 
     def unsubscribe(self, subscription: Subscription) -> None:
@@ -133,7 +151,7 @@ class ChangeBus:
             members.discard(subscription)
             if not members:
                 del self._by_org[subscription.organization_id]
-            self._count -= 1
+            self._quota.release(subscription.ticket)
 
     def publish(self, changes: Iterable[LoanChanged]) -> None:
         """Offer each change to the subscribers of its organizations; never blocks on them."""
@@ -144,8 +162,7 @@ class ChangeBus:
                         subscription.offer(change)
 
     def subscriber_count(self) -> int:
-        with self._lock:
-            return self._count
+        return self._quota.open_streams()
 
     def feed_lost(self) -> None:
         """The source of changes broke: end every stream, refuse new ones until restored."""
@@ -165,7 +182,7 @@ class ChangeBus:
         """The server is stopping: end every stream now rather than hold the grace period."""
         with self._lock:
             self._closed = True
-        self._end_all(lambda: UnavailableError("the server is stopping", reason="SERVER_STOPPING"))
+        self._end_all(ServerStoppingError)
 
     def _end_all(self, error: Callable[[], AppError], *, live: bool | None = None) -> None:
         with self._lock:

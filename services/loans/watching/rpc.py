@@ -1,7 +1,8 @@
 """WatchLoans: change notifications for the caller's organization, after commit.
 
 A stream holds a server worker thread for as long as it is open, so it is
-admitted by the bus (at most half the pool by default), wakes every
+admitted by the bus (at most half the pool by default, and a share of that per
+user and per organization; past either, gRPC status RESOURCE_EXHAUSTED), wakes every
 ``WAKE_SECONDS`` to notice a client that went away without a cancellation
 callback, re-authenticates every ``RECHECK_SECONDS`` (an expired token or a
 deactivated user ends the stream as it would fail a unary call), and ends at
@@ -47,7 +48,7 @@ class WatchRpcs(LoanRpcBase):
         require_party(caller)
         if self._bus is None:
             raise UnavailableError("change notifications are not served here", reason="NO_WATCH")
-        subscription = self._bus.subscribe(caller.organization_id)
+        subscription = self._bus.subscribe(caller.organization_id, caller.user_id)
         try:
             if not _on_termination(context, subscription.end):
                 return

@@ -22,7 +22,10 @@ DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
 class Actor(_message.Message):
-    """Actor is who caused the event; empty for anonymous calls such as a failed login."""
+    """Actor is who caused the event; empty for anonymous calls such as a failed login.
+    Every field is empty for LOGIN_FAILED, LOGIN_THROTTLED, REFRESH_TOKEN_REUSED
+    and for ADMIN_CREATED, which an operator command records.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -30,9 +33,15 @@ class Actor(_message.Message):
     ORGANIZATION_ID_FIELD_NUMBER: _builtins.int
     ROLE_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
+    """The user's id, or `service:<name>` for a service identity (e.g.
+    "service:loans" recording a missed KPI period).
+    """
     organization_id: _builtins.str
+    """The user's organization; empty for a service identity."""
     role: _builtins.str
-    """The role's name, e.g. "USER_ROLE_BORROWER", or "SERVICE"."""
+    """The role's name without the enum prefix: "BORROWER", "LENDER" or "ADMIN"
+    (UserRole's values less "USER_ROLE_"), or "SERVICE".
+    """
     def __init__(
         self,
         *,
@@ -50,7 +59,16 @@ Global___Actor: _TypeAlias = Actor  # noqa: Y015
 
 @_typing.final
 class FieldChange(_message.Message):
-    """FieldChange records one changed field with JSON-encoded values."""
+    """FieldChange records one changed field with JSON-encoded values: each value is
+    the JSON text of the field's value, so a string keeps its quotes and its
+    non-ASCII characters arrive escaped (`\\u00e9`). An enum is its quoted proto
+    name, `"LOAN_TYPE_FIXED_RATE"` (a user's role in auth's events is
+    `"BORROWER"`), which grpcurl shows as `"\\"LOAN_TYPE_FIXED_RATE\\""`; an amount
+    or another decimal is a quoted decimal string, `"1250000.00"`; a date is
+    `"2026-03-01"`; an integer is bare, `150`. An empty string, which is not JSON,
+    means no value: the old_value of each field of a created resource, the
+    new_value of each field of a deleted one.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -58,8 +76,13 @@ class FieldChange(_message.Message):
     OLD_VALUE_FIELD_NUMBER: _builtins.int
     NEW_VALUE_FIELD_NUMBER: _builtins.int
     field: _builtins.str
+    """The field's name in snake case, e.g. "loan_type"; loans names the fields
+    of a resource as its proto message does.
+    """
     old_value: _builtins.str
+    """The value before the change, JSON-encoded; "" for none."""
     new_value: _builtins.str
+    """The value after the change, JSON-encoded; "" for none."""
     def __init__(
         self,
         *,
@@ -77,6 +100,10 @@ Global___FieldChange: _TypeAlias = FieldChange  # noqa: Y015
 
 @_typing.final
 class AuditEvent(_message.Message):
+    """AuditEvent is one entry of the log: what happened to which resource, who
+    caused it, and the event's place in the hash chain.
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     EVENT_ID_FIELD_NUMBER: _builtins.int
@@ -93,32 +120,61 @@ class AuditEvent(_message.Message):
     INGEST_TIME_FIELD_NUMBER: _builtins.int
     HASH_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
-    """Chosen by the producing service; the audit log stores each id once."""
+    """Chosen by the producing service, a lowercase UUID; the audit log stores
+    each id once.
+    """
     action: _builtins.str
     """Past tense, UPPER_SNAKE, e.g. LOAN_CREATED."""
     resource_type: _builtins.str
+    """The kind of resource, lower snake case: "loan", "kpi", "margin_ratchet",
+    "kpi_result", "user", ...
+    """
     resource_id: _builtins.str
+    """The resource's id; empty for a LOGIN_FAILED whose email belongs to no
+    user, and for a LOGIN_THROTTLED that locked an address or such an email.
+    """
     request_id: _builtins.str
+    """The x-request-id of the call that caused the event, to follow it through
+    the logs of every service; empty for work that no call caused (an
+    operator command, a background sweep).
+    """
     source: _builtins.str
-    """Service that produced the event, e.g. "loans"."""
+    """Service that produced the event: "auth" or "loans"."""
     sequence: _builtins.int
-    """Position in the log, assigned on ingest."""
+    """Position in the log, assigned on ingest: from 1, without gaps, in commit
+    order. TailAuditEvents resumes after it (after_sequence).
+    """
     hash: _builtins.str
     """Lowercase hex SHA-256 of the previous event's hash (32 zero bytes for
     sequence 1) followed by this event's canonical encoding, assigned on ingest.
     """
     @_builtins.property
-    def actor(self) -> Global___Actor: ...
-    @_builtins.property
-    def organization_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Organizations the resource belongs to; they may read the event."""
+    def actor(self) -> Global___Actor:
+        """Who caused the event."""
 
     @_builtins.property
-    def occur_time(self) -> _timestamp_pb2.Timestamp: ...
+    def organization_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Organizations the resource belongs to; they may read the event. Distinct
+        and sorted; empty for an event about no organization (a failed login for
+        an unknown email), which only admins see.
+        """
+
     @_builtins.property
-    def changes(self) -> _containers.RepeatedCompositeFieldContainer[Global___FieldChange]: ...
+    def occur_time(self) -> _timestamp_pb2.Timestamp:
+        """When the producing service recorded the change, inside the transaction
+        that made it; UTC, to the microsecond.
+        """
+
     @_builtins.property
-    def ingest_time(self) -> _timestamp_pb2.Timestamp: ...
+    def changes(self) -> _containers.RepeatedCompositeFieldContainer[Global___FieldChange]:
+        """The fields that changed, in the producer's order; empty when the action
+        says it all (e.g. USER_LOGGED_IN).
+        """
+
+    @_builtins.property
+    def ingest_time(self) -> _timestamp_pb2.Timestamp:
+        """When the audit service stored the event."""
+
     def __init__(
         self,
         *,
@@ -146,11 +202,21 @@ Global___AuditEvent: _TypeAlias = AuditEvent  # noqa: Y015
 
 @_typing.final
 class IngestEventsRequest(_message.Message):
+    """IngestEventsRequest is one batch from a producer's outbox relay."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     EVENTS_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def events(self) -> _containers.RepeatedCompositeFieldContainer[Global___AuditEvent]: ...
+    def events(self) -> _containers.RepeatedCompositeFieldContainer[Global___AuditEvent]:
+        """At most 1000 events (the relays send 200). The producer sets every field
+        but sequence, ingest_time and hash, which ingest assigns (values sent are
+        ignored). event_id is a lowercase UUID; action UPPER_SNAKE; occur_time,
+        resource_type and source are required; text fields other than the changed
+        values hold at most 200 characters, and no field holds control or bidi
+        characters.
+        """
+
     def __init__(
         self,
         *,
@@ -166,14 +232,22 @@ Global___IngestEventsRequest: _TypeAlias = IngestEventsRequest  # noqa: Y015
 
 @_typing.final
 class IngestEventsResponse(_message.Message):
+    """IngestEventsResponse answers one batch."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     ACK_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def ack(self) -> Global___IngestAck: ...
+    def ack(self) -> Global___IngestAck:
+        """The batch is committed."""
+
     @_builtins.property
-    def error(self) -> _error_pb2.Error: ...
+    def error(self) -> _error_pb2.Error:
+        """Why the batch, or the stream, was refused: nothing of the batch is
+        stored, and the stream ends.
+        """
+
     def __init__(
         self,
         *,
@@ -198,7 +272,11 @@ class IngestAck(_message.Message):
 
     EVENT_IDS_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def event_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def event_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Every event_id of the batch in batch order, those already stored included:
+        the relay may mark them all delivered.
+        """
+
     def __init__(
         self,
         *,
@@ -214,7 +292,10 @@ Global___IngestAck: _TypeAlias = IngestAck  # noqa: Y015
 
 @_typing.final
 class AuditEventFilter(_message.Message):
-    """AuditEventFilter narrows ListAuditEvents; unset fields match everything."""
+    """AuditEventFilter narrows ListAuditEvents; unset fields match everything.
+    Text fields match exactly, hold at most 200 characters and no control or bidi
+    characters.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -226,15 +307,25 @@ class AuditEventFilter(_message.Message):
     OCCUR_TIME_TO_FIELD_NUMBER: _builtins.int
     ORGANIZATION_ID_FIELD_NUMBER: _builtins.int
     resource_type: _builtins.str
+    """Only events about this kind of resource, e.g. "loan"."""
     resource_id: _builtins.str
+    """Only events about this resource."""
     actor_user_id: _builtins.str
+    """Only events whose actor.user_id is this."""
     action: _builtins.str
+    """Only events with this action, e.g. "LOAN_CREATED"."""
     organization_id: _builtins.str
+    """Only events that concern this organization (in organization_ids). An admin
+    may name any; a user only their own (else ORGANIZATION_OUT_OF_SCOPE), which
+    is what they get when it is empty.
+    """
     @_builtins.property
-    def occur_time_from(self) -> _timestamp_pb2.Timestamp: ...
+    def occur_time_from(self) -> _timestamp_pb2.Timestamp:
+        """Only events with occur_time at or after this (inclusive)."""
+
     @_builtins.property
     def occur_time_to(self) -> _timestamp_pb2.Timestamp:
-        """Exclusive."""
+        """Only events with occur_time before this (exclusive)."""
 
     def __init__(
         self,
@@ -257,16 +348,25 @@ Global___AuditEventFilter: _TypeAlias = AuditEventFilter  # noqa: Y015
 
 @_typing.final
 class ListAuditEventsRequest(_message.Message):
+    """ListAuditEventsRequest asks for one page of events."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     FILTER_FIELD_NUMBER: _builtins.int
     page_size: _builtins.int
-    """At most 500; 0 means 50."""
+    """Events per page, at most 500 (a larger value means 500); 0 means 50; a
+    negative value is PAGE_SIZE_NEGATIVE.
+    """
     page_token: _builtins.str
+    """Empty for the first page, else the next_page_token of the page before,
+    with the same filter (another filter: PAGE_TOKEN_INVALID).
+    """
     @_builtins.property
-    def filter(self) -> Global___AuditEventFilter: ...
+    def filter(self) -> Global___AuditEventFilter:
+        """Unset: every event the caller may read."""
+
     def __init__(
         self,
         *,
@@ -284,14 +384,20 @@ Global___ListAuditEventsRequest: _TypeAlias = ListAuditEventsRequest  # noqa: Y0
 
 @_typing.final
 class ListAuditEventsResponse(_message.Message):
+    """ListAuditEventsResponse is the envelope of ListAuditEvents."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     PAGE_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def page(self) -> Global___AuditEventPage: ...
+    def page(self) -> Global___AuditEventPage:
+        """One page of matching events."""
+
     @_builtins.property
-    def error(self) -> _error_pb2.Error: ...
+    def error(self) -> _error_pb2.Error:
+        """Why nothing was listed; ListAuditEvents lists the reasons."""
+
     def __init__(
         self,
         *,
@@ -310,13 +416,21 @@ Global___ListAuditEventsResponse: _TypeAlias = ListAuditEventsResponse  # noqa: 
 
 @_typing.final
 class AuditEventPage(_message.Message):
+    """AuditEventPage is one page of events, oldest first."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     EVENTS_FIELD_NUMBER: _builtins.int
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     next_page_token: _builtins.str
+    """Opaque and signed: pass it as page_token for the next page; empty on the
+    last page. The next page starts after this one's last event, so events
+    committed meanwhile appear on later pages.
+    """
     @_builtins.property
-    def events(self) -> _containers.RepeatedCompositeFieldContainer[Global___AuditEvent]: ...
+    def events(self) -> _containers.RepeatedCompositeFieldContainer[Global___AuditEvent]:
+        """In sequence order, at most page_size."""
+
     def __init__(
         self,
         *,
@@ -342,8 +456,9 @@ class ChainHead(_message.Message):
     SEQUENCE_FIELD_NUMBER: _builtins.int
     HASH_FIELD_NUMBER: _builtins.int
     sequence: _builtins.int
+    """The event's sequence, from 1."""
     hash: _builtins.str
-    """Lowercase hex, 64 characters."""
+    """The event's AuditEvent.hash: lowercase hex, 64 characters."""
     def __init__(
         self,
         *,
@@ -360,6 +475,8 @@ Global___ChainHead: _TypeAlias = ChainHead  # noqa: Y015
 
 @_typing.final
 class VerifyChainRequest(_message.Message):
+    """VerifyChainRequest names the head to verify the log against."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     EXPECTED_HEAD_FIELD_NUMBER: _builtins.int
@@ -384,14 +501,20 @@ Global___VerifyChainRequest: _TypeAlias = VerifyChainRequest  # noqa: Y015
 
 @_typing.final
 class VerifyChainResponse(_message.Message):
+    """VerifyChainResponse is the envelope of VerifyChain."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     VERIFICATION_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def verification(self) -> Global___ChainVerification: ...
+    def verification(self) -> Global___ChainVerification:
+        """The outcome, intact or not."""
+
     @_builtins.property
-    def error(self) -> _error_pb2.Error: ...
+    def error(self) -> _error_pb2.Error:
+        """Why no verification ran; VerifyChain lists the reasons."""
+
     def __init__(
         self,
         *,
@@ -421,13 +544,22 @@ class ChainVerification(_message.Message):
     HEAD_FIELD_NUMBER: _builtins.int
     EXPECTED_HEAD_FIELD_NUMBER: _builtins.int
     intact: _builtins.bool
+    """True when every event checked links to the one before it and the log
+    reaches the expected head with the same hash.
+    """
     checked_events: _builtins.int
-    """Events whose link verified: the intact prefix of the log."""
+    """Events whose link verified: the intact prefix of the log. Events up to the
+    checkpoint count, as an earlier call verified them; 0 when the
+    checkpoint's own event has changed since.
+    """
     first_bad_sequence: _builtins.int
     """The first position where the log disagrees with its chain; 0 when intact."""
     problem: _builtins.str
-    """"" when intact, else HASH_MISMATCH, SEQUENCE_GAP, SEQUENCE_DUPLICATE,
-    TRUNCATED or HEAD_MISMATCH.
+    """"" when intact, else HASH_MISMATCH (an event no longer matches its hash:
+    it, or the one before it, was edited), SEQUENCE_GAP (an event is missing),
+    SEQUENCE_DUPLICATE (a sequence occurs twice), TRUNCATED (the log ends
+    before the expected head) or HEAD_MISMATCH (the event at the expected
+    head's sequence has another hash).
     """
     @_builtins.property
     def head(self) -> Global___ChainHead:
@@ -457,18 +589,25 @@ Global___ChainVerification: _TypeAlias = ChainVerification  # noqa: Y015
 
 @_typing.final
 class TailAuditEventsRequest(_message.Message):
+    """TailAuditEventsRequest says which events to follow, and from where."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     ACTION_FIELD_NUMBER: _builtins.int
     ORGANIZATION_ID_FIELD_NUMBER: _builtins.int
     AFTER_SEQUENCE_FIELD_NUMBER: _builtins.int
     action: _builtins.str
-    """Only events with this action; empty matches every action."""
+    """Only events with this action, matched exactly (at most 200 characters);
+    empty matches every action.
+    """
     organization_id: _builtins.str
-    """Only events that concern this organization; empty matches every event."""
+    """Only events that concern this organization (in organization_ids; at most
+    200 characters); empty matches every event.
+    """
     after_sequence: _builtins.int
     """Start after this sequence (0: from the first event); when unset, start at
-    the end of the log as it stands when the call starts.
+    the end of the log as it stands when the call starts. At most 2^63-1
+    (AFTER_SEQUENCE_OUT_OF_RANGE).
     """
     def __init__(
         self,
@@ -489,14 +628,22 @@ Global___TailAuditEventsRequest: _TypeAlias = TailAuditEventsRequest  # noqa: Y0
 
 @_typing.final
 class TailAuditEventsResponse(_message.Message):
+    """TailAuditEventsResponse is one step of the tail."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     EVENT_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def event(self) -> Global___AuditEvent: ...
+    def event(self) -> Global___AuditEvent:
+        """The next matching event, in sequence order."""
+
     @_builtins.property
-    def error(self) -> _error_pb2.Error: ...
+    def error(self) -> _error_pb2.Error:
+        """Why the tail ends, e.g. ADMIN_REQUIRED; the stream's last response.
+        Capacity limits and a stopping server end it with a gRPC status instead.
+        """
+
     def __init__(
         self,
         *,

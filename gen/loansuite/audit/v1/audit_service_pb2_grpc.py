@@ -27,6 +27,13 @@ if _version_not_supported:
 
 class AuditServiceStub:
     """AuditService keeps the append-only log of every committed change.
+
+    Every call needs the metadata `authorization: Bearer <access token>` and
+    without a valid one answers UNAUTHENTICATED (reasons TOKEN_*, or USER_INACTIVE
+    for a deactivated user), or UNAVAILABLE AUTH_UNAVAILABLE when the auth service
+    cannot be reached to check it. The log is a hash chain: each event's hash
+    covers the one before it, and after each commit the service appends the new
+    head to a heads file that operators publish outside the database.
     """
 
     def __init__(self, channel):
@@ -59,12 +66,25 @@ class AuditServiceStub:
 
 class AuditServiceServicer:
     """AuditService keeps the append-only log of every committed change.
+
+    Every call needs the metadata `authorization: Bearer <access token>` and
+    without a valid one answers UNAUTHENTICATED (reasons TOKEN_*, or USER_INACTIVE
+    for a deactivated user), or UNAVAILABLE AUTH_UNAVAILABLE when the auth service
+    cannot be reached to check it. The log is a hash chain: each event's hash
+    covers the one before it, and after each commit the service appends the new
+    head to a heads file that operators publish outside the database.
     """
 
     def IngestEvents(self, request_iterator, context):
         """IngestEvents takes batches of events from service outboxes and answers
         each batch with an ack naming every event once it is committed. Service
-        identities only.
+        identities only: the auth and loans services, each delivering events of
+        its own source (with mTLS required, from its own certificate too). Each
+        batch is stored in one transaction, or not at all; an event_id already
+        stored is acked and not stored again. An error is the stream's last
+        response: PERMISSION_DENIED SERVICE_IDENTITY_REQUIRED, SERVICE_NOT_PRODUCER,
+        SERVICE_CERTIFICATE_REQUIRED or EVENT_SOURCE_NOT_CALLER; INVALID_ARGUMENT
+        BATCH_TOO_LARGE or a violation per `events[i].<field>`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -72,15 +92,28 @@ class AuditServiceServicer:
 
     def ListAuditEvents(self, request, context):
         """ListAuditEvents pages through events, oldest first: a user sees the
-        events that concern their organization, an admin sees all.
+        events that concern their organization, an admin sees all; service
+        identities may not list. Errors: PERMISSION_DENIED USER_IDENTITY_REQUIRED,
+        or ORGANIZATION_OUT_OF_SCOPE when a user's filter names another
+        organization; INVALID_ARGUMENT PAGE_SIZE_NEGATIVE, PAGE_TOKEN_INVALID, or a
+        violation per `filter.<field>` (VALUE_TOO_LONG, VALUE_HAS_CONTROL_CHARACTERS,
+        VALUE_HAS_BIDI_CONTROLS, OCCUR_TIME_INVALID).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def VerifyChain(self, request, context):
-        """VerifyChain recomputes the hash chain over the whole log, oldest first, and
-        checks it against a published head. Any authenticated caller.
+        """VerifyChain checks the hash chain against a published head. Each call
+        walks only the events after the last intact verification (a checkpoint),
+        having checked that the checkpoint's event still has the hash it had; an
+        edit further back is for `loansuite audit verify`, which recomputes the
+        whole log offline. Any authenticated caller, users and services alike.
+        Each caller gets a burst of 5 calls, then one per 10 seconds by default;
+        past that, the gRPC status RESOURCE_EXHAUSTED CALLS_THROTTLED with
+        RetryInfo. A broken chain is an answer (intact false), not an error.
+        Errors: INVALID_ARGUMENT HEAD_SEQUENCE_INVALID, HEAD_SEQUENCE_OUT_OF_RANGE,
+        HEAD_HASH_INVALID.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -88,8 +121,15 @@ class AuditServiceServicer:
 
     def TailAuditEvents(self, request, context):
         """TailAuditEvents streams the events committed after the call starts (or
-        after a given sequence), in log order. Admins only; at most a few streams
-        at once per server. The response headers arrive once the tail is live.
+        after a given sequence), in log order, within about a second of their
+        commit, until the client ends the call. Admins only (PERMISSION_DENIED
+        ADMIN_REQUIRED). The response headers arrive once the tail is live:
+        everything committed after they arrive is delivered. A server holds 8
+        tails at most, by default 4 per user and 8 per organization; past that,
+        the gRPC status RESOURCE_EXHAUSTED (TAIL_STREAMS_EXHAUSTED,
+        STREAMS_PER_USER_EXHAUSTED, STREAMS_PER_ORGANIZATION_EXHAUSTED). A stopping
+        server ends the stream with the gRPC status UNAVAILABLE SERVER_STOPPING:
+        reconnect with after_sequence set to the last sequence received.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -128,6 +168,13 @@ def add_AuditServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class AuditService:
     """AuditService keeps the append-only log of every committed change.
+
+    Every call needs the metadata `authorization: Bearer <access token>` and
+    without a valid one answers UNAUTHENTICATED (reasons TOKEN_*, or USER_INACTIVE
+    for a deactivated user), or UNAVAILABLE AUTH_UNAVAILABLE when the auth service
+    cannot be reached to check it. The log is a hash chain: each event's hash
+    covers the one before it, and after each commit the service appends the new
+    head to a heads file that operators publish outside the database.
     """
 
     @staticmethod

@@ -28,16 +28,35 @@ class _UserRole:
 class _UserRoleEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_UserRole.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
     USER_ROLE_UNSPECIFIED: _UserRole.ValueType  # 0
+    """Never a user's role; Register refuses it with ROLE_REQUIRED."""
     USER_ROLE_BORROWER: _UserRole.ValueType  # 1
+    """Belongs to a borrower organization: creates loans and proposes their KPIs."""
     USER_ROLE_LENDER: _UserRole.ValueType  # 2
+    """Belongs to a lender organization: reviews and services the loans it is
+    invited to.
+    """
     USER_ROLE_ADMIN: _UserRole.ValueType  # 3
+    """Platform operations and audit, in the platform organization; no rights on
+    loans. Made only by the operator command `loansuite create-admin`.
+    """
 
-class UserRole(_UserRole, metaclass=_UserRoleEnumTypeWrapper): ...
+class UserRole(_UserRole, metaclass=_UserRoleEnumTypeWrapper):
+    """UserRole is what a user may do; access tokens carry it as the "role" claim,
+    without the USER_ROLE_ prefix.
+    """
 
 USER_ROLE_UNSPECIFIED: UserRole.ValueType  # 0
+"""Never a user's role; Register refuses it with ROLE_REQUIRED."""
 USER_ROLE_BORROWER: UserRole.ValueType  # 1
+"""Belongs to a borrower organization: creates loans and proposes their KPIs."""
 USER_ROLE_LENDER: UserRole.ValueType  # 2
+"""Belongs to a lender organization: reviews and services the loans it is
+invited to.
+"""
 USER_ROLE_ADMIN: UserRole.ValueType  # 3
+"""Platform operations and audit, in the platform organization; no rights on
+loans. Made only by the operator command `loansuite create-admin`.
+"""
 Global___UserRole: _TypeAlias = UserRole  # noqa: Y015
 
 class _OrganizationType:
@@ -47,20 +66,35 @@ class _OrganizationType:
 class _OrganizationTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_OrganizationType.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
     ORGANIZATION_TYPE_UNSPECIFIED: _OrganizationType.ValueType  # 0
+    """Never an organization's type."""
     ORGANIZATION_TYPE_BORROWER: _OrganizationType.ValueType  # 1
+    """Registered by a borrower."""
     ORGANIZATION_TYPE_LENDER: _OrganizationType.ValueType  # 2
+    """Registered by a lender."""
     ORGANIZATION_TYPE_PLATFORM: _OrganizationType.ValueType  # 3
+    """The operator's organization, home of the admins; made with the first admin."""
 
-class OrganizationType(_OrganizationType, metaclass=_OrganizationTypeEnumTypeWrapper): ...
+class OrganizationType(_OrganizationType, metaclass=_OrganizationTypeEnumTypeWrapper):
+    """OrganizationType is what an organization is; it follows the role of the user
+    who registered it.
+    """
 
 ORGANIZATION_TYPE_UNSPECIFIED: OrganizationType.ValueType  # 0
+"""Never an organization's type."""
 ORGANIZATION_TYPE_BORROWER: OrganizationType.ValueType  # 1
+"""Registered by a borrower."""
 ORGANIZATION_TYPE_LENDER: OrganizationType.ValueType  # 2
+"""Registered by a lender."""
 ORGANIZATION_TYPE_PLATFORM: OrganizationType.ValueType  # 3
+"""The operator's organization, home of the admins; made with the first admin."""
 Global___OrganizationType: _TypeAlias = OrganizationType  # noqa: Y015
 
 @_typing.final
 class Organization(_message.Message):
+    """Organization is a borrower, a lender or the platform; every user belongs to
+    one, and each Register creates a new one.
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     ID_FIELD_NUMBER: _builtins.int
@@ -68,10 +102,15 @@ class Organization(_message.Message):
     TYPE_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     id: _builtins.str
+    """Server-assigned UUID; the "org" claim of its users' access tokens."""
     name: _builtins.str
+    """As given at registration: trimmed, NFC-normalized, 1 to 200 characters."""
     type: Global___OrganizationType.ValueType
+    """Follows the role of the user who registered it."""
     @_builtins.property
-    def create_time(self) -> _timestamp_pb2.Timestamp: ...
+    def create_time(self) -> _timestamp_pb2.Timestamp:
+        """When it was created."""
+
     def __init__(
         self,
         *,
@@ -90,6 +129,8 @@ Global___Organization: _TypeAlias = Organization  # noqa: Y015
 
 @_typing.final
 class User(_message.Message):
+    """User is a person who logs in, with their organization."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     ID_FIELD_NUMBER: _builtins.int
@@ -101,16 +142,30 @@ class User(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
     id: _builtins.str
+    """Server-assigned UUID; the "sub" claim of their access tokens."""
     email: _builtins.str
+    """Unique; trimmed, lower-case and NFC-normalized, at most 254 characters."""
     name: _builtins.str
+    """Display name: trimmed, NFC-normalized, 1 to 100 characters."""
     role: Global___UserRole.ValueType
+    """Borrower, lender or admin."""
     active: _builtins.bool
+    """False once the user is deactivated: they can no longer log in or refresh,
+    and the other services refuse their tokens (USER_INACTIVE) within their
+    profile cache's lifetime, 10 seconds by default.
+    """
     @_builtins.property
-    def organization(self) -> Global___Organization: ...
+    def organization(self) -> Global___Organization:
+        """The organization the user belongs to; they see its data."""
+
     @_builtins.property
-    def create_time(self) -> _timestamp_pb2.Timestamp: ...
+    def create_time(self) -> _timestamp_pb2.Timestamp:
+        """When the user registered."""
+
     @_builtins.property
-    def update_time(self) -> _timestamp_pb2.Timestamp: ...
+    def update_time(self) -> _timestamp_pb2.Timestamp:
+        """When the profile last changed; create_time until it does."""
+
     def __init__(
         self,
         *,
@@ -133,6 +188,10 @@ Global___User: _TypeAlias = User  # noqa: Y015
 
 @_typing.final
 class Session(_message.Message):
+    """Session is what Login and RefreshSession grant: an access token for calls,
+    and a refresh token for the next session.
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     ACCESS_TOKEN_FIELD_NUMBER: _builtins.int
@@ -141,13 +200,31 @@ class Session(_message.Message):
     REFRESH_TOKEN_EXPIRE_TIME_FIELD_NUMBER: _builtins.int
     USER_FIELD_NUMBER: _builtins.int
     access_token: _builtins.str
+    """An EdDSA (Ed25519) JWT to send as `authorization: Bearer <token>`. Claims:
+    sub (the user id), org (their organization id), role ("BORROWER", "LENDER"
+    or "ADMIN"), iss, aud, iat, exp and jti; its kid header names the key in
+    ListPublicKeys that verifies it.
+    """
     refresh_token: _builtins.str
+    """Opaque and single-use: RefreshSession exchanges it for the next session,
+    Logout revokes it. The server keeps only its SHA-256: keep it secret.
+    """
     @_builtins.property
-    def access_token_expire_time(self) -> _timestamp_pb2.Timestamp: ...
+    def access_token_expire_time(self) -> _timestamp_pb2.Timestamp:
+        """When the access token expires, to the second: 15 minutes after it was
+        issued by default (LOANSUITE_ACCESS_TOKEN_TTL_SECONDS).
+        """
+
     @_builtins.property
-    def refresh_token_expire_time(self) -> _timestamp_pb2.Timestamp: ...
+    def refresh_token_expire_time(self) -> _timestamp_pb2.Timestamp:
+        """When the refresh token expires: 14 days after this session was granted by
+        default (LOANSUITE_REFRESH_TOKEN_TTL_SECONDS).
+        """
+
     @_builtins.property
-    def user(self) -> Global___User: ...
+    def user(self) -> Global___User:
+        """The user the session is for, as stored now."""
+
     def __init__(
         self,
         *,
@@ -167,6 +244,8 @@ Global___Session: _TypeAlias = Session  # noqa: Y015
 
 @_typing.final
 class PublicKey(_message.Message):
+    """PublicKey is the public half of a key that signs access tokens."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     KID_FIELD_NUMBER: _builtins.int
@@ -174,13 +253,17 @@ class PublicKey(_message.Message):
     PUBLIC_KEY_PEM_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     kid: _builtins.str
-    """Key id, as in the "kid" header of the tokens it verifies."""
+    """Key id, as in the "kid" header of the tokens it verifies: the key's RFC 7638
+    JWK thumbprint, base64url.
+    """
     algorithm: _builtins.str
     """JWS algorithm, "EdDSA"."""
     public_key_pem: _builtins.str
     """SubjectPublicKeyInfo in PEM."""
     @_builtins.property
-    def create_time(self) -> _timestamp_pb2.Timestamp: ...
+    def create_time(self) -> _timestamp_pb2.Timestamp:
+        """When the key was made; the newest one signs new tokens."""
+
     def __init__(
         self,
         *,
@@ -199,6 +282,8 @@ Global___PublicKey: _TypeAlias = PublicKey  # noqa: Y015
 
 @_typing.final
 class RegisterRequest(_message.Message):
+    """RegisterRequest describes a new user and the organization they create."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     EMAIL_FIELD_NUMBER: _builtins.int
@@ -207,11 +292,23 @@ class RegisterRequest(_message.Message):
     ROLE_FIELD_NUMBER: _builtins.int
     ORGANIZATION_NAME_FIELD_NUMBER: _builtins.int
     email: _builtins.str
+    """At most 254 characters, one "@" and a dot in the domain, no spaces; stored
+    trimmed, lower-case and NFC-normalized. Must not belong to another user.
+    """
     password: _builtins.str
+    """12 to 256 characters, counted and kept exactly as sent (never trimmed); a
+    common or breached password is refused (PASSWORD_TOO_COMMON).
+    """
     name: _builtins.str
+    """The user's display name: 1 to 100 characters once trimmed, no control or
+    bidi characters.
+    """
     role: Global___UserRole.ValueType
     """USER_ROLE_BORROWER or USER_ROLE_LENDER; admins come from an operator command."""
     organization_name: _builtins.str
+    """The new organization's name: 1 to 200 characters once trimmed, no control
+    or bidi characters.
+    """
     def __init__(
         self,
         *,
@@ -231,14 +328,20 @@ Global___RegisterRequest: _TypeAlias = RegisterRequest  # noqa: Y015
 
 @_typing.final
 class RegisterResponse(_message.Message):
+    """RegisterResponse is the envelope of Register."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     USER_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def user(self) -> Global___User: ...
+    def user(self) -> Global___User:
+        """The new user, active, with their new organization."""
+
     @_builtins.property
-    def error(self) -> _error_pb2.Error: ...
+    def error(self) -> _error_pb2.Error:
+        """Why nothing was created; Register lists the reasons."""
+
     def __init__(
         self,
         *,
@@ -257,12 +360,16 @@ Global___RegisterResponse: _TypeAlias = RegisterResponse  # noqa: Y015
 
 @_typing.final
 class LoginRequest(_message.Message):
+    """LoginRequest holds the credentials of one login."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     EMAIL_FIELD_NUMBER: _builtins.int
     PASSWORD_FIELD_NUMBER: _builtins.int
     email: _builtins.str
+    """Matched trimmed, lower-cased and NFC-normalized, as Register stores it."""
     password: _builtins.str
+    """Exactly as registered."""
     def __init__(
         self,
         *,
@@ -279,14 +386,22 @@ Global___LoginRequest: _TypeAlias = LoginRequest  # noqa: Y015
 
 @_typing.final
 class LoginResponse(_message.Message):
+    """LoginResponse is the envelope of Login."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     SESSION_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def session(self) -> Global___Session: ...
+    def session(self) -> Global___Session:
+        """A new session."""
+
     @_builtins.property
-    def error(self) -> _error_pb2.Error: ...
+    def error(self) -> _error_pb2.Error:
+        """INVALID_CREDENTIALS, or an email that cannot be valid; a throttled login
+        answers a gRPC status instead (see Login).
+        """
+
     def __init__(
         self,
         *,
@@ -305,10 +420,13 @@ Global___LoginResponse: _TypeAlias = LoginResponse  # noqa: Y015
 
 @_typing.final
 class RefreshSessionRequest(_message.Message):
+    """RefreshSessionRequest presents the refresh token to exchange."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     REFRESH_TOKEN_FIELD_NUMBER: _builtins.int
     refresh_token: _builtins.str
+    """The refresh_token of the current session, as received."""
     def __init__(
         self,
         *,
@@ -324,14 +442,20 @@ Global___RefreshSessionRequest: _TypeAlias = RefreshSessionRequest  # noqa: Y015
 
 @_typing.final
 class RefreshSessionResponse(_message.Message):
+    """RefreshSessionResponse is the envelope of RefreshSession."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     SESSION_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def session(self) -> Global___Session: ...
+    def session(self) -> Global___Session:
+        """The next session: new access and refresh tokens; the one sent is spent."""
+
     @_builtins.property
-    def error(self) -> _error_pb2.Error: ...
+    def error(self) -> _error_pb2.Error:
+        """REFRESH_TOKEN_INVALID: log in again."""
+
     def __init__(
         self,
         *,
@@ -350,10 +474,13 @@ Global___RefreshSessionResponse: _TypeAlias = RefreshSessionResponse  # noqa: Y0
 
 @_typing.final
 class LogoutRequest(_message.Message):
+    """LogoutRequest presents the refresh token to revoke."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     REFRESH_TOKEN_FIELD_NUMBER: _builtins.int
     refresh_token: _builtins.str
+    """The refresh_token of the session to end; required."""
     def __init__(
         self,
         *,
@@ -369,14 +496,20 @@ Global___LogoutRequest: _TypeAlias = LogoutRequest  # noqa: Y015
 
 @_typing.final
 class LogoutResponse(_message.Message):
+    """LogoutResponse is the envelope of Logout."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     LOGGED_OUT_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def logged_out(self) -> Global___LoggedOut: ...
+    def logged_out(self) -> Global___LoggedOut:
+        """The token is revoked."""
+
     @_builtins.property
-    def error(self) -> _error_pb2.Error: ...
+    def error(self) -> _error_pb2.Error:
+        """REFRESH_TOKEN_REQUIRED when refresh_token is empty."""
+
     def __init__(
         self,
         *,
@@ -401,7 +534,9 @@ class LoggedOut(_message.Message):
 
     LOGOUT_TIME_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def logout_time(self) -> _timestamp_pb2.Timestamp: ...
+    def logout_time(self) -> _timestamp_pb2.Timestamp:
+        """When the server revoked the token, or found it already unusable."""
+
     def __init__(
         self,
         *,
@@ -417,10 +552,13 @@ Global___LoggedOut: _TypeAlias = LoggedOut  # noqa: Y015
 
 @_typing.final
 class GetUserRequest(_message.Message):
+    """GetUserRequest names the user to read."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     USER_ID_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
+    """The user's id (User.id)."""
     def __init__(
         self,
         *,
@@ -436,14 +574,20 @@ Global___GetUserRequest: _TypeAlias = GetUserRequest  # noqa: Y015
 
 @_typing.final
 class GetUserResponse(_message.Message):
+    """GetUserResponse is the envelope of GetUser."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     USER_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def user(self) -> Global___User: ...
+    def user(self) -> Global___User:
+        """The user with their organization; check active before trusting them."""
+
     @_builtins.property
-    def error(self) -> _error_pb2.Error: ...
+    def error(self) -> _error_pb2.Error:
+        """Why the user cannot be read; GetUser lists the reasons."""
+
     def __init__(
         self,
         *,
@@ -462,10 +606,15 @@ Global___GetUserResponse: _TypeAlias = GetUserResponse  # noqa: Y015
 
 @_typing.final
 class FindUserByEmailRequest(_message.Message):
+    """FindUserByEmailRequest names the email to look up."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     EMAIL_FIELD_NUMBER: _builtins.int
     email: _builtins.str
+    """Matched trimmed, lower-cased and NFC-normalized; control or bidi characters
+    are INVALID_ARGUMENT.
+    """
     def __init__(
         self,
         *,
@@ -481,14 +630,20 @@ Global___FindUserByEmailRequest: _TypeAlias = FindUserByEmailRequest  # noqa: Y0
 
 @_typing.final
 class FindUserByEmailResponse(_message.Message):
+    """FindUserByEmailResponse is the envelope of FindUserByEmail."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     USER_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def user(self) -> Global___User: ...
+    def user(self) -> Global___User:
+        """The active user with that email."""
+
     @_builtins.property
-    def error(self) -> _error_pb2.Error: ...
+    def error(self) -> _error_pb2.Error:
+        """Why no user is returned; FindUserByEmail lists the reasons."""
+
     def __init__(
         self,
         *,
@@ -507,6 +662,8 @@ Global___FindUserByEmailResponse: _TypeAlias = FindUserByEmailResponse  # noqa: 
 
 @_typing.final
 class WhoAmIRequest(_message.Message):
+    """WhoAmIRequest is empty: the bearer token says who is asking."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     def __init__(
@@ -522,14 +679,20 @@ Global___WhoAmIRequest: _TypeAlias = WhoAmIRequest  # noqa: Y015
 
 @_typing.final
 class WhoAmIResponse(_message.Message):
+    """WhoAmIResponse is the envelope of WhoAmI."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     USER_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def user(self) -> Global___User: ...
+    def user(self) -> Global___User:
+        """The calling user, with their organization."""
+
     @_builtins.property
-    def error(self) -> _error_pb2.Error: ...
+    def error(self) -> _error_pb2.Error:
+        """A token error, USER_INACTIVE or NOT_A_USER."""
+
     def __init__(
         self,
         *,
@@ -548,6 +711,8 @@ Global___WhoAmIResponse: _TypeAlias = WhoAmIResponse  # noqa: Y015
 
 @_typing.final
 class ListPublicKeysRequest(_message.Message):
+    """ListPublicKeysRequest is empty: the keys are public."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     def __init__(
@@ -563,14 +728,20 @@ Global___ListPublicKeysRequest: _TypeAlias = ListPublicKeysRequest  # noqa: Y015
 
 @_typing.final
 class ListPublicKeysResponse(_message.Message):
+    """ListPublicKeysResponse is the envelope of ListPublicKeys."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     KEY_SET_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def key_set(self) -> Global___PublicKeySet: ...
+    def key_set(self) -> Global___PublicKeySet:
+        """The keys that verify live access tokens."""
+
     @_builtins.property
-    def error(self) -> _error_pb2.Error: ...
+    def error(self) -> _error_pb2.Error:
+        """Only ERROR_CODE_INTERNAL: the call takes no input."""
+
     def __init__(
         self,
         *,
@@ -589,11 +760,17 @@ Global___ListPublicKeysResponse: _TypeAlias = ListPublicKeysResponse  # noqa: Y0
 
 @_typing.final
 class PublicKeySet(_message.Message):
+    """PublicKeySet holds every key that may have signed an access token not yet
+    expired.
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     KEYS_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def keys(self) -> _containers.RepeatedCompositeFieldContainer[Global___PublicKey]: ...
+    def keys(self) -> _containers.RepeatedCompositeFieldContainer[Global___PublicKey]:
+        """Oldest first; the last one signs new tokens."""
+
     def __init__(
         self,
         *,
@@ -609,13 +786,23 @@ Global___PublicKeySet: _TypeAlias = PublicKeySet  # noqa: Y015
 
 @_typing.final
 class IssueServiceTokenRequest(_message.Message):
+    """IssueServiceTokenRequest names a service and proves it belongs to the
+    deployment.
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     SERVICE_NAME_FIELD_NUMBER: _builtins.int
     SERVICE_SECRET_FIELD_NUMBER: _builtins.int
     service_name: _builtins.str
-    """Name of the calling service, e.g. "loans"."""
+    """Name of the calling service, e.g. "loans": 1 to 32 lower-case letters,
+    digits or "-", starting with a letter. The token's subject is
+    `service:<name>`.
+    """
     service_secret: _builtins.str
+    """The secret the deployment's services share (LOANSUITE_SERVICE_SECRET, or
+    the service-secret file of the data directory); compared in constant time.
+    """
     def __init__(
         self,
         *,
@@ -632,14 +819,20 @@ Global___IssueServiceTokenRequest: _TypeAlias = IssueServiceTokenRequest  # noqa
 
 @_typing.final
 class IssueServiceTokenResponse(_message.Message):
+    """IssueServiceTokenResponse is the envelope of IssueServiceToken."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     TOKEN_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def token(self) -> Global___ServiceToken: ...
+    def token(self) -> Global___ServiceToken:
+        """The service's access token."""
+
     @_builtins.property
-    def error(self) -> _error_pb2.Error: ...
+    def error(self) -> _error_pb2.Error:
+        """SERVICE_NAME_INVALID or SERVICE_SECRET_INVALID."""
+
     def __init__(
         self,
         *,
@@ -658,13 +851,24 @@ Global___IssueServiceTokenResponse: _TypeAlias = IssueServiceTokenResponse  # no
 
 @_typing.final
 class ServiceToken(_message.Message):
+    """ServiceToken is a service identity's access token. It has no refresh token:
+    ask again before expire_time.
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     ACCESS_TOKEN_FIELD_NUMBER: _builtins.int
     EXPIRE_TIME_FIELD_NUMBER: _builtins.int
     access_token: _builtins.str
+    """An EdDSA JWT like a user's, with role "SERVICE", sub `service:<name>` and
+    an empty org; sent as `authorization: Bearer <token>`.
+    """
     @_builtins.property
-    def expire_time(self) -> _timestamp_pb2.Timestamp: ...
+    def expire_time(self) -> _timestamp_pb2.Timestamp:
+        """When it expires: as a user's access token, 15 minutes after issue by
+        default.
+        """
+
     def __init__(
         self,
         *,

@@ -26,9 +26,17 @@ if _version_not_supported:
 
 
 class AuthServiceStub:
-    """AuthService owns users, organizations, sessions and the keys that sign
-    access tokens. Other services verify tokens in-process with the keys from
+    """AuthService owns users, organizations, sessions and token signing keys.
+    Other services verify access tokens in-process with the keys from
     ListPublicKeys.
+
+    Register, Login, RefreshSession, Logout, ListPublicKeys and IssueServiceToken
+    need no token. GetUser, FindUserByEmail and WhoAmI need the metadata
+    `authorization: Bearer <access token>` and without a valid one answer
+    UNAUTHENTICATED: reason TOKEN_MISSING, TOKEN_MALFORMED, TOKEN_EXPIRED,
+    TOKEN_UNKNOWN_KEY, TOKEN_BAD_SIGNATURE, TOKEN_WRONG_ISSUER,
+    TOKEN_WRONG_AUDIENCE or TOKEN_INVALID, or USER_INACTIVE when the token's user
+    is deactivated or gone.
     """
 
     def __init__(self, channel):
@@ -85,20 +93,42 @@ class AuthServiceStub:
 
 
 class AuthServiceServicer:
-    """AuthService owns users, organizations, sessions and the keys that sign
-    access tokens. Other services verify tokens in-process with the keys from
+    """AuthService owns users, organizations, sessions and token signing keys.
+    Other services verify access tokens in-process with the keys from
     ListPublicKeys.
+
+    Register, Login, RefreshSession, Logout, ListPublicKeys and IssueServiceToken
+    need no token. GetUser, FindUserByEmail and WhoAmI need the metadata
+    `authorization: Bearer <access token>` and without a valid one answer
+    UNAUTHENTICATED: reason TOKEN_MISSING, TOKEN_MALFORMED, TOKEN_EXPIRED,
+    TOKEN_UNKNOWN_KEY, TOKEN_BAD_SIGNATURE, TOKEN_WRONG_ISSUER,
+    TOKEN_WRONG_AUDIENCE or TOKEN_INVALID, or USER_INACTIVE when the token's user
+    is deactivated or gone.
     """
 
     def Register(self, request, context):
-        """Register creates a borrower or lender user and their organization.
+        """Register creates a borrower or lender user and their organization, whose
+        type follows the role. Errors: INVALID_ARGUMENT with a violation per field
+        (EMAIL_REQUIRED, EMAIL_INVALID, PASSWORD_TOO_SHORT, PASSWORD_TOO_LONG,
+        PASSWORD_TOO_COMMON, NAME_REQUIRED, NAME_TOO_LONG, ROLE_REQUIRED,
+        ROLE_INVALID, ROLE_NOT_ALLOWED, ORGANIZATION_NAME_REQUIRED,
+        ORGANIZATION_NAME_TOO_LONG, or `<FIELD>_HAS_CONTROL_CHARACTERS` and
+        `<FIELD>_HAS_BIDI_CONTROLS`); ALREADY_EXISTS EMAIL_TAKEN. Audited as
+        USER_REGISTERED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def Login(self, request, context):
-        """Login exchanges an email and password for a session.
+        """Login exchanges an email and password for a session. Every failure (an
+        unknown email, a wrong password, a deactivated user) answers alike,
+        UNAUTHENTICATED INVALID_CREDENTIALS, and is audited as LOGIN_FAILED. By
+        default 5 failures for one email, or 50 from one address (one /64 for IPv6),
+        within 15 minutes lock that email or address for 15 minutes: every login
+        for it, the right password included, then answers the gRPC status
+        RESOURCE_EXHAUSTED, reason LOGIN_THROTTLED, with RetryInfo. An email
+        holding control or bidi characters is INVALID_ARGUMENT.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -106,22 +136,30 @@ class AuthServiceServicer:
 
     def RefreshSession(self, request, context):
         """RefreshSession exchanges a refresh token for a new session; the old
-        refresh token stops working.
+        refresh token stops working. An unknown, expired, revoked or already used
+        refresh token, or one of a deactivated user, answers UNAUTHENTICATED
+        REFRESH_TOKEN_INVALID. A token used a second time also revokes every
+        refresh token descended from the same login (audited as
+        REFRESH_TOKEN_REUSED): both holders must log in again.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def Logout(self, request, context):
-        """Logout revokes a refresh token.
+        """Logout revokes a refresh token; access tokens already issued stay valid
+        until they expire. A token that is unknown or already revoked or expired
+        succeeds too; an empty one is INVALID_ARGUMENT REFRESH_TOKEN_REQUIRED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetUser(self, request, context):
-        """GetUser returns a user with their organization (the user themself, an
-        admin, or a service identity).
+        """GetUser returns a user with their organization, a deactivated one too (see
+        User.active): a user may read themself, an admin or a service identity
+        anyone. Errors: PERMISSION_DENIED for another user's id; NOT_FOUND
+        USER_NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -129,21 +167,28 @@ class AuthServiceServicer:
 
     def FindUserByEmail(self, request, context):
         """FindUserByEmail returns the active user with that email (service identities
-        only; loans uses it to invite a lender).
+        only; loans uses it to invite a lender). Errors: PERMISSION_DENIED
+        SERVICE_IDENTITY_REQUIRED; NOT_FOUND USER_NOT_FOUND, also for a deactivated
+        user.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def WhoAmI(self, request, context):
-        """WhoAmI returns the caller as the bearer token identifies them.
+        """WhoAmI returns the caller as the bearer token identifies them, with their
+        role and organization as stored now. A service token answers
+        PERMISSION_DENIED NOT_A_USER.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListPublicKeys(self, request, context):
-        """ListPublicKeys returns the keys that verify access tokens, by kid.
+        """ListPublicKeys returns the keys that verify access tokens, by kid: every key
+        that may have signed a token not yet expired, oldest first. Keys rotate:
+        on a kid not in the set, ask again. Auth's HTTP port (9451 by default)
+        serves the same keys as a JWK Set at /.well-known/jwks.json.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -151,7 +196,8 @@ class AuthServiceServicer:
 
     def IssueServiceToken(self, request, context):
         """IssueServiceToken gives a service identity a short-lived access token in
-        exchange for the deployment's service secret.
+        exchange for the deployment's service secret. Errors: INVALID_ARGUMENT
+        SERVICE_NAME_INVALID; UNAUTHENTICATED SERVICE_SECRET_INVALID.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -214,9 +260,17 @@ def add_AuthServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class AuthService:
-    """AuthService owns users, organizations, sessions and the keys that sign
-    access tokens. Other services verify tokens in-process with the keys from
+    """AuthService owns users, organizations, sessions and token signing keys.
+    Other services verify access tokens in-process with the keys from
     ListPublicKeys.
+
+    Register, Login, RefreshSession, Logout, ListPublicKeys and IssueServiceToken
+    need no token. GetUser, FindUserByEmail and WhoAmI need the metadata
+    `authorization: Bearer <access token>` and without a valid one answer
+    UNAUTHENTICATED: reason TOKEN_MISSING, TOKEN_MALFORMED, TOKEN_EXPIRED,
+    TOKEN_UNKNOWN_KEY, TOKEN_BAD_SIGNATURE, TOKEN_WRONG_ISSUER,
+    TOKEN_WRONG_AUDIENCE or TOKEN_INVALID, or USER_INACTIVE when the token's user
+    is deactivated or gone.
     """
 
     @staticmethod

@@ -27,9 +27,17 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class AuthServiceStub:
-    """AuthService owns users, organizations, sessions and the keys that sign
-    access tokens. Other services verify tokens in-process with the keys from
+    """AuthService owns users, organizations, sessions and token signing keys.
+    Other services verify access tokens in-process with the keys from
     ListPublicKeys.
+
+    Register, Login, RefreshSession, Logout, ListPublicKeys and IssueServiceToken
+    need no token. GetUser, FindUserByEmail and WhoAmI need the metadata
+    `authorization: Bearer <access token>` and without a valid one answer
+    UNAUTHENTICATED: reason TOKEN_MISSING, TOKEN_MALFORMED, TOKEN_EXPIRED,
+    TOKEN_UNKNOWN_KEY, TOKEN_BAD_SIGNATURE, TOKEN_WRONG_ISSUER,
+    TOKEN_WRONG_AUDIENCE or TOKEN_INVALID, or USER_INACTIVE when the token's user
+    is deactivated or gone.
     """
 
     @_typing.overload
@@ -37,71 +45,157 @@ class AuthServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> AuthServiceAsyncStub: ...
     Register: _grpc.UnaryUnaryMultiCallable[_auth_service_pb2.RegisterRequest, _auth_service_pb2.RegisterResponse]
-    """Register creates a borrower or lender user and their organization."""
+    """Register creates a borrower or lender user and their organization, whose
+    type follows the role. Errors: INVALID_ARGUMENT with a violation per field
+    (EMAIL_REQUIRED, EMAIL_INVALID, PASSWORD_TOO_SHORT, PASSWORD_TOO_LONG,
+    PASSWORD_TOO_COMMON, NAME_REQUIRED, NAME_TOO_LONG, ROLE_REQUIRED,
+    ROLE_INVALID, ROLE_NOT_ALLOWED, ORGANIZATION_NAME_REQUIRED,
+    ORGANIZATION_NAME_TOO_LONG, or `<FIELD>_HAS_CONTROL_CHARACTERS` and
+    `<FIELD>_HAS_BIDI_CONTROLS`); ALREADY_EXISTS EMAIL_TAKEN. Audited as
+    USER_REGISTERED.
+    """
     Login: _grpc.UnaryUnaryMultiCallable[_auth_service_pb2.LoginRequest, _auth_service_pb2.LoginResponse]
-    """Login exchanges an email and password for a session."""
+    """Login exchanges an email and password for a session. Every failure (an
+    unknown email, a wrong password, a deactivated user) answers alike,
+    UNAUTHENTICATED INVALID_CREDENTIALS, and is audited as LOGIN_FAILED. By
+    default 5 failures for one email, or 50 from one address (one /64 for IPv6),
+    within 15 minutes lock that email or address for 15 minutes: every login
+    for it, the right password included, then answers the gRPC status
+    RESOURCE_EXHAUSTED, reason LOGIN_THROTTLED, with RetryInfo. An email
+    holding control or bidi characters is INVALID_ARGUMENT.
+    """
     RefreshSession: _grpc.UnaryUnaryMultiCallable[_auth_service_pb2.RefreshSessionRequest, _auth_service_pb2.RefreshSessionResponse]
     """RefreshSession exchanges a refresh token for a new session; the old
-    refresh token stops working.
+    refresh token stops working. An unknown, expired, revoked or already used
+    refresh token, or one of a deactivated user, answers UNAUTHENTICATED
+    REFRESH_TOKEN_INVALID. A token used a second time also revokes every
+    refresh token descended from the same login (audited as
+    REFRESH_TOKEN_REUSED): both holders must log in again.
     """
     Logout: _grpc.UnaryUnaryMultiCallable[_auth_service_pb2.LogoutRequest, _auth_service_pb2.LogoutResponse]
-    """Logout revokes a refresh token."""
+    """Logout revokes a refresh token; access tokens already issued stay valid
+    until they expire. A token that is unknown or already revoked or expired
+    succeeds too; an empty one is INVALID_ARGUMENT REFRESH_TOKEN_REQUIRED.
+    """
     GetUser: _grpc.UnaryUnaryMultiCallable[_auth_service_pb2.GetUserRequest, _auth_service_pb2.GetUserResponse]
-    """GetUser returns a user with their organization (the user themself, an
-    admin, or a service identity).
+    """GetUser returns a user with their organization, a deactivated one too (see
+    User.active): a user may read themself, an admin or a service identity
+    anyone. Errors: PERMISSION_DENIED for another user's id; NOT_FOUND
+    USER_NOT_FOUND.
     """
     FindUserByEmail: _grpc.UnaryUnaryMultiCallable[_auth_service_pb2.FindUserByEmailRequest, _auth_service_pb2.FindUserByEmailResponse]
     """FindUserByEmail returns the active user with that email (service identities
-    only; loans uses it to invite a lender).
+    only; loans uses it to invite a lender). Errors: PERMISSION_DENIED
+    SERVICE_IDENTITY_REQUIRED; NOT_FOUND USER_NOT_FOUND, also for a deactivated
+    user.
     """
     WhoAmI: _grpc.UnaryUnaryMultiCallable[_auth_service_pb2.WhoAmIRequest, _auth_service_pb2.WhoAmIResponse]
-    """WhoAmI returns the caller as the bearer token identifies them."""
+    """WhoAmI returns the caller as the bearer token identifies them, with their
+    role and organization as stored now. A service token answers
+    PERMISSION_DENIED NOT_A_USER.
+    """
     ListPublicKeys: _grpc.UnaryUnaryMultiCallable[_auth_service_pb2.ListPublicKeysRequest, _auth_service_pb2.ListPublicKeysResponse]
-    """ListPublicKeys returns the keys that verify access tokens, by kid."""
+    """ListPublicKeys returns the keys that verify access tokens, by kid: every key
+    that may have signed a token not yet expired, oldest first. Keys rotate:
+    on a kid not in the set, ask again. Auth's HTTP port (9451 by default)
+    serves the same keys as a JWK Set at /.well-known/jwks.json.
+    """
     IssueServiceToken: _grpc.UnaryUnaryMultiCallable[_auth_service_pb2.IssueServiceTokenRequest, _auth_service_pb2.IssueServiceTokenResponse]
     """IssueServiceToken gives a service identity a short-lived access token in
-    exchange for the deployment's service secret.
+    exchange for the deployment's service secret. Errors: INVALID_ARGUMENT
+    SERVICE_NAME_INVALID; UNAUTHENTICATED SERVICE_SECRET_INVALID.
     """
 
 @_typing.type_check_only
 class AuthServiceAsyncStub(AuthServiceStub):
-    """AuthService owns users, organizations, sessions and the keys that sign
-    access tokens. Other services verify tokens in-process with the keys from
+    """AuthService owns users, organizations, sessions and token signing keys.
+    Other services verify access tokens in-process with the keys from
     ListPublicKeys.
+
+    Register, Login, RefreshSession, Logout, ListPublicKeys and IssueServiceToken
+    need no token. GetUser, FindUserByEmail and WhoAmI need the metadata
+    `authorization: Bearer <access token>` and without a valid one answer
+    UNAUTHENTICATED: reason TOKEN_MISSING, TOKEN_MALFORMED, TOKEN_EXPIRED,
+    TOKEN_UNKNOWN_KEY, TOKEN_BAD_SIGNATURE, TOKEN_WRONG_ISSUER,
+    TOKEN_WRONG_AUDIENCE or TOKEN_INVALID, or USER_INACTIVE when the token's user
+    is deactivated or gone.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     Register: _aio.UnaryUnaryMultiCallable[_auth_service_pb2.RegisterRequest, _auth_service_pb2.RegisterResponse]  # type: ignore[assignment]
-    """Register creates a borrower or lender user and their organization."""
+    """Register creates a borrower or lender user and their organization, whose
+    type follows the role. Errors: INVALID_ARGUMENT with a violation per field
+    (EMAIL_REQUIRED, EMAIL_INVALID, PASSWORD_TOO_SHORT, PASSWORD_TOO_LONG,
+    PASSWORD_TOO_COMMON, NAME_REQUIRED, NAME_TOO_LONG, ROLE_REQUIRED,
+    ROLE_INVALID, ROLE_NOT_ALLOWED, ORGANIZATION_NAME_REQUIRED,
+    ORGANIZATION_NAME_TOO_LONG, or `<FIELD>_HAS_CONTROL_CHARACTERS` and
+    `<FIELD>_HAS_BIDI_CONTROLS`); ALREADY_EXISTS EMAIL_TAKEN. Audited as
+    USER_REGISTERED.
+    """
     Login: _aio.UnaryUnaryMultiCallable[_auth_service_pb2.LoginRequest, _auth_service_pb2.LoginResponse]  # type: ignore[assignment]
-    """Login exchanges an email and password for a session."""
+    """Login exchanges an email and password for a session. Every failure (an
+    unknown email, a wrong password, a deactivated user) answers alike,
+    UNAUTHENTICATED INVALID_CREDENTIALS, and is audited as LOGIN_FAILED. By
+    default 5 failures for one email, or 50 from one address (one /64 for IPv6),
+    within 15 minutes lock that email or address for 15 minutes: every login
+    for it, the right password included, then answers the gRPC status
+    RESOURCE_EXHAUSTED, reason LOGIN_THROTTLED, with RetryInfo. An email
+    holding control or bidi characters is INVALID_ARGUMENT.
+    """
     RefreshSession: _aio.UnaryUnaryMultiCallable[_auth_service_pb2.RefreshSessionRequest, _auth_service_pb2.RefreshSessionResponse]  # type: ignore[assignment]
     """RefreshSession exchanges a refresh token for a new session; the old
-    refresh token stops working.
+    refresh token stops working. An unknown, expired, revoked or already used
+    refresh token, or one of a deactivated user, answers UNAUTHENTICATED
+    REFRESH_TOKEN_INVALID. A token used a second time also revokes every
+    refresh token descended from the same login (audited as
+    REFRESH_TOKEN_REUSED): both holders must log in again.
     """
     Logout: _aio.UnaryUnaryMultiCallable[_auth_service_pb2.LogoutRequest, _auth_service_pb2.LogoutResponse]  # type: ignore[assignment]
-    """Logout revokes a refresh token."""
+    """Logout revokes a refresh token; access tokens already issued stay valid
+    until they expire. A token that is unknown or already revoked or expired
+    succeeds too; an empty one is INVALID_ARGUMENT REFRESH_TOKEN_REQUIRED.
+    """
     GetUser: _aio.UnaryUnaryMultiCallable[_auth_service_pb2.GetUserRequest, _auth_service_pb2.GetUserResponse]  # type: ignore[assignment]
-    """GetUser returns a user with their organization (the user themself, an
-    admin, or a service identity).
+    """GetUser returns a user with their organization, a deactivated one too (see
+    User.active): a user may read themself, an admin or a service identity
+    anyone. Errors: PERMISSION_DENIED for another user's id; NOT_FOUND
+    USER_NOT_FOUND.
     """
     FindUserByEmail: _aio.UnaryUnaryMultiCallable[_auth_service_pb2.FindUserByEmailRequest, _auth_service_pb2.FindUserByEmailResponse]  # type: ignore[assignment]
     """FindUserByEmail returns the active user with that email (service identities
-    only; loans uses it to invite a lender).
+    only; loans uses it to invite a lender). Errors: PERMISSION_DENIED
+    SERVICE_IDENTITY_REQUIRED; NOT_FOUND USER_NOT_FOUND, also for a deactivated
+    user.
     """
     WhoAmI: _aio.UnaryUnaryMultiCallable[_auth_service_pb2.WhoAmIRequest, _auth_service_pb2.WhoAmIResponse]  # type: ignore[assignment]
-    """WhoAmI returns the caller as the bearer token identifies them."""
+    """WhoAmI returns the caller as the bearer token identifies them, with their
+    role and organization as stored now. A service token answers
+    PERMISSION_DENIED NOT_A_USER.
+    """
     ListPublicKeys: _aio.UnaryUnaryMultiCallable[_auth_service_pb2.ListPublicKeysRequest, _auth_service_pb2.ListPublicKeysResponse]  # type: ignore[assignment]
-    """ListPublicKeys returns the keys that verify access tokens, by kid."""
+    """ListPublicKeys returns the keys that verify access tokens, by kid: every key
+    that may have signed a token not yet expired, oldest first. Keys rotate:
+    on a kid not in the set, ask again. Auth's HTTP port (9451 by default)
+    serves the same keys as a JWK Set at /.well-known/jwks.json.
+    """
     IssueServiceToken: _aio.UnaryUnaryMultiCallable[_auth_service_pb2.IssueServiceTokenRequest, _auth_service_pb2.IssueServiceTokenResponse]  # type: ignore[assignment]
     """IssueServiceToken gives a service identity a short-lived access token in
-    exchange for the deployment's service secret.
+    exchange for the deployment's service secret. Errors: INVALID_ARGUMENT
+    SERVICE_NAME_INVALID; UNAUTHENTICATED SERVICE_SECRET_INVALID.
     """
 
 class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
-    """AuthService owns users, organizations, sessions and the keys that sign
-    access tokens. Other services verify tokens in-process with the keys from
+    """AuthService owns users, organizations, sessions and token signing keys.
+    Other services verify access tokens in-process with the keys from
     ListPublicKeys.
+
+    Register, Login, RefreshSession, Logout, ListPublicKeys and IssueServiceToken
+    need no token. GetUser, FindUserByEmail and WhoAmI need the metadata
+    `authorization: Bearer <access token>` and without a valid one answer
+    UNAUTHENTICATED: reason TOKEN_MISSING, TOKEN_MALFORMED, TOKEN_EXPIRED,
+    TOKEN_UNKNOWN_KEY, TOKEN_BAD_SIGNATURE, TOKEN_WRONG_ISSUER,
+    TOKEN_WRONG_AUDIENCE or TOKEN_INVALID, or USER_INACTIVE when the token's user
+    is deactivated or gone.
     """
 
     @_abc_1.abstractmethod
@@ -110,7 +204,15 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _auth_service_pb2.RegisterRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_auth_service_pb2.RegisterResponse, _abc.Awaitable[_auth_service_pb2.RegisterResponse]]:
-        """Register creates a borrower or lender user and their organization."""
+        """Register creates a borrower or lender user and their organization, whose
+        type follows the role. Errors: INVALID_ARGUMENT with a violation per field
+        (EMAIL_REQUIRED, EMAIL_INVALID, PASSWORD_TOO_SHORT, PASSWORD_TOO_LONG,
+        PASSWORD_TOO_COMMON, NAME_REQUIRED, NAME_TOO_LONG, ROLE_REQUIRED,
+        ROLE_INVALID, ROLE_NOT_ALLOWED, ORGANIZATION_NAME_REQUIRED,
+        ORGANIZATION_NAME_TOO_LONG, or `<FIELD>_HAS_CONTROL_CHARACTERS` and
+        `<FIELD>_HAS_BIDI_CONTROLS`); ALREADY_EXISTS EMAIL_TAKEN. Audited as
+        USER_REGISTERED.
+        """
 
     @_abc_1.abstractmethod
     def Login(
@@ -118,7 +220,15 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _auth_service_pb2.LoginRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_auth_service_pb2.LoginResponse, _abc.Awaitable[_auth_service_pb2.LoginResponse]]:
-        """Login exchanges an email and password for a session."""
+        """Login exchanges an email and password for a session. Every failure (an
+        unknown email, a wrong password, a deactivated user) answers alike,
+        UNAUTHENTICATED INVALID_CREDENTIALS, and is audited as LOGIN_FAILED. By
+        default 5 failures for one email, or 50 from one address (one /64 for IPv6),
+        within 15 minutes lock that email or address for 15 minutes: every login
+        for it, the right password included, then answers the gRPC status
+        RESOURCE_EXHAUSTED, reason LOGIN_THROTTLED, with RetryInfo. An email
+        holding control or bidi characters is INVALID_ARGUMENT.
+        """
 
     @_abc_1.abstractmethod
     def RefreshSession(
@@ -127,7 +237,11 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_auth_service_pb2.RefreshSessionResponse, _abc.Awaitable[_auth_service_pb2.RefreshSessionResponse]]:
         """RefreshSession exchanges a refresh token for a new session; the old
-        refresh token stops working.
+        refresh token stops working. An unknown, expired, revoked or already used
+        refresh token, or one of a deactivated user, answers UNAUTHENTICATED
+        REFRESH_TOKEN_INVALID. A token used a second time also revokes every
+        refresh token descended from the same login (audited as
+        REFRESH_TOKEN_REUSED): both holders must log in again.
         """
 
     @_abc_1.abstractmethod
@@ -136,7 +250,10 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _auth_service_pb2.LogoutRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_auth_service_pb2.LogoutResponse, _abc.Awaitable[_auth_service_pb2.LogoutResponse]]:
-        """Logout revokes a refresh token."""
+        """Logout revokes a refresh token; access tokens already issued stay valid
+        until they expire. A token that is unknown or already revoked or expired
+        succeeds too; an empty one is INVALID_ARGUMENT REFRESH_TOKEN_REQUIRED.
+        """
 
     @_abc_1.abstractmethod
     def GetUser(
@@ -144,8 +261,10 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _auth_service_pb2.GetUserRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_auth_service_pb2.GetUserResponse, _abc.Awaitable[_auth_service_pb2.GetUserResponse]]:
-        """GetUser returns a user with their organization (the user themself, an
-        admin, or a service identity).
+        """GetUser returns a user with their organization, a deactivated one too (see
+        User.active): a user may read themself, an admin or a service identity
+        anyone. Errors: PERMISSION_DENIED for another user's id; NOT_FOUND
+        USER_NOT_FOUND.
         """
 
     @_abc_1.abstractmethod
@@ -155,7 +274,9 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_auth_service_pb2.FindUserByEmailResponse, _abc.Awaitable[_auth_service_pb2.FindUserByEmailResponse]]:
         """FindUserByEmail returns the active user with that email (service identities
-        only; loans uses it to invite a lender).
+        only; loans uses it to invite a lender). Errors: PERMISSION_DENIED
+        SERVICE_IDENTITY_REQUIRED; NOT_FOUND USER_NOT_FOUND, also for a deactivated
+        user.
         """
 
     @_abc_1.abstractmethod
@@ -164,7 +285,10 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _auth_service_pb2.WhoAmIRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_auth_service_pb2.WhoAmIResponse, _abc.Awaitable[_auth_service_pb2.WhoAmIResponse]]:
-        """WhoAmI returns the caller as the bearer token identifies them."""
+        """WhoAmI returns the caller as the bearer token identifies them, with their
+        role and organization as stored now. A service token answers
+        PERMISSION_DENIED NOT_A_USER.
+        """
 
     @_abc_1.abstractmethod
     def ListPublicKeys(
@@ -172,7 +296,11 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _auth_service_pb2.ListPublicKeysRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_auth_service_pb2.ListPublicKeysResponse, _abc.Awaitable[_auth_service_pb2.ListPublicKeysResponse]]:
-        """ListPublicKeys returns the keys that verify access tokens, by kid."""
+        """ListPublicKeys returns the keys that verify access tokens, by kid: every key
+        that may have signed a token not yet expired, oldest first. Keys rotate:
+        on a kid not in the set, ask again. Auth's HTTP port (9451 by default)
+        serves the same keys as a JWK Set at /.well-known/jwks.json.
+        """
 
     @_abc_1.abstractmethod
     def IssueServiceToken(
@@ -181,7 +309,8 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_auth_service_pb2.IssueServiceTokenResponse, _abc.Awaitable[_auth_service_pb2.IssueServiceTokenResponse]]:
         """IssueServiceToken gives a service identity a short-lived access token in
-        exchange for the deployment's service secret.
+        exchange for the deployment's service secret. Errors: INVALID_ARGUMENT
+        SERVICE_NAME_INVALID; UNAUTHENTICATED SERVICE_SECRET_INVALID.
         """
 
 def add_AuthServiceServicer_to_server(servicer: AuthServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -26,33 +26,111 @@ class _ErrorCode:
 class _ErrorCodeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorCode.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
     ERROR_CODE_UNSPECIFIED: _ErrorCode.ValueType  # 0
+    """Never sent. Treat it, like a code newer than the client knows, as
+    ERROR_CODE_INTERNAL.
+    """
     ERROR_CODE_INVALID_ARGUMENT: _ErrorCode.ValueType  # 1
+    """The request is invalid, and fails again as it is; field_violations names
+    each invalid field (none for a page_token the server did not issue).
+    """
     ERROR_CODE_UNAUTHENTICATED: _ErrorCode.ValueType  # 2
+    """No valid credentials: the bearer token is missing, malformed, expired or
+    signed by an unknown key (reasons TOKEN_*), its user is deactivated or gone
+    (USER_INACTIVE), or a login's email and password or a refresh token are
+    wrong. Log in again, or refresh the session.
+    """
     ERROR_CODE_PERMISSION_DENIED: _ErrorCode.ValueType  # 3
+    """The caller is known, but their role or organization does not allow the call."""
     ERROR_CODE_NOT_FOUND: _ErrorCode.ValueType  # 4
+    """No such resource, or one the caller may not see: the answer never reveals
+    that a resource of another organization exists.
+    """
     ERROR_CODE_ALREADY_EXISTS: _ErrorCode.ValueType  # 5
+    """What the call would create exists already, e.g. EMAIL_TAKEN."""
     ERROR_CODE_FAILED_PRECONDITION: _ErrorCode.ValueType  # 6
+    """The resource's state does not allow the call, e.g. an illegal loan state
+    transition; retrying does not help until the state changes.
+    """
     ERROR_CODE_ABORTED: _ErrorCode.ValueType  # 7
+    """A concurrent change came first, e.g. an etag that no longer matches: read
+    the resource again, then decide whether to retry.
+    """
     ERROR_CODE_RESOURCE_EXHAUSTED: _ErrorCode.ValueType  # 8
+    """A throttle or a quota. Usually the gRPC status RESOURCE_EXHAUSTED (with
+    RetryInfo when the wait is known); in an envelope when, say, a stream ends
+    because its reader fell too far behind.
+    """
     ERROR_CODE_UNAVAILABLE: _ErrorCode.ValueType  # 9
+    """Retry later. The gRPC status UNAVAILABLE when this server is stopping or a
+    commit failed; in an envelope when a service this one depends on cannot be
+    reached (e.g. AUTH_UNAVAILABLE).
+    """
     ERROR_CODE_INTERNAL: _ErrorCode.ValueType  # 10
+    """An unexpected failure. The message is generic; the details stay in the
+    server's logs, found by request_id.
+    """
 
 class ErrorCode(_ErrorCode, metaclass=_ErrorCodeEnumTypeWrapper):
-    """ErrorCode classifies every outcome that the application decides. The gRPC
-    status of such a call stays OK: status codes belong to the transport.
+    """ErrorCode classifies every outcome that the application decides, authentication
+    included. Such an outcome arrives as the `error` of the response envelope, with
+    gRPC status OK. Outcomes about the call's transport or capacity are real gRPC
+    statuses instead, so that proxies, balancers and retry policies see them:
+    UNAVAILABLE when a server that is stopping ends an open stream (reason
+    SERVER_STOPPING) or a commit could not be made durable (COMMIT_FAILED: nothing
+    was written, retry), and
+    RESOURCE_EXHAUSTED for throttles and quotas (LOGIN_THROTTLED, CALLS_THROTTLED,
+    stream limits). Such a status carries the same Error, with the code of the same
+    name, as a google.rpc.Status detail (the grpc-status-details-bin trailer), plus a
+    google.rpc.RetryInfo detail when the delay before a retry is known. The
+    transport's own statuses (deadline, cancellation, an unreachable server or one
+    whose listener has closed, an oversized or undecodable message, a server past
+    its limit of calls in progress) carry no Error.
     """
 
 ERROR_CODE_UNSPECIFIED: ErrorCode.ValueType  # 0
+"""Never sent. Treat it, like a code newer than the client knows, as
+ERROR_CODE_INTERNAL.
+"""
 ERROR_CODE_INVALID_ARGUMENT: ErrorCode.ValueType  # 1
+"""The request is invalid, and fails again as it is; field_violations names
+each invalid field (none for a page_token the server did not issue).
+"""
 ERROR_CODE_UNAUTHENTICATED: ErrorCode.ValueType  # 2
+"""No valid credentials: the bearer token is missing, malformed, expired or
+signed by an unknown key (reasons TOKEN_*), its user is deactivated or gone
+(USER_INACTIVE), or a login's email and password or a refresh token are
+wrong. Log in again, or refresh the session.
+"""
 ERROR_CODE_PERMISSION_DENIED: ErrorCode.ValueType  # 3
+"""The caller is known, but their role or organization does not allow the call."""
 ERROR_CODE_NOT_FOUND: ErrorCode.ValueType  # 4
+"""No such resource, or one the caller may not see: the answer never reveals
+that a resource of another organization exists.
+"""
 ERROR_CODE_ALREADY_EXISTS: ErrorCode.ValueType  # 5
+"""What the call would create exists already, e.g. EMAIL_TAKEN."""
 ERROR_CODE_FAILED_PRECONDITION: ErrorCode.ValueType  # 6
+"""The resource's state does not allow the call, e.g. an illegal loan state
+transition; retrying does not help until the state changes.
+"""
 ERROR_CODE_ABORTED: ErrorCode.ValueType  # 7
+"""A concurrent change came first, e.g. an etag that no longer matches: read
+the resource again, then decide whether to retry.
+"""
 ERROR_CODE_RESOURCE_EXHAUSTED: ErrorCode.ValueType  # 8
+"""A throttle or a quota. Usually the gRPC status RESOURCE_EXHAUSTED (with
+RetryInfo when the wait is known); in an envelope when, say, a stream ends
+because its reader fell too far behind.
+"""
 ERROR_CODE_UNAVAILABLE: ErrorCode.ValueType  # 9
+"""Retry later. The gRPC status UNAVAILABLE when this server is stopping or a
+commit failed; in an envelope when a service this one depends on cannot be
+reached (e.g. AUTH_UNAVAILABLE).
+"""
 ERROR_CODE_INTERNAL: ErrorCode.ValueType  # 10
+"""An unexpected failure. The message is generic; the details stay in the
+server's logs, found by request_id.
+"""
 Global___ErrorCode: _TypeAlias = ErrorCode  # noqa: Y015
 
 @_typing.final
@@ -66,7 +144,12 @@ class FieldViolation(_message.Message):
     FIELD_FIELD_NUMBER: _builtins.int
     DESCRIPTION_FIELD_NUMBER: _builtins.int
     field: _builtins.str
+    """The field's path in the request, as the proto names it, with the index of an
+    element of a repeated field: "maturity_date", "filter.action",
+    "events[3].actor.role".
+    """
     description: _builtins.str
+    """What is wrong with it, for people, e.g. "must be at most 100 characters"."""
     def __init__(
         self,
         *,
@@ -83,7 +166,9 @@ Global___FieldViolation: _TypeAlias = FieldViolation  # noqa: Y015
 
 @_typing.final
 class Error(_message.Message):
-    """Error is the failure half of every response envelope."""
+    """Error is the failure half of every response envelope, and the detail of a gRPC
+    status UNAVAILABLE or RESOURCE_EXHAUSTED (see ErrorCode).
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -93,14 +178,30 @@ class Error(_message.Message):
     FIELD_VIOLATIONS_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     code: Global___ErrorCode.ValueType
+    """The kind of outcome: what a client branches on."""
     reason: _builtins.str
-    """Stable machine-readable reason in UPPER_SNAKE case, e.g. MATURITY_NOT_AFTER_START."""
+    """Stable machine-readable reason in UPPER_SNAKE case, e.g. MATURITY_NOT_AFTER_START.
+    With field violations, the reason of the first one. New reasons may appear
+    in later versions; code alone is enough to act on.
+    """
     message: _builtins.str
-    """Message for people; never internal detail."""
+    """Message for people, in English; never internal detail, and not stable
+    enough to parse.
+    """
     request_id: _builtins.str
-    """The x-request-id of the call, for finding it in the logs."""
+    """The x-request-id of the call, for finding it in the logs. A client may send
+    its own in the x-request-id metadata (1 to 128 letters, digits or "._:-");
+    when it sends none, or one that does not fit, the server makes one up.
+    Either way it is echoed here and in the x-request-id trailing metadata,
+    forwarded on the calls this one makes to other services, and stamped on the
+    audit events the call causes.
+    """
     @_builtins.property
-    def field_violations(self) -> _containers.RepeatedCompositeFieldContainer[Global___FieldViolation]: ...
+    def field_violations(self) -> _containers.RepeatedCompositeFieldContainer[Global___FieldViolation]:
+        """The invalid request fields of an ERROR_CODE_INVALID_ARGUMENT (or of a
+        PERMISSION_DENIED that names the fields at fault); empty otherwise.
+        """
+
     def __init__(
         self,
         *,

@@ -29,26 +29,51 @@ class _LoanType:
 class _LoanTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_LoanType.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
     LOAN_TYPE_UNSPECIFIED: _LoanType.ValueType  # 0
+    """Never a loan's type; CreateLoan refuses it (LOAN_TYPE_REQUIRED)."""
     LOAN_TYPE_FIXED_RATE: _LoanType.ValueType  # 1
+    """A term loan at a fixed interest rate."""
     LOAN_TYPE_FLOATING_RATE: _LoanType.ValueType  # 2
+    """A term loan whose rate follows a reference rate."""
     LOAN_TYPE_AMORTIZED: _LoanType.ValueType  # 3
+    """A term loan repaid in instalments of principal and interest."""
     LOAN_TYPE_ANNUITY: _LoanType.ValueType  # 4
+    """A term loan repaid in equal instalments."""
     LOAN_TYPE_BALLOON: _LoanType.ValueType  # 5
+    """A term loan repaid mostly in one payment at maturity."""
     LOAN_TYPE_CREDIT_LINE: _LoanType.ValueType  # 6
+    """A facility drawn as needed, up to the committed amount."""
     LOAN_TYPE_REVOLVING_CREDIT_LINE: _LoanType.ValueType  # 7
+    """A credit line meant to be drawn again as it is repaid (the service limits
+    drawdowns to committed minus drawn, as for every type).
+    """
     LOAN_TYPE_CREDIT_CARD: _LoanType.ValueType  # 8
+    """Card-based revolving credit."""
 
-class LoanType(_LoanType, metaclass=_LoanTypeEnumTypeWrapper): ...
+class LoanType(_LoanType, metaclass=_LoanTypeEnumTypeWrapper):
+    """LoanType is the kind of loan, as the borrower describes it. It changes no
+    rule of the service: every type is drawn, repaid and priced the same way.
+    """
 
 LOAN_TYPE_UNSPECIFIED: LoanType.ValueType  # 0
+"""Never a loan's type; CreateLoan refuses it (LOAN_TYPE_REQUIRED)."""
 LOAN_TYPE_FIXED_RATE: LoanType.ValueType  # 1
+"""A term loan at a fixed interest rate."""
 LOAN_TYPE_FLOATING_RATE: LoanType.ValueType  # 2
+"""A term loan whose rate follows a reference rate."""
 LOAN_TYPE_AMORTIZED: LoanType.ValueType  # 3
+"""A term loan repaid in instalments of principal and interest."""
 LOAN_TYPE_ANNUITY: LoanType.ValueType  # 4
+"""A term loan repaid in equal instalments."""
 LOAN_TYPE_BALLOON: LoanType.ValueType  # 5
+"""A term loan repaid mostly in one payment at maturity."""
 LOAN_TYPE_CREDIT_LINE: LoanType.ValueType  # 6
+"""A facility drawn as needed, up to the committed amount."""
 LOAN_TYPE_REVOLVING_CREDIT_LINE: LoanType.ValueType  # 7
+"""A credit line meant to be drawn again as it is repaid (the service limits
+drawdowns to committed minus drawn, as for every type).
+"""
 LOAN_TYPE_CREDIT_CARD: LoanType.ValueType  # 8
+"""Card-based revolving credit."""
 Global___LoanType: _TypeAlias = LoanType  # noqa: Y015
 
 class _LoanState:
@@ -58,24 +83,65 @@ class _LoanState:
 class _LoanStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_LoanState.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
     LOAN_STATE_UNSPECIFIED: _LoanState.ValueType  # 0
+    """Never a loan's state; a ListLoans filter ignores it."""
     LOAN_STATE_DRAFT: _LoanState.ValueType  # 1
+    """Created: the borrower edits its terms, KPIs and ratchets and invites a
+    lender, who may already review the KPIs.
+    """
     LOAN_STATE_PENDING_APPROVAL: _LoanState.ValueType  # 2
+    """Submitted: the lender reviews the KPIs, then approves or rejects the loan;
+    the borrower may still edit KPIs and ratchets, or withdraw.
+    """
     LOAN_STATE_APPROVED: _LoanState.ValueType  # 3
+    """Approved by the lender; it activates the loan from its start date."""
     LOAN_STATE_ACTIVE: _LoanState.ValueType  # 4
+    """Running: KPI results are reported and verified, reporting periods fall
+    due, drawdowns and repayments move money.
+    """
     LOAN_STATE_CLOSED: _LoanState.ValueType  # 5
+    """Ended by the lender. Final; its calendar still shows where each period
+    stands, but no miss is recorded any more.
+    """
     LOAN_STATE_REJECTED: _LoanState.ValueType  # 6
+    """Rejected by the lender while pending, with a reason (see
+    ListLoanHistory). Final.
+    """
     LOAN_STATE_WITHDRAWN: _LoanState.ValueType  # 7
+    """Withdrawn by the borrower before approval. Final."""
 
-class LoanState(_LoanState, metaclass=_LoanStateEnumTypeWrapper): ...
+class LoanState(_LoanState, metaclass=_LoanStateEnumTypeWrapper):
+    """LoanState is where a loan is in its lifecycle:
+    DRAFT → PENDING_APPROVAL → APPROVED → ACTIVE → CLOSED, plus REJECTED (from
+    PENDING_APPROVAL) and WITHDRAWN (from DRAFT or PENDING_APPROVAL). Only the
+    lifecycle RPCs move it; CLOSED, REJECTED and WITHDRAWN are final.
+    """
 
 LOAN_STATE_UNSPECIFIED: LoanState.ValueType  # 0
+"""Never a loan's state; a ListLoans filter ignores it."""
 LOAN_STATE_DRAFT: LoanState.ValueType  # 1
+"""Created: the borrower edits its terms, KPIs and ratchets and invites a
+lender, who may already review the KPIs.
+"""
 LOAN_STATE_PENDING_APPROVAL: LoanState.ValueType  # 2
+"""Submitted: the lender reviews the KPIs, then approves or rejects the loan;
+the borrower may still edit KPIs and ratchets, or withdraw.
+"""
 LOAN_STATE_APPROVED: LoanState.ValueType  # 3
+"""Approved by the lender; it activates the loan from its start date."""
 LOAN_STATE_ACTIVE: LoanState.ValueType  # 4
+"""Running: KPI results are reported and verified, reporting periods fall
+due, drawdowns and repayments move money.
+"""
 LOAN_STATE_CLOSED: LoanState.ValueType  # 5
+"""Ended by the lender. Final; its calendar still shows where each period
+stands, but no miss is recorded any more.
+"""
 LOAN_STATE_REJECTED: LoanState.ValueType  # 6
+"""Rejected by the lender while pending, with a reason (see
+ListLoanHistory). Final.
+"""
 LOAN_STATE_WITHDRAWN: LoanState.ValueType  # 7
+"""Withdrawn by the borrower before approval. Final."""
 Global___LoanState: _TypeAlias = LoanState  # noqa: Y015
 
 class _KpiType:
@@ -85,34 +151,55 @@ class _KpiType:
 class _KpiTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_KpiType.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
     KPI_TYPE_UNSPECIFIED: _KpiType.ValueType  # 0
+    """Never a KPI's type; CreateKpi refuses it (KPI_TYPE_REQUIRED)."""
     KPI_TYPE_GHG_EMISSIONS: _KpiType.ValueType  # 1
-    """Absolute quantities: any non-negative decimal."""
+    """Greenhouse gas emitted, e.g. in "tCO2e"."""
     KPI_TYPE_EMISSIONS_INTENSITY: _KpiType.ValueType  # 2
+    """Emissions per unit of output or revenue, e.g. "tCO2e/MEUR"."""
     KPI_TYPE_ENERGY_CONSUMPTION: _KpiType.ValueType  # 3
+    """Energy used, e.g. "MWh"."""
     KPI_TYPE_WATER_CONSUMPTION: _KpiType.ValueType  # 4
+    """Water used, e.g. "m3"."""
     KPI_TYPE_RENEWABLE_ENERGY_SHARE: _KpiType.ValueType  # 5
-    """Shares: a percentage from 0 to 100, unit "%"."""
+    """Share of energy from renewable sources: a percentage, unit "%"."""
     KPI_TYPE_WASTE_RECYCLED_SHARE: _KpiType.ValueType  # 6
+    """Share of waste recycled: a percentage, unit "%"."""
     KPI_TYPE_GENDER_DIVERSITY_SHARE: _KpiType.ValueType  # 7
+    """Gender balance, e.g. the share of women in management: a percentage,
+    unit "%".
+    """
     KPI_TYPE_SAFETY_INCIDENT_RATE: _KpiType.ValueType  # 8
-    """Rates and free-form measures: any non-negative decimal."""
+    """Safety incidents per unit of exposure, e.g. per million hours worked."""
     KPI_TYPE_CUSTOM: _KpiType.ValueType  # 9
+    """Any other measure, in the unit the KPI names."""
 
-class KpiType(_KpiType, metaclass=_KpiTypeEnumTypeWrapper): ...
+class KpiType(_KpiType, metaclass=_KpiTypeEnumTypeWrapper):
+    """KpiType is what a KPI measures. Shares are percentages: unit "%", values 0
+    to 100; every other type takes any non-negative decimal in its unit.
+    """
 
 KPI_TYPE_UNSPECIFIED: KpiType.ValueType  # 0
+"""Never a KPI's type; CreateKpi refuses it (KPI_TYPE_REQUIRED)."""
 KPI_TYPE_GHG_EMISSIONS: KpiType.ValueType  # 1
-"""Absolute quantities: any non-negative decimal."""
+"""Greenhouse gas emitted, e.g. in "tCO2e"."""
 KPI_TYPE_EMISSIONS_INTENSITY: KpiType.ValueType  # 2
+"""Emissions per unit of output or revenue, e.g. "tCO2e/MEUR"."""
 KPI_TYPE_ENERGY_CONSUMPTION: KpiType.ValueType  # 3
+"""Energy used, e.g. "MWh"."""
 KPI_TYPE_WATER_CONSUMPTION: KpiType.ValueType  # 4
+"""Water used, e.g. "m3"."""
 KPI_TYPE_RENEWABLE_ENERGY_SHARE: KpiType.ValueType  # 5
-"""Shares: a percentage from 0 to 100, unit "%"."""
+"""Share of energy from renewable sources: a percentage, unit "%"."""
 KPI_TYPE_WASTE_RECYCLED_SHARE: KpiType.ValueType  # 6
+"""Share of waste recycled: a percentage, unit "%"."""
 KPI_TYPE_GENDER_DIVERSITY_SHARE: KpiType.ValueType  # 7
+"""Gender balance, e.g. the share of women in management: a percentage,
+unit "%".
+"""
 KPI_TYPE_SAFETY_INCIDENT_RATE: KpiType.ValueType  # 8
-"""Rates and free-form measures: any non-negative decimal."""
+"""Safety incidents per unit of exposure, e.g. per million hours worked."""
 KPI_TYPE_CUSTOM: KpiType.ValueType  # 9
+"""Any other measure, in the unit the KPI names."""
 Global___KpiType: _TypeAlias = KpiType  # noqa: Y015
 
 class _KpiDirection:
@@ -122,14 +209,31 @@ class _KpiDirection:
 class _KpiDirectionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_KpiDirection.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
     KPI_DIRECTION_UNSPECIFIED: _KpiDirection.ValueType  # 0
+    """Never a KPI's direction; CreateKpi refuses it (DIRECTION_REQUIRED)."""
     KPI_DIRECTION_LOWER_IS_BETTER: _KpiDirection.ValueType  # 1
+    """Less is better: a value at or below the target passes; above the
+    threshold is a breach.
+    """
     KPI_DIRECTION_HIGHER_IS_BETTER: _KpiDirection.ValueType  # 2
+    """More is better: a value at or above the target passes; below the
+    threshold is a breach.
+    """
 
-class KpiDirection(_KpiDirection, metaclass=_KpiDirectionEnumTypeWrapper): ...
+class KpiDirection(_KpiDirection, metaclass=_KpiDirectionEnumTypeWrapper):
+    """KpiDirection is which way a KPI's value improves; it decides whether a
+    result passes its target and breaches its threshold.
+    """
 
 KPI_DIRECTION_UNSPECIFIED: KpiDirection.ValueType  # 0
+"""Never a KPI's direction; CreateKpi refuses it (DIRECTION_REQUIRED)."""
 KPI_DIRECTION_LOWER_IS_BETTER: KpiDirection.ValueType  # 1
+"""Less is better: a value at or below the target passes; above the
+threshold is a breach.
+"""
 KPI_DIRECTION_HIGHER_IS_BETTER: KpiDirection.ValueType  # 2
+"""More is better: a value at or above the target passes; below the
+threshold is a breach.
+"""
 Global___KpiDirection: _TypeAlias = KpiDirection  # noqa: Y015
 
 class _ObservationFrequency:
@@ -139,18 +243,32 @@ class _ObservationFrequency:
 class _ObservationFrequencyEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ObservationFrequency.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
     OBSERVATION_FREQUENCY_UNSPECIFIED: _ObservationFrequency.ValueType  # 0
+    """Never a KPI's frequency; CreateKpi refuses it (FREQUENCY_REQUIRED)."""
     OBSERVATION_FREQUENCY_MONTHLY: _ObservationFrequency.ValueType  # 1
+    """One-month periods."""
     OBSERVATION_FREQUENCY_QUARTERLY: _ObservationFrequency.ValueType  # 2
+    """Three-month periods."""
     OBSERVATION_FREQUENCY_SEMI_ANNUAL: _ObservationFrequency.ValueType  # 3
+    """Six-month periods."""
     OBSERVATION_FREQUENCY_ANNUAL: _ObservationFrequency.ValueType  # 4
+    """Twelve-month periods."""
 
-class ObservationFrequency(_ObservationFrequency, metaclass=_ObservationFrequencyEnumTypeWrapper): ...
+class ObservationFrequency(_ObservationFrequency, metaclass=_ObservationFrequencyEnumTypeWrapper):
+    """ObservationFrequency is the length of a KPI's observation periods, counted
+    in whole months from its effective_from (the month's last day when the day
+    does not exist); the last period ends on effective_to, shorter if need be.
+    """
 
 OBSERVATION_FREQUENCY_UNSPECIFIED: ObservationFrequency.ValueType  # 0
+"""Never a KPI's frequency; CreateKpi refuses it (FREQUENCY_REQUIRED)."""
 OBSERVATION_FREQUENCY_MONTHLY: ObservationFrequency.ValueType  # 1
+"""One-month periods."""
 OBSERVATION_FREQUENCY_QUARTERLY: ObservationFrequency.ValueType  # 2
+"""Three-month periods."""
 OBSERVATION_FREQUENCY_SEMI_ANNUAL: ObservationFrequency.ValueType  # 3
+"""Six-month periods."""
 OBSERVATION_FREQUENCY_ANNUAL: ObservationFrequency.ValueType  # 4
+"""Twelve-month periods."""
 Global___ObservationFrequency: _TypeAlias = ObservationFrequency  # noqa: Y015
 
 class _KpiStatus:
@@ -160,16 +278,37 @@ class _KpiStatus:
 class _KpiStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_KpiStatus.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
     KPI_STATUS_UNSPECIFIED: _KpiStatus.ValueType  # 0
+    """Never a KPI's status."""
     KPI_STATUS_PROPOSED: _KpiStatus.ValueType  # 1
+    """Awaiting the lender's review: every new or edited KPI, and a reviewed one
+    whose ratchet changed or whose loan got another lender.
+    """
     KPI_STATUS_ACCEPTED: _KpiStatus.ValueType  # 2
+    """Accepted by the lender: ApproveLoan needs every KPI accepted, and results
+    are reported only for accepted KPIs.
+    """
     KPI_STATUS_REJECTED: _KpiStatus.ValueType  # 3
+    """Rejected by the lender, with a rejection_reason; the borrower edits it
+    (back to PROPOSED) or deletes it.
+    """
 
-class KpiStatus(_KpiStatus, metaclass=_KpiStatusEnumTypeWrapper): ...
+class KpiStatus(_KpiStatus, metaclass=_KpiStatusEnumTypeWrapper):
+    """KpiStatus is where a KPI is in the lender's review."""
 
 KPI_STATUS_UNSPECIFIED: KpiStatus.ValueType  # 0
+"""Never a KPI's status."""
 KPI_STATUS_PROPOSED: KpiStatus.ValueType  # 1
+"""Awaiting the lender's review: every new or edited KPI, and a reviewed one
+whose ratchet changed or whose loan got another lender.
+"""
 KPI_STATUS_ACCEPTED: KpiStatus.ValueType  # 2
+"""Accepted by the lender: ApproveLoan needs every KPI accepted, and results
+are reported only for accepted KPIs.
+"""
 KPI_STATUS_REJECTED: KpiStatus.ValueType  # 3
+"""Rejected by the lender, with a rejection_reason; the borrower edits it
+(back to PROPOSED) or deletes it.
+"""
 Global___KpiStatus: _TypeAlias = KpiStatus  # noqa: Y015
 
 class _KpiResultStatus:
@@ -179,16 +318,23 @@ class _KpiResultStatus:
 class _KpiResultStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_KpiResultStatus.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
     KPI_RESULT_STATUS_UNSPECIFIED: _KpiResultStatus.ValueType  # 0
+    """Never a result's status."""
     KPI_RESULT_STATUS_REPORTED: _KpiResultStatus.ValueType  # 1
+    """Reported by the borrower; awaits the lender's verification."""
     KPI_RESULT_STATUS_VERIFIED: _KpiResultStatus.ValueType  # 2
+    """Verified by the lender: its outcome is set and, with a ratchet, the margin moved."""
     KPI_RESULT_STATUS_SUPERSEDED: _KpiResultStatus.ValueType  # 3
     """Replaced by a restatement; kept, never deleted."""
 
-class KpiResultStatus(_KpiResultStatus, metaclass=_KpiResultStatusEnumTypeWrapper): ...
+class KpiResultStatus(_KpiResultStatus, metaclass=_KpiResultStatusEnumTypeWrapper):
+    """KpiResultStatus is where a reported result is."""
 
 KPI_RESULT_STATUS_UNSPECIFIED: KpiResultStatus.ValueType  # 0
+"""Never a result's status."""
 KPI_RESULT_STATUS_REPORTED: KpiResultStatus.ValueType  # 1
+"""Reported by the borrower; awaits the lender's verification."""
 KPI_RESULT_STATUS_VERIFIED: KpiResultStatus.ValueType  # 2
+"""Verified by the lender: its outcome is set and, with a ratchet, the margin moved."""
 KPI_RESULT_STATUS_SUPERSEDED: KpiResultStatus.ValueType  # 3
 """Replaced by a restatement; kept, never deleted."""
 Global___KpiResultStatus: _TypeAlias = KpiResultStatus  # noqa: Y015
@@ -200,14 +346,25 @@ class _KpiOutcome:
 class _KpiOutcomeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_KpiOutcome.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
     KPI_OUTCOME_UNSPECIFIED: _KpiOutcome.ValueType  # 0
+    """Not judged: the result is not verified."""
     KPI_OUTCOME_PASSED: _KpiOutcome.ValueType  # 1
+    """The value met the target in the KPI's direction: the margin steps down."""
     KPI_OUTCOME_FAILED: _KpiOutcome.ValueType  # 2
+    """The value missed the target, or (for an adjustment) the reporting period
+    was missed: the margin steps up.
+    """
 
-class KpiOutcome(_KpiOutcome, metaclass=_KpiOutcomeEnumTypeWrapper): ...
+class KpiOutcome(_KpiOutcome, metaclass=_KpiOutcomeEnumTypeWrapper):
+    """KpiOutcome is whether a KPI met its target."""
 
 KPI_OUTCOME_UNSPECIFIED: KpiOutcome.ValueType  # 0
+"""Not judged: the result is not verified."""
 KPI_OUTCOME_PASSED: KpiOutcome.ValueType  # 1
+"""The value met the target in the KPI's direction: the margin steps down."""
 KPI_OUTCOME_FAILED: KpiOutcome.ValueType  # 2
+"""The value missed the target, or (for an adjustment) the reporting period
+was missed: the margin steps up.
+"""
 Global___KpiOutcome: _TypeAlias = KpiOutcome  # noqa: Y015
 
 class _ChangeKind:
@@ -217,30 +374,244 @@ class _ChangeKind:
 class _ChangeKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ChangeKind.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
     CHANGE_KIND_UNSPECIFIED: _ChangeKind.ValueType  # 0
+    """Never sent."""
     CHANGE_KIND_CREATED: _ChangeKind.ValueType  # 1
+    """CreateLoan created it."""
     CHANGE_KIND_UPDATED: _ChangeKind.ValueType  # 2
+    """UpdateLoan changed its terms."""
     CHANGE_KIND_DELETED: _ChangeKind.ValueType  # 3
+    """DeleteLoan deleted it; the etag is empty."""
     CHANGE_KIND_STATE_CHANGED: _ChangeKind.ValueType  # 4
+    """A lifecycle RPC moved its state."""
     CHANGE_KIND_LENDER_INVITED: _ChangeKind.ValueType  # 5
+    """InviteLender set or replaced its lender; a replaced lender hears it too,
+    and then no more of the loan.
+    """
     CHANGE_KIND_KPI_CHANGED: _ChangeKind.ValueType  # 6
+    """A KPI was created, changed, deleted, accepted or rejected."""
     CHANGE_KIND_RATCHET_CHANGED: _ChangeKind.ValueType  # 7
+    """A margin ratchet was created, changed or deleted."""
     CHANGE_KIND_RESULT_CHANGED: _ChangeKind.ValueType  # 8
+    """A result was reported, restated or verified (with its margin adjustment),
+    or the loans service recorded a missed reporting period.
+    """
+    CHANGE_KIND_LEDGER_CHANGED: _ChangeKind.ValueType  # 20
+    """A drawdown was requested, approved or rejected, or a repayment recorded."""
 
-class ChangeKind(_ChangeKind, metaclass=_ChangeKindEnumTypeWrapper): ...
+class ChangeKind(_ChangeKind, metaclass=_ChangeKindEnumTypeWrapper):
+    """ChangeKind is what happened to a loan, as WatchLoans tells it."""
 
 CHANGE_KIND_UNSPECIFIED: ChangeKind.ValueType  # 0
+"""Never sent."""
 CHANGE_KIND_CREATED: ChangeKind.ValueType  # 1
+"""CreateLoan created it."""
 CHANGE_KIND_UPDATED: ChangeKind.ValueType  # 2
+"""UpdateLoan changed its terms."""
 CHANGE_KIND_DELETED: ChangeKind.ValueType  # 3
+"""DeleteLoan deleted it; the etag is empty."""
 CHANGE_KIND_STATE_CHANGED: ChangeKind.ValueType  # 4
+"""A lifecycle RPC moved its state."""
 CHANGE_KIND_LENDER_INVITED: ChangeKind.ValueType  # 5
+"""InviteLender set or replaced its lender; a replaced lender hears it too,
+and then no more of the loan.
+"""
 CHANGE_KIND_KPI_CHANGED: ChangeKind.ValueType  # 6
+"""A KPI was created, changed, deleted, accepted or rejected."""
 CHANGE_KIND_RATCHET_CHANGED: ChangeKind.ValueType  # 7
+"""A margin ratchet was created, changed or deleted."""
 CHANGE_KIND_RESULT_CHANGED: ChangeKind.ValueType  # 8
+"""A result was reported, restated or verified (with its margin adjustment),
+or the loans service recorded a missed reporting period.
+"""
+CHANGE_KIND_LEDGER_CHANGED: ChangeKind.ValueType  # 20
+"""A drawdown was requested, approved or rejected, or a repayment recorded."""
 Global___ChangeKind: _TypeAlias = ChangeKind  # noqa: Y015
+
+class _ReferenceRate:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ReferenceRateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ReferenceRate.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    REFERENCE_RATE_UNSPECIFIED: _ReferenceRate.ValueType  # 0
+    """Never stored: CreateLoan and UpdateLoan take it as FIXED."""
+    REFERENCE_RATE_SOFR: _ReferenceRate.ValueType  # 1
+    """Secured Overnight Financing Rate (USD)."""
+    REFERENCE_RATE_SONIA: _ReferenceRate.ValueType  # 2
+    """Sterling Overnight Index Average (GBP)."""
+    REFERENCE_RATE_EURIBOR: _ReferenceRate.ValueType  # 3
+    """Euro Interbank Offered Rate (EUR)."""
+    REFERENCE_RATE_TONA: _ReferenceRate.ValueType  # 4
+    """Tokyo Overnight Average Rate (JPY)."""
+    REFERENCE_RATE_FIXED: _ReferenceRate.ValueType  # 5
+    """No benchmark: the all-in margin is the loan's whole rate."""
+
+class ReferenceRate(_ReferenceRate, metaclass=_ReferenceRateEnumTypeWrapper):
+    """Facility economics: the margin schedule, drawdowns, repayments, the ledger and the report.
+
+    ReferenceRate is the benchmark a loan's margin is quoted over. The service
+    stores it and reports it; it does not publish or apply rates.
+    """
+
+REFERENCE_RATE_UNSPECIFIED: ReferenceRate.ValueType  # 0
+"""Never stored: CreateLoan and UpdateLoan take it as FIXED."""
+REFERENCE_RATE_SOFR: ReferenceRate.ValueType  # 1
+"""Secured Overnight Financing Rate (USD)."""
+REFERENCE_RATE_SONIA: ReferenceRate.ValueType  # 2
+"""Sterling Overnight Index Average (GBP)."""
+REFERENCE_RATE_EURIBOR: ReferenceRate.ValueType  # 3
+"""Euro Interbank Offered Rate (EUR)."""
+REFERENCE_RATE_TONA: ReferenceRate.ValueType  # 4
+"""Tokyo Overnight Average Rate (JPY)."""
+REFERENCE_RATE_FIXED: ReferenceRate.ValueType  # 5
+"""No benchmark: the all-in margin is the loan's whole rate."""
+Global___ReferenceRate: _TypeAlias = ReferenceRate  # noqa: Y015
+
+class _InterestPeriod:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _InterestPeriodEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_InterestPeriod.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    INTEREST_PERIOD_UNSPECIFIED: _InterestPeriod.ValueType  # 0
+    """Never stored: CreateLoan and UpdateLoan take it as QUARTERLY."""
+    INTEREST_PERIOD_MONTHLY: _InterestPeriod.ValueType  # 1
+    """One-month periods."""
+    INTEREST_PERIOD_QUARTERLY: _InterestPeriod.ValueType  # 2
+    """Three-month periods."""
+    INTEREST_PERIOD_SEMI_ANNUAL: _InterestPeriod.ValueType  # 3
+    """Six-month periods."""
+
+class InterestPeriod(_InterestPeriod, metaclass=_InterestPeriodEnumTypeWrapper):
+    """InterestPeriod is how often interest is fixed and paid, counted from the start date."""
+
+INTEREST_PERIOD_UNSPECIFIED: InterestPeriod.ValueType  # 0
+"""Never stored: CreateLoan and UpdateLoan take it as QUARTERLY."""
+INTEREST_PERIOD_MONTHLY: InterestPeriod.ValueType  # 1
+"""One-month periods."""
+INTEREST_PERIOD_QUARTERLY: InterestPeriod.ValueType  # 2
+"""Three-month periods."""
+INTEREST_PERIOD_SEMI_ANNUAL: InterestPeriod.ValueType  # 3
+"""Six-month periods."""
+Global___InterestPeriod: _TypeAlias = InterestPeriod  # noqa: Y015
+
+class _DrawdownStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _DrawdownStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_DrawdownStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    DRAWDOWN_STATUS_UNSPECIFIED: _DrawdownStatus.ValueType  # 0
+    """Never a drawdown's status."""
+    DRAWDOWN_STATUS_REQUESTED: _DrawdownStatus.ValueType  # 1
+    """Requested by the borrower; awaits the lender's decision."""
+    DRAWDOWN_STATUS_APPROVED: _DrawdownStatus.ValueType  # 2
+    """Approved and funded: a ledger entry added its amount to the loan's
+    drawn and outstanding amounts.
+    """
+    DRAWDOWN_STATUS_REJECTED: _DrawdownStatus.ValueType  # 3
+    """Refused by the lender, with a rejection_reason; nothing was drawn."""
+
+class DrawdownStatus(_DrawdownStatus, metaclass=_DrawdownStatusEnumTypeWrapper):
+    """DrawdownStatus is where a drawdown request is: waiting for the lender, or decided."""
+
+DRAWDOWN_STATUS_UNSPECIFIED: DrawdownStatus.ValueType  # 0
+"""Never a drawdown's status."""
+DRAWDOWN_STATUS_REQUESTED: DrawdownStatus.ValueType  # 1
+"""Requested by the borrower; awaits the lender's decision."""
+DRAWDOWN_STATUS_APPROVED: DrawdownStatus.ValueType  # 2
+"""Approved and funded: a ledger entry added its amount to the loan's
+drawn and outstanding amounts.
+"""
+DRAWDOWN_STATUS_REJECTED: DrawdownStatus.ValueType  # 3
+"""Refused by the lender, with a rejection_reason; nothing was drawn."""
+Global___DrawdownStatus: _TypeAlias = DrawdownStatus  # noqa: Y015
+
+class _LedgerEntryType:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _LedgerEntryTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_LedgerEntryType.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    LEDGER_ENTRY_TYPE_UNSPECIFIED: _LedgerEntryType.ValueType  # 0
+    """Never an entry's type."""
+    LEDGER_ENTRY_TYPE_DRAWDOWN: _LedgerEntryType.ValueType  # 1
+    """An approved drawdown: raises drawn and outstanding amounts."""
+    LEDGER_ENTRY_TYPE_REPAYMENT: _LedgerEntryType.ValueType  # 2
+    """A repayment recorded by the lender: lowers the outstanding amount."""
+
+class LedgerEntryType(_LedgerEntryType, metaclass=_LedgerEntryTypeEnumTypeWrapper):
+    """LedgerEntryType is what moved money on a loan."""
+
+LEDGER_ENTRY_TYPE_UNSPECIFIED: LedgerEntryType.ValueType  # 0
+"""Never an entry's type."""
+LEDGER_ENTRY_TYPE_DRAWDOWN: LedgerEntryType.ValueType  # 1
+"""An approved drawdown: raises drawn and outstanding amounts."""
+LEDGER_ENTRY_TYPE_REPAYMENT: LedgerEntryType.ValueType  # 2
+"""A repayment recorded by the lender: lowers the outstanding amount."""
+Global___LedgerEntryType: _TypeAlias = LedgerEntryType  # noqa: Y015
+
+class _ReportingStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ReportingStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ReportingStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    REPORTING_STATUS_UNSPECIFIED: _ReportingStatus.ValueType  # 0
+    """Never sent."""
+    REPORTING_STATUS_UPCOMING: _ReportingStatus.ValueType  # 1
+    """The period has not ended yet (its end date is after the calendar's date)."""
+    REPORTING_STATUS_DUE: _ReportingStatus.ValueType  # 2
+    """The period has ended, its due date has not passed, and nothing is reported."""
+    REPORTING_STATUS_REPORTED: _ReportingStatus.ValueType  # 3
+    """A standing result awaits verification, and the due date has not passed."""
+    REPORTING_STATUS_VERIFIED: _ReportingStatus.ValueType  # 4
+    """The standing result is verified (whenever that happened)."""
+    REPORTING_STATUS_OVERDUE: _ReportingStatus.ValueType  # 5
+    """The due date has passed and the standing result still awaits verification.
+    It counts as a missed target (as MISSED does) until it is verified.
+    """
+    REPORTING_STATUS_MISSED: _ReportingStatus.ValueType  # 6
+    """The due date has passed with no standing result: a missed target. The margin
+    stepped up once, when the miss was first observed (missed_adjustment_id).
+    """
+
+class ReportingStatus(_ReportingStatus, metaclass=_ReportingStatusEnumTypeWrapper):
+    """The reporting calendar: each KPI's observation periods, due dates and standing.
+
+    ReportingStatus is where one observation period of a KPI stands on the calendar's
+    date. A period's standing result is its result that is not superseded. Before the
+    loan is ACTIVE nothing is due, and every period is UPCOMING; a CLOSED loan's
+    periods keep their statuses, but no miss is recorded any more.
+    """
+
+REPORTING_STATUS_UNSPECIFIED: ReportingStatus.ValueType  # 0
+"""Never sent."""
+REPORTING_STATUS_UPCOMING: ReportingStatus.ValueType  # 1
+"""The period has not ended yet (its end date is after the calendar's date)."""
+REPORTING_STATUS_DUE: ReportingStatus.ValueType  # 2
+"""The period has ended, its due date has not passed, and nothing is reported."""
+REPORTING_STATUS_REPORTED: ReportingStatus.ValueType  # 3
+"""A standing result awaits verification, and the due date has not passed."""
+REPORTING_STATUS_VERIFIED: ReportingStatus.ValueType  # 4
+"""The standing result is verified (whenever that happened)."""
+REPORTING_STATUS_OVERDUE: ReportingStatus.ValueType  # 5
+"""The due date has passed and the standing result still awaits verification.
+It counts as a missed target (as MISSED does) until it is verified.
+"""
+REPORTING_STATUS_MISSED: ReportingStatus.ValueType  # 6
+"""The due date has passed with no standing result: a missed target. The margin
+stepped up once, when the miss was first observed (missed_adjustment_id).
+"""
+Global___ReportingStatus: _TypeAlias = ReportingStatus  # noqa: Y015
 
 @_typing.final
 class Loan(_message.Message):
+    """Loan is a sustainability-linked loan: its terms, its state and its two
+    parties. Amounts are decimal strings in the loan's currency with exactly
+    its fraction digits ("1250000.00"; JPY "1250000"); dates are "YYYY-MM-DD".
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     ID_FIELD_NUMBER: _builtins.int
@@ -259,29 +630,84 @@ class Loan(_message.Message):
     CREATOR_USER_ID_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    BASE_MARGIN_BPS_FIELD_NUMBER: _builtins.int
+    REFERENCE_RATE_FIELD_NUMBER: _builtins.int
+    INTEREST_PERIOD_FIELD_NUMBER: _builtins.int
+    ADJUSTMENT_CAP_BPS_FIELD_NUMBER: _builtins.int
+    ADJUSTMENT_FLOOR_BPS_FIELD_NUMBER: _builtins.int
+    OUTSTANDING_AMOUNT_FIELD_NUMBER: _builtins.int
+    REPORTING_GRACE_DAYS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
+    """Server-assigned lowercase UUID."""
     name: _builtins.str
+    """1 to 200 characters, trimmed and NFC-normalized."""
     loan_type: Global___LoanType.ValueType
+    """The kind of loan; never UNSPECIFIED."""
     state: Global___LoanState.ValueType
+    """Where the loan is in its lifecycle; moved only by the lifecycle RPCs."""
     etag: _builtins.str
-    """Changes on every write; send it back to update without losing a change."""
+    """Opaque; changes with every write to the loan or to any of its parts
+    (KPIs, ratchets, results, drawdowns, ledger). Send it back as a request's
+    etag so that a change fails (ABORTED ETAG_MISMATCH) rather than overwrite
+    one made since you read.
+    """
     currency_code: _builtins.str
-    """ISO 4217, e.g. "EUR"."""
+    """ISO 4217, one of AUD, CAD, CHF, CNY, DKK, EUR, GBP, HKD, INR, JPY, NOK,
+    NZD, SEK, SGD, USD; every amount of the loan is in it.
+    """
     principal_amount: _builtins.str
-    """Decimal strings with the currency's fraction digits, e.g. "1250000.00"."""
+    """The loan's face amount, greater than zero."""
     committed_amount: _builtins.str
+    """The most that may ever be drawn: at most principal_amount."""
     drawn_amount: _builtins.str
+    """What has been drawn in all: the amount agreed as drawn at creation plus
+    every approved drawdown; repayments do not lower it. At most
+    committed_amount.
+    """
     start_date: _builtins.str
-    """Business dates as "YYYY-MM-DD"."""
+    """The first day of the first interest period; ActivateLoan waits for it."""
     maturity_date: _builtins.str
+    """After start_date; the last interest period ends the day before."""
     borrower_organization_id: _builtins.str
+    """The borrowing organization: its creator's; never changes."""
     lender_organization_id: _builtins.str
-    """Empty until a lender is invited."""
+    """The lending organization; empty until a lender is invited, and replaced
+    when the borrower invites another one while DRAFT.
+    """
     creator_user_id: _builtins.str
+    """The borrower user who created the loan."""
+    base_margin_bps: _builtins.int
+    """Facility terms (fields 30 to 39).
+
+    The margin over the reference rate before KPI adjustments: 0 to 10000
+    basis points (1 bp = 0.01 %).
+    """
+    reference_rate: Global___ReferenceRate.ValueType
+    """The benchmark the margin is quoted over; FIXED when there is none."""
+    interest_period: Global___InterestPeriod.ValueType
+    """How often interest is fixed and paid: the periods of the margin schedule."""
+    adjustment_cap_bps: _builtins.int
+    """The most the sum of the KPI margin adjustments may add, 0 to 500 basis points."""
+    adjustment_floor_bps: _builtins.int
+    """The most that sum may take off, as a negative number: -500 to 0 basis points."""
+    outstanding_amount: _builtins.str
+    """What is drawn and not yet repaid: drawn_amount less every repayment in
+    the ledger.
+    """
+    reporting_grace_days: _builtins.int
+    """Reporting terms (fields 20 to 29).
+
+    Days after the end of a KPI's observation period by which its result must
+    be reported and verified: the period's due date. 0 to 365.
+    """
     @_builtins.property
-    def create_time(self) -> _timestamp_pb2.Timestamp: ...
+    def create_time(self) -> _timestamp_pb2.Timestamp:
+        """When the loan was created."""
+
     @_builtins.property
-    def update_time(self) -> _timestamp_pb2.Timestamp: ...
+    def update_time(self) -> _timestamp_pb2.Timestamp:
+        """When the loan or any of its parts last changed; moves with etag."""
+
     def __init__(
         self,
         *,
@@ -301,10 +727,17 @@ class Loan(_message.Message):
         creator_user_id: _builtins.str = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
+        base_margin_bps: _builtins.int = ...,
+        reference_rate: Global___ReferenceRate.ValueType = ...,
+        interest_period: Global___InterestPeriod.ValueType = ...,
+        adjustment_cap_bps: _builtins.int = ...,
+        adjustment_floor_bps: _builtins.int = ...,
+        outstanding_amount: _builtins.str = ...,
+        reporting_grace_days: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["borrower_organization_id", b"borrower_organization_id", "committed_amount", b"committed_amount", "create_time", b"create_time", "creator_user_id", b"creator_user_id", "currency_code", b"currency_code", "drawn_amount", b"drawn_amount", "etag", b"etag", "id", b"id", "lender_organization_id", b"lender_organization_id", "loan_type", b"loan_type", "maturity_date", b"maturity_date", "name", b"name", "principal_amount", b"principal_amount", "start_date", b"start_date", "state", b"state", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["adjustment_cap_bps", b"adjustment_cap_bps", "adjustment_floor_bps", b"adjustment_floor_bps", "base_margin_bps", b"base_margin_bps", "borrower_organization_id", b"borrower_organization_id", "committed_amount", b"committed_amount", "create_time", b"create_time", "creator_user_id", b"creator_user_id", "currency_code", b"currency_code", "drawn_amount", b"drawn_amount", "etag", b"etag", "id", b"id", "interest_period", b"interest_period", "lender_organization_id", b"lender_organization_id", "loan_type", b"loan_type", "maturity_date", b"maturity_date", "name", b"name", "outstanding_amount", b"outstanding_amount", "principal_amount", b"principal_amount", "reference_rate", b"reference_rate", "reporting_grace_days", b"reporting_grace_days", "start_date", b"start_date", "state", b"state", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -312,6 +745,14 @@ Global___Loan: _TypeAlias = Loan  # noqa: Y015
 
 @_typing.final
 class CreateLoanRequest(_message.Message):
+    """CreateLoanRequest gives the terms of a new loan. Amounts are plain decimal
+    strings: ASCII digits with an optional fraction, no sign, exponent or
+    separator, below 10^15, with at most the currency's fraction digits
+    (reasons AMOUNT_REQUIRED, AMOUNT_NOT_DECIMAL, AMOUNT_NEGATIVE,
+    AMOUNT_TOO_PRECISE, AMOUNT_TOO_LARGE). Dates are "YYYY-MM-DD" and must exist
+    (DATE_REQUIRED, DATE_INVALID_FORMAT, DATE_DOES_NOT_EXIST).
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     NAME_FIELD_NUMBER: _builtins.int
@@ -323,18 +764,63 @@ class CreateLoanRequest(_message.Message):
     START_DATE_FIELD_NUMBER: _builtins.int
     MATURITY_DATE_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
+    BASE_MARGIN_BPS_FIELD_NUMBER: _builtins.int
+    REFERENCE_RATE_FIELD_NUMBER: _builtins.int
+    INTEREST_PERIOD_FIELD_NUMBER: _builtins.int
+    ADJUSTMENT_CAP_BPS_FIELD_NUMBER: _builtins.int
+    ADJUSTMENT_FLOOR_BPS_FIELD_NUMBER: _builtins.int
+    REPORTING_GRACE_DAYS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
+    """Required: 1 to 200 characters once trimmed (NAME_REQUIRED, NAME_TOO_LONG)."""
     loan_type: Global___LoanType.ValueType
+    """Required (LOAN_TYPE_REQUIRED; an unknown number is LOAN_TYPE_INVALID)."""
     currency_code: _builtins.str
+    """Required: one of the codes listed in Loan.currency_code (CURRENCY_REQUIRED,
+    CURRENCY_UNSUPPORTED).
+    """
     principal_amount: _builtins.str
+    """Required, greater than zero (AMOUNT_NOT_POSITIVE)."""
     committed_amount: _builtins.str
+    """At most principal_amount (COMMITTED_EXCEEDS_PRINCIPAL); empty means "0"."""
     drawn_amount: _builtins.str
+    """Already drawn when the loan is agreed, at most committed_amount
+    (DRAWN_EXCEEDS_COMMITTED); empty means "0". The ledger starts from it.
+    """
     start_date: _builtins.str
+    """Required."""
     maturity_date: _builtins.str
+    """Required, after start_date (MATURITY_NOT_AFTER_START)."""
     request_id: _builtins.str
-    """Client-chosen id of this attempt (1-128 letters, digits or ._:-): a retry
-    with the same id within 24 hours (LOANSUITE_IDEMPOTENCY_RETENTION_SECONDS)
-    returns the original response and writes nothing.
+    """Client-chosen id of this attempt, 1 to 128 letters, digits or "._:-"
+    (REQUEST_ID_INVALID): a retry with the same id by the same user within
+    the retention (24 hours by default, LOANSUITE_IDEMPOTENCY_RETENTION_SECONDS)
+    returns the original response and writes nothing; the same id with
+    another request is REQUEST_ID_REUSED. Only a success is kept: a call that
+    failed runs again. Empty: no replay protection, every call writes anew.
+    """
+    base_margin_bps: _builtins.int
+    """Facility terms (fields 30 to 39); each may be left out.
+
+    0 to 10000 basis points (BPS_OUT_OF_RANGE); 0, the default, for none.
+    """
+    reference_rate: Global___ReferenceRate.ValueType
+    """REFERENCE_RATE_UNSPECIFIED means FIXED (REFERENCE_RATE_INVALID for an
+    unknown number).
+    """
+    interest_period: Global___InterestPeriod.ValueType
+    """INTEREST_PERIOD_UNSPECIFIED means QUARTERLY. From start to maturity it may
+    give at most 1200 periods (TOO_MANY_INTEREST_PERIODS).
+    """
+    adjustment_cap_bps: _builtins.int
+    """0 to 500 basis points; 500 when left out."""
+    adjustment_floor_bps: _builtins.int
+    """-500 to 0 basis points; -500 when left out."""
+    reporting_grace_days: _builtins.int
+    """Reporting terms (fields 20 to 29).
+
+    0 to 365 days (GRACE_DAYS_OUT_OF_RANGE); 120 when left out. UpdateLoan
+    changes it, while the loan is DRAFT, when update_mask names
+    reporting_grace_days.
     """
     def __init__(
         self,
@@ -348,25 +834,48 @@ class CreateLoanRequest(_message.Message):
         start_date: _builtins.str = ...,
         maturity_date: _builtins.str = ...,
         request_id: _builtins.str = ...,
+        base_margin_bps: _builtins.int = ...,
+        reference_rate: Global___ReferenceRate.ValueType = ...,
+        interest_period: Global___InterestPeriod.ValueType = ...,
+        adjustment_cap_bps: _builtins.int | None = ...,
+        adjustment_floor_bps: _builtins.int | None = ...,
+        reporting_grace_days: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_adjustment_cap_bps", b"_adjustment_cap_bps", "_adjustment_floor_bps", b"_adjustment_floor_bps", "_reporting_grace_days", b"_reporting_grace_days", "adjustment_cap_bps", b"adjustment_cap_bps", "adjustment_floor_bps", b"adjustment_floor_bps", "reporting_grace_days", b"reporting_grace_days"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["committed_amount", b"committed_amount", "currency_code", b"currency_code", "drawn_amount", b"drawn_amount", "loan_type", b"loan_type", "maturity_date", b"maturity_date", "name", b"name", "principal_amount", b"principal_amount", "request_id", b"request_id", "start_date", b"start_date"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_adjustment_cap_bps", b"_adjustment_cap_bps", "_adjustment_floor_bps", b"_adjustment_floor_bps", "_reporting_grace_days", b"_reporting_grace_days", "adjustment_cap_bps", b"adjustment_cap_bps", "adjustment_floor_bps", b"adjustment_floor_bps", "base_margin_bps", b"base_margin_bps", "committed_amount", b"committed_amount", "currency_code", b"currency_code", "drawn_amount", b"drawn_amount", "interest_period", b"interest_period", "loan_type", b"loan_type", "maturity_date", b"maturity_date", "name", b"name", "principal_amount", b"principal_amount", "reference_rate", b"reference_rate", "reporting_grace_days", b"reporting_grace_days", "request_id", b"request_id", "start_date", b"start_date"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__adjustment_cap_bps: _TypeAlias = _typing.Literal["adjustment_cap_bps"]  # noqa: Y015
+    _WhichOneofArgType__adjustment_cap_bps: _TypeAlias = _typing.Literal["_adjustment_cap_bps", b"_adjustment_cap_bps"]  # noqa: Y015
+    _WhichOneofReturnType__adjustment_floor_bps: _TypeAlias = _typing.Literal["adjustment_floor_bps"]  # noqa: Y015
+    _WhichOneofArgType__adjustment_floor_bps: _TypeAlias = _typing.Literal["_adjustment_floor_bps", b"_adjustment_floor_bps"]  # noqa: Y015
+    _WhichOneofReturnType__reporting_grace_days: _TypeAlias = _typing.Literal["reporting_grace_days"]  # noqa: Y015
+    _WhichOneofArgType__reporting_grace_days: _TypeAlias = _typing.Literal["_reporting_grace_days", b"_reporting_grace_days"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__adjustment_cap_bps) -> _WhichOneofReturnType__adjustment_cap_bps | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__adjustment_floor_bps) -> _WhichOneofReturnType__adjustment_floor_bps | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__reporting_grace_days) -> _WhichOneofReturnType__reporting_grace_days | None: ...
 
 Global___CreateLoanRequest: _TypeAlias = CreateLoanRequest  # noqa: Y015
 
 @_typing.final
 class CreateLoanResponse(_message.Message):
+    """CreateLoanResponse is the envelope of CreateLoan."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     LOAN_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def loan(self) -> Global___Loan: ...
+    def loan(self) -> Global___Loan:
+        """The new loan, DRAFT, with the caller's organization as borrower."""
+
     @_builtins.property
-    def error(self) -> _error_pb2.Error: ...
+    def error(self) -> _error_pb2.Error:
+        """Why nothing was created; CreateLoan lists the reasons."""
+
     def __init__(
         self,
         *,
@@ -385,10 +894,13 @@ Global___CreateLoanResponse: _TypeAlias = CreateLoanResponse  # noqa: Y015
 
 @_typing.final
 class GetLoanRequest(_message.Message):
+    """GetLoanRequest names the loan to read."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     LOAN_ID_FIELD_NUMBER: _builtins.int
     loan_id: _builtins.str
+    """The loan's id."""
     def __init__(
         self,
         *,
@@ -404,14 +916,20 @@ Global___GetLoanRequest: _TypeAlias = GetLoanRequest  # noqa: Y015
 
 @_typing.final
 class GetLoanResponse(_message.Message):
+    """GetLoanResponse is the envelope of GetLoan."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     LOAN_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def loan(self) -> Global___Loan: ...
+    def loan(self) -> Global___Loan:
+        """The loan as last committed."""
+
     @_builtins.property
-    def error(self) -> _error_pb2.Error: ...
+    def error(self) -> _error_pb2.Error:
+        """Why the loan cannot be read; GetLoan lists the reasons."""
+
     def __init__(
         self,
         *,
@@ -437,9 +955,17 @@ class LoanFilter(_message.Message):
     STATES_FIELD_NUMBER: _builtins.int
     COUNTERPARTY_ORGANIZATION_ID_FIELD_NUMBER: _builtins.int
     counterparty_organization_id: _builtins.str
-    """The other party's organization: the lender for a borrower, the borrower for a lender."""
+    """The other party's organization: the lender for a borrower, the borrower
+    for a lender. A lowercase UUID (COUNTERPARTY_ORGANIZATION_ID_INVALID);
+    empty matches every counterparty.
+    """
     @_builtins.property
-    def states(self) -> _containers.RepeatedScalarFieldContainer[Global___LoanState.ValueType]: ...
+    def states(self) -> _containers.RepeatedScalarFieldContainer[Global___LoanState.ValueType]:
+        """Only loans in one of these states; empty matches every state. UNSPECIFIED
+        and numbers this server does not know match no loan, so a filter of only
+        such values answers an empty page.
+        """
+
     def __init__(
         self,
         *,
@@ -456,17 +982,25 @@ Global___LoanFilter: _TypeAlias = LoanFilter  # noqa: Y015
 
 @_typing.final
 class ListLoansRequest(_message.Message):
+    """ListLoansRequest asks for one page of the caller's organization's loans."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     FILTER_FIELD_NUMBER: _builtins.int
     page_size: _builtins.int
-    """At most 100; 0 means 25."""
+    """At most 100 (a larger value means 100); 0 means 25; a negative value is
+    PAGE_SIZE_NEGATIVE.
+    """
     page_token: _builtins.str
-    """next_page_token of the previous page, unchanged."""
+    """Empty for the first page, else the next_page_token of the page before,
+    with the same filter (another filter: PAGE_TOKEN_INVALID).
+    """
     @_builtins.property
-    def filter(self) -> Global___LoanFilter: ...
+    def filter(self) -> Global___LoanFilter:
+        """Unset: every loan the caller's organization borrows or lends."""
+
     def __init__(
         self,
         *,
@@ -484,14 +1018,20 @@ Global___ListLoansRequest: _TypeAlias = ListLoansRequest  # noqa: Y015
 
 @_typing.final
 class ListLoansResponse(_message.Message):
+    """ListLoansResponse is the envelope of ListLoans."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     PAGE_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def page(self) -> Global___LoanPage: ...
+    def page(self) -> Global___LoanPage:
+        """One page of loans."""
+
     @_builtins.property
-    def error(self) -> _error_pb2.Error: ...
+    def error(self) -> _error_pb2.Error:
+        """Why nothing was listed; ListLoans lists the reasons."""
+
     def __init__(
         self,
         *,
@@ -510,14 +1050,21 @@ Global___ListLoansResponse: _TypeAlias = ListLoansResponse  # noqa: Y015
 
 @_typing.final
 class LoanPage(_message.Message):
+    """LoanPage is one page of loans, newest first."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     LOANS_FIELD_NUMBER: _builtins.int
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     next_page_token: _builtins.str
-    """Empty on the last page."""
+    """Opaque and signed: pass it as page_token for the next page; empty on the
+    last page. The next page starts after this one's last loan, so loans
+    created meanwhile do not shift it.
+    """
     @_builtins.property
-    def loans(self) -> _containers.RepeatedCompositeFieldContainer[Global___Loan]: ...
+    def loans(self) -> _containers.RepeatedCompositeFieldContainer[Global___Loan]:
+        """By create_time, newest first (then by id), at most page_size."""
+
     def __init__(
         self,
         *,
@@ -534,6 +1081,11 @@ Global___LoanPage: _TypeAlias = LoanPage  # noqa: Y015
 
 @_typing.final
 class UpdateLoanRequest(_message.Message):
+    """UpdateLoanRequest changes some terms of a DRAFT loan: those update_mask
+    names, taken from this request; the others keep their stored values. The
+    merged loan is validated as CreateLoan validates a new one.
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     LOAN_ID_FIELD_NUMBER: _builtins.int
@@ -548,26 +1100,68 @@ class UpdateLoanRequest(_message.Message):
     START_DATE_FIELD_NUMBER: _builtins.int
     MATURITY_DATE_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
+    BASE_MARGIN_BPS_FIELD_NUMBER: _builtins.int
+    REFERENCE_RATE_FIELD_NUMBER: _builtins.int
+    INTEREST_PERIOD_FIELD_NUMBER: _builtins.int
+    ADJUSTMENT_CAP_BPS_FIELD_NUMBER: _builtins.int
+    ADJUSTMENT_FLOOR_BPS_FIELD_NUMBER: _builtins.int
+    REPORTING_GRACE_DAYS_FIELD_NUMBER: _builtins.int
     loan_id: _builtins.str
+    """The loan's id."""
     etag: _builtins.str
-    """The etag the client last saw; a mismatch is ERROR_CODE_ABORTED."""
+    """The loan's etag as last read: a mismatch is ABORTED ETAG_MISMATCH; empty
+    skips the check.
+    """
     name: _builtins.str
+    """As in CreateLoanRequest; read only when update_mask names it."""
     loan_type: Global___LoanType.ValueType
+    """As in CreateLoanRequest; read only when update_mask names it."""
     currency_code: _builtins.str
+    """As in CreateLoanRequest; read only when update_mask names it."""
     principal_amount: _builtins.str
+    """As in CreateLoanRequest; read only when update_mask names it."""
     committed_amount: _builtins.str
+    """As in CreateLoanRequest; read only when update_mask names it."""
     drawn_amount: _builtins.str
+    """As in CreateLoanRequest; read only when update_mask names it."""
     start_date: _builtins.str
+    """As in CreateLoanRequest; read only when update_mask names it."""
     maturity_date: _builtins.str
+    """As in CreateLoanRequest; read only when update_mask names it."""
     request_id: _builtins.str
-    """Client-chosen id of this attempt (1-128 letters, digits or ._:-): a retry
-    with the same id within 24 hours (LOANSUITE_IDEMPOTENCY_RETENTION_SECONDS)
-    returns the original response and writes nothing.
+    """Client-chosen id of this attempt, 1 to 128 letters, digits or "._:-"
+    (REQUEST_ID_INVALID): a retry with the same id by the same user within
+    the retention (24 hours by default, LOANSUITE_IDEMPOTENCY_RETENTION_SECONDS)
+    returns the original response and writes nothing; the same id with
+    another request is REQUEST_ID_REUSED. Only a success is kept: a call that
+    failed runs again. Empty: no replay protection, every call writes anew.
+    """
+    base_margin_bps: _builtins.int
+    """Facility terms (fields 30 to 39), as in CreateLoanRequest. A field that
+    update_mask names and this request leaves out takes its default.
+
+    As in CreateLoanRequest; read only when update_mask names it.
+    """
+    reference_rate: Global___ReferenceRate.ValueType
+    """As in CreateLoanRequest; read only when update_mask names it."""
+    interest_period: Global___InterestPeriod.ValueType
+    """As in CreateLoanRequest; read only when update_mask names it."""
+    adjustment_cap_bps: _builtins.int
+    """As in CreateLoanRequest (500 when named and left out)."""
+    adjustment_floor_bps: _builtins.int
+    """As in CreateLoanRequest (-500 when named and left out)."""
+    reporting_grace_days: _builtins.int
+    """Reporting terms (fields 20 to 29).
+
+    0 to 365 days; 120 when update_mask names it and it is left out.
     """
     @_builtins.property
     def update_mask(self) -> _field_mask_pb2.FieldMask:
-        """Paths among: name, loan_type, currency_code, principal_amount, committed_amount,
-        drawn_amount, start_date, maturity_date. State is never writable.
+        """Required. Paths among: name, loan_type, currency_code, principal_amount,
+        committed_amount, drawn_amount, start_date, maturity_date, base_margin_bps,
+        reference_rate, interest_period, adjustment_cap_bps, adjustment_floor_bps,
+        reporting_grace_days (UPDATE_MASK_INVALID for any other: state, parties
+        and ids are never writable).
         """
 
     def __init__(
@@ -585,25 +1179,50 @@ class UpdateLoanRequest(_message.Message):
         start_date: _builtins.str = ...,
         maturity_date: _builtins.str = ...,
         request_id: _builtins.str = ...,
+        base_margin_bps: _builtins.int = ...,
+        reference_rate: Global___ReferenceRate.ValueType = ...,
+        interest_period: Global___InterestPeriod.ValueType = ...,
+        adjustment_cap_bps: _builtins.int | None = ...,
+        adjustment_floor_bps: _builtins.int | None = ...,
+        reporting_grace_days: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["update_mask", b"update_mask"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_adjustment_cap_bps", b"_adjustment_cap_bps", "_adjustment_floor_bps", b"_adjustment_floor_bps", "_reporting_grace_days", b"_reporting_grace_days", "adjustment_cap_bps", b"adjustment_cap_bps", "adjustment_floor_bps", b"adjustment_floor_bps", "reporting_grace_days", b"reporting_grace_days", "update_mask", b"update_mask"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["committed_amount", b"committed_amount", "currency_code", b"currency_code", "drawn_amount", b"drawn_amount", "etag", b"etag", "loan_id", b"loan_id", "loan_type", b"loan_type", "maturity_date", b"maturity_date", "name", b"name", "principal_amount", b"principal_amount", "request_id", b"request_id", "start_date", b"start_date", "update_mask", b"update_mask"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_adjustment_cap_bps", b"_adjustment_cap_bps", "_adjustment_floor_bps", b"_adjustment_floor_bps", "_reporting_grace_days", b"_reporting_grace_days", "adjustment_cap_bps", b"adjustment_cap_bps", "adjustment_floor_bps", b"adjustment_floor_bps", "base_margin_bps", b"base_margin_bps", "committed_amount", b"committed_amount", "currency_code", b"currency_code", "drawn_amount", b"drawn_amount", "etag", b"etag", "interest_period", b"interest_period", "loan_id", b"loan_id", "loan_type", b"loan_type", "maturity_date", b"maturity_date", "name", b"name", "principal_amount", b"principal_amount", "reference_rate", b"reference_rate", "reporting_grace_days", b"reporting_grace_days", "request_id", b"request_id", "start_date", b"start_date", "update_mask", b"update_mask"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__adjustment_cap_bps: _TypeAlias = _typing.Literal["adjustment_cap_bps"]  # noqa: Y015
+    _WhichOneofArgType__adjustment_cap_bps: _TypeAlias = _typing.Literal["_adjustment_cap_bps", b"_adjustment_cap_bps"]  # noqa: Y015
+    _WhichOneofReturnType__adjustment_floor_bps: _TypeAlias = _typing.Literal["adjustment_floor_bps"]  # noqa: Y015
+    _WhichOneofArgType__adjustment_floor_bps: _TypeAlias = _typing.Literal["_adjustment_floor_bps", b"_adjustment_floor_bps"]  # noqa: Y015
+    _WhichOneofReturnType__reporting_grace_days: _TypeAlias = _typing.Literal["reporting_grace_days"]  # noqa: Y015
+    _WhichOneofArgType__reporting_grace_days: _TypeAlias = _typing.Literal["_reporting_grace_days", b"_reporting_grace_days"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__adjustment_cap_bps) -> _WhichOneofReturnType__adjustment_cap_bps | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__adjustment_floor_bps) -> _WhichOneofReturnType__adjustment_floor_bps | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__reporting_grace_days) -> _WhichOneofReturnType__reporting_grace_days | None: ...
 
 Global___UpdateLoanRequest: _TypeAlias = UpdateLoanRequest  # noqa: Y015
 
 @_typing.final
 class UpdateLoanResponse(_message.Message):
+    """UpdateLoanResponse is the envelope of UpdateLoan."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     LOAN_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def loan(self) -> Global___Loan: ...
+    def loan(self) -> Global___Loan:
+        """The loan after the change, with a new etag (the same one when nothing
+        changed).
+        """
+
     @_builtins.property
-    def error(self) -> _error_pb2.Error: ...
+    def error(self) -> _error_pb2.Error:
+        """Why nothing changed; UpdateLoan lists the reasons."""
+
     def __init__(
         self,
         *,
@@ -622,18 +1241,24 @@ Global___UpdateLoanResponse: _TypeAlias = UpdateLoanResponse  # noqa: Y015
 
 @_typing.final
 class DeleteLoanRequest(_message.Message):
+    """DeleteLoanRequest names the DRAFT loan to delete."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     LOAN_ID_FIELD_NUMBER: _builtins.int
     ETAG_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     loan_id: _builtins.str
+    """The loan's id."""
     etag: _builtins.str
-    """Optional; when set it must match."""
+    """Optional; when set it must be the loan's current etag (ETAG_MISMATCH)."""
     request_id: _builtins.str
-    """Client-chosen id of this attempt (1-128 letters, digits or ._:-): a retry
-    with the same id within 24 hours (LOANSUITE_IDEMPOTENCY_RETENTION_SECONDS)
-    returns the original response and writes nothing.
+    """Client-chosen id of this attempt, 1 to 128 letters, digits or "._:-"
+    (REQUEST_ID_INVALID): a retry with the same id by the same user within
+    the retention (24 hours by default, LOANSUITE_IDEMPOTENCY_RETENTION_SECONDS)
+    returns the original response and writes nothing; the same id with
+    another request is REQUEST_ID_REUSED. Only a success is kept: a call that
+    failed runs again. Empty: no replay protection, every call writes anew.
     """
     def __init__(
         self,
@@ -652,14 +1277,20 @@ Global___DeleteLoanRequest: _TypeAlias = DeleteLoanRequest  # noqa: Y015
 
 @_typing.final
 class DeleteLoanResponse(_message.Message):
+    """DeleteLoanResponse is the envelope of DeleteLoan."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     DELETION_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def deletion(self) -> Global___LoanDeletion: ...
+    def deletion(self) -> Global___LoanDeletion:
+        """The loan is gone."""
+
     @_builtins.property
-    def error(self) -> _error_pb2.Error: ...
+    def error(self) -> _error_pb2.Error:
+        """Why nothing was deleted; DeleteLoan lists the reasons."""
+
     def __init__(
         self,
         *,
@@ -685,8 +1316,11 @@ class LoanDeletion(_message.Message):
     LOAN_ID_FIELD_NUMBER: _builtins.int
     DELETE_TIME_FIELD_NUMBER: _builtins.int
     loan_id: _builtins.str
+    """The deleted loan's id; GetLoan now answers LOAN_NOT_FOUND."""
     @_builtins.property
-    def delete_time(self) -> _timestamp_pb2.Timestamp: ...
+    def delete_time(self) -> _timestamp_pb2.Timestamp:
+        """When it was deleted."""
+
     def __init__(
         self,
         *,
@@ -703,6 +1337,8 @@ Global___LoanDeletion: _TypeAlias = LoanDeletion  # noqa: Y015
 
 @_typing.final
 class InviteLenderRequest(_message.Message):
+    """InviteLenderRequest names the lender to invite to a DRAFT loan."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     LOAN_ID_FIELD_NUMBER: _builtins.int
@@ -710,12 +1346,20 @@ class InviteLenderRequest(_message.Message):
     ETAG_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     loan_id: _builtins.str
+    """The loan's id."""
     lender_email: _builtins.str
+    """The email of an active lender user, at most 254 characters; the loan's
+    lender becomes that user's organization.
+    """
     etag: _builtins.str
+    """Optional; when set it must be the loan's current etag (ETAG_MISMATCH)."""
     request_id: _builtins.str
-    """Client-chosen id of this attempt (1-128 letters, digits or ._:-): a retry
-    with the same id within 24 hours (LOANSUITE_IDEMPOTENCY_RETENTION_SECONDS)
-    returns the original response and writes nothing.
+    """Client-chosen id of this attempt, 1 to 128 letters, digits or "._:-"
+    (REQUEST_ID_INVALID): a retry with the same id by the same user within
+    the retention (24 hours by default, LOANSUITE_IDEMPOTENCY_RETENTION_SECONDS)
+    returns the original response and writes nothing; the same id with
+    another request is REQUEST_ID_REUSED. Only a success is kept: a call that
+    failed runs again. Empty: no replay protection, every call writes anew.
     """
     def __init__(
         self,
@@ -735,14 +1379,20 @@ Global___InviteLenderRequest: _TypeAlias = InviteLenderRequest  # noqa: Y015
 
 @_typing.final
 class InviteLenderResponse(_message.Message):
+    """InviteLenderResponse is the envelope of InviteLender."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     LOAN_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def loan(self) -> Global___Loan: ...
+    def loan(self) -> Global___Loan:
+        """The loan with its lender_organization_id set."""
+
     @_builtins.property
-    def error(self) -> _error_pb2.Error: ...
+    def error(self) -> _error_pb2.Error:
+        """Why no lender was invited; InviteLender lists the reasons."""
+
     def __init__(
         self,
         *,
@@ -761,18 +1411,24 @@ Global___InviteLenderResponse: _TypeAlias = InviteLenderResponse  # noqa: Y015
 
 @_typing.final
 class SubmitLoanRequest(_message.Message):
+    """SubmitLoanRequest names the DRAFT loan to submit for approval."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     LOAN_ID_FIELD_NUMBER: _builtins.int
     ETAG_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     loan_id: _builtins.str
+    """The loan's id."""
     etag: _builtins.str
-    """Optional; when set it must match."""
+    """Optional; when set it must be the loan's current etag (ETAG_MISMATCH)."""
     request_id: _builtins.str
-    """Client-chosen id of this attempt (1-128 letters, digits or ._:-): a retry
-    with the same id within 24 hours (LOANSUITE_IDEMPOTENCY_RETENTION_SECONDS)
-    returns the original response and writes nothing.
+    """Client-chosen id of this attempt, 1 to 128 letters, digits or "._:-"
+    (REQUEST_ID_INVALID): a retry with the same id by the same user within
+    the retention (24 hours by default, LOANSUITE_IDEMPOTENCY_RETENTION_SECONDS)
+    returns the original response and writes nothing; the same id with
+    another request is REQUEST_ID_REUSED. Only a success is kept: a call that
+    failed runs again. Empty: no replay protection, every call writes anew.
     """
     def __init__(
         self,
@@ -791,14 +1447,20 @@ Global___SubmitLoanRequest: _TypeAlias = SubmitLoanRequest  # noqa: Y015
 
 @_typing.final
 class SubmitLoanResponse(_message.Message):
+    """SubmitLoanResponse is the envelope of SubmitLoan."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     LOAN_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def loan(self) -> Global___Loan: ...
+    def loan(self) -> Global___Loan:
+        """The loan, now PENDING_APPROVAL."""
+
     @_builtins.property
-    def error(self) -> _error_pb2.Error: ...
+    def error(self) -> _error_pb2.Error:
+        """Why the loan was not submitted; SubmitLoan lists the reasons."""
+
     def __init__(
         self,
         *,
@@ -817,17 +1479,24 @@ Global___SubmitLoanResponse: _TypeAlias = SubmitLoanResponse  # noqa: Y015
 
 @_typing.final
 class ApproveLoanRequest(_message.Message):
+    """ApproveLoanRequest names the PENDING_APPROVAL loan to approve."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     LOAN_ID_FIELD_NUMBER: _builtins.int
     ETAG_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     loan_id: _builtins.str
+    """The loan's id."""
     etag: _builtins.str
+    """Optional; when set it must be the loan's current etag (ETAG_MISMATCH)."""
     request_id: _builtins.str
-    """Client-chosen id of this attempt (1-128 letters, digits or ._:-): a retry
-    with the same id within 24 hours (LOANSUITE_IDEMPOTENCY_RETENTION_SECONDS)
-    returns the original response and writes nothing.
+    """Client-chosen id of this attempt, 1 to 128 letters, digits or "._:-"
+    (REQUEST_ID_INVALID): a retry with the same id by the same user within
+    the retention (24 hours by default, LOANSUITE_IDEMPOTENCY_RETENTION_SECONDS)
+    returns the original response and writes nothing; the same id with
+    another request is REQUEST_ID_REUSED. Only a success is kept: a call that
+    failed runs again. Empty: no replay protection, every call writes anew.
     """
     def __init__(
         self,
@@ -846,14 +1515,20 @@ Global___ApproveLoanRequest: _TypeAlias = ApproveLoanRequest  # noqa: Y015
 
 @_typing.final
 class ApproveLoanResponse(_message.Message):
+    """ApproveLoanResponse is the envelope of ApproveLoan."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     LOAN_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def loan(self) -> Global___Loan: ...
+    def loan(self) -> Global___Loan:
+        """The loan, now APPROVED."""
+
     @_builtins.property
-    def error(self) -> _error_pb2.Error: ...
+    def error(self) -> _error_pb2.Error:
+        """Why the loan was not approved; ApproveLoan lists the reasons."""
+
     def __init__(
         self,
         *,
@@ -872,6 +1547,8 @@ Global___ApproveLoanResponse: _TypeAlias = ApproveLoanResponse  # noqa: Y015
 
 @_typing.final
 class RejectLoanRequest(_message.Message):
+    """RejectLoanRequest names the PENDING_APPROVAL loan to reject, and why."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     LOAN_ID_FIELD_NUMBER: _builtins.int
@@ -879,13 +1556,20 @@ class RejectLoanRequest(_message.Message):
     REASON_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     loan_id: _builtins.str
+    """The loan's id."""
     etag: _builtins.str
+    """Optional; when set it must be the loan's current etag (ETAG_MISMATCH)."""
     reason: _builtins.str
-    """Required."""
+    """Required: why, for the borrower; 1 to 1000 characters once trimmed, tab
+    and line feed allowed. Kept in the loan's history (StateChange.reason).
+    """
     request_id: _builtins.str
-    """Client-chosen id of this attempt (1-128 letters, digits or ._:-): a retry
-    with the same id within 24 hours (LOANSUITE_IDEMPOTENCY_RETENTION_SECONDS)
-    returns the original response and writes nothing.
+    """Client-chosen id of this attempt, 1 to 128 letters, digits or "._:-"
+    (REQUEST_ID_INVALID): a retry with the same id by the same user within
+    the retention (24 hours by default, LOANSUITE_IDEMPOTENCY_RETENTION_SECONDS)
+    returns the original response and writes nothing; the same id with
+    another request is REQUEST_ID_REUSED. Only a success is kept: a call that
+    failed runs again. Empty: no replay protection, every call writes anew.
     """
     def __init__(
         self,
@@ -905,14 +1589,20 @@ Global___RejectLoanRequest: _TypeAlias = RejectLoanRequest  # noqa: Y015
 
 @_typing.final
 class RejectLoanResponse(_message.Message):
+    """RejectLoanResponse is the envelope of RejectLoan."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     LOAN_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def loan(self) -> Global___Loan: ...
+    def loan(self) -> Global___Loan:
+        """The loan, now REJECTED."""
+
     @_builtins.property
-    def error(self) -> _error_pb2.Error: ...
+    def error(self) -> _error_pb2.Error:
+        """Why the loan was not rejected; RejectLoan lists the reasons."""
+
     def __init__(
         self,
         *,
@@ -931,17 +1621,24 @@ Global___RejectLoanResponse: _TypeAlias = RejectLoanResponse  # noqa: Y015
 
 @_typing.final
 class WithdrawLoanRequest(_message.Message):
+    """WithdrawLoanRequest names the DRAFT or PENDING_APPROVAL loan to withdraw."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     LOAN_ID_FIELD_NUMBER: _builtins.int
     ETAG_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     loan_id: _builtins.str
+    """The loan's id."""
     etag: _builtins.str
+    """Optional; when set it must be the loan's current etag (ETAG_MISMATCH)."""
     request_id: _builtins.str
-    """Client-chosen id of this attempt (1-128 letters, digits or ._:-): a retry
-    with the same id within 24 hours (LOANSUITE_IDEMPOTENCY_RETENTION_SECONDS)
-    returns the original response and writes nothing.
+    """Client-chosen id of this attempt, 1 to 128 letters, digits or "._:-"
+    (REQUEST_ID_INVALID): a retry with the same id by the same user within
+    the retention (24 hours by default, LOANSUITE_IDEMPOTENCY_RETENTION_SECONDS)
+    returns the original response and writes nothing; the same id with
+    another request is REQUEST_ID_REUSED. Only a success is kept: a call that
+    failed runs again. Empty: no replay protection, every call writes anew.
     """
     def __init__(
         self,
@@ -960,14 +1657,20 @@ Global___WithdrawLoanRequest: _TypeAlias = WithdrawLoanRequest  # noqa: Y015
 
 @_typing.final
 class WithdrawLoanResponse(_message.Message):
+    """WithdrawLoanResponse is the envelope of WithdrawLoan."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     LOAN_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def loan(self) -> Global___Loan: ...
+    def loan(self) -> Global___Loan:
+        """The loan, now WITHDRAWN."""
+
     @_builtins.property
-    def error(self) -> _error_pb2.Error: ...
+    def error(self) -> _error_pb2.Error:
+        """Why the loan was not withdrawn; WithdrawLoan lists the reasons."""
+
     def __init__(
         self,
         *,
@@ -986,17 +1689,24 @@ Global___WithdrawLoanResponse: _TypeAlias = WithdrawLoanResponse  # noqa: Y015
 
 @_typing.final
 class ActivateLoanRequest(_message.Message):
+    """ActivateLoanRequest names the APPROVED loan to activate."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     LOAN_ID_FIELD_NUMBER: _builtins.int
     ETAG_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     loan_id: _builtins.str
+    """The loan's id."""
     etag: _builtins.str
+    """Optional; when set it must be the loan's current etag (ETAG_MISMATCH)."""
     request_id: _builtins.str
-    """Client-chosen id of this attempt (1-128 letters, digits or ._:-): a retry
-    with the same id within 24 hours (LOANSUITE_IDEMPOTENCY_RETENTION_SECONDS)
-    returns the original response and writes nothing.
+    """Client-chosen id of this attempt, 1 to 128 letters, digits or "._:-"
+    (REQUEST_ID_INVALID): a retry with the same id by the same user within
+    the retention (24 hours by default, LOANSUITE_IDEMPOTENCY_RETENTION_SECONDS)
+    returns the original response and writes nothing; the same id with
+    another request is REQUEST_ID_REUSED. Only a success is kept: a call that
+    failed runs again. Empty: no replay protection, every call writes anew.
     """
     def __init__(
         self,
@@ -1015,14 +1725,20 @@ Global___ActivateLoanRequest: _TypeAlias = ActivateLoanRequest  # noqa: Y015
 
 @_typing.final
 class ActivateLoanResponse(_message.Message):
+    """ActivateLoanResponse is the envelope of ActivateLoan."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     LOAN_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def loan(self) -> Global___Loan: ...
+    def loan(self) -> Global___Loan:
+        """The loan, now ACTIVE."""
+
     @_builtins.property
-    def error(self) -> _error_pb2.Error: ...
+    def error(self) -> _error_pb2.Error:
+        """Why the loan was not activated; ActivateLoan lists the reasons."""
+
     def __init__(
         self,
         *,
@@ -1041,17 +1757,24 @@ Global___ActivateLoanResponse: _TypeAlias = ActivateLoanResponse  # noqa: Y015
 
 @_typing.final
 class CloseLoanRequest(_message.Message):
+    """CloseLoanRequest names the ACTIVE loan to close."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     LOAN_ID_FIELD_NUMBER: _builtins.int
     ETAG_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     loan_id: _builtins.str
+    """The loan's id."""
     etag: _builtins.str
+    """Optional; when set it must be the loan's current etag (ETAG_MISMATCH)."""
     request_id: _builtins.str
-    """Client-chosen id of this attempt (1-128 letters, digits or ._:-): a retry
-    with the same id within 24 hours (LOANSUITE_IDEMPOTENCY_RETENTION_SECONDS)
-    returns the original response and writes nothing.
+    """Client-chosen id of this attempt, 1 to 128 letters, digits or "._:-"
+    (REQUEST_ID_INVALID): a retry with the same id by the same user within
+    the retention (24 hours by default, LOANSUITE_IDEMPOTENCY_RETENTION_SECONDS)
+    returns the original response and writes nothing; the same id with
+    another request is REQUEST_ID_REUSED. Only a success is kept: a call that
+    failed runs again. Empty: no replay protection, every call writes anew.
     """
     def __init__(
         self,
@@ -1070,14 +1793,20 @@ Global___CloseLoanRequest: _TypeAlias = CloseLoanRequest  # noqa: Y015
 
 @_typing.final
 class CloseLoanResponse(_message.Message):
+    """CloseLoanResponse is the envelope of CloseLoan."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     LOAN_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def loan(self) -> Global___Loan: ...
+    def loan(self) -> Global___Loan:
+        """The loan, now CLOSED."""
+
     @_builtins.property
-    def error(self) -> _error_pb2.Error: ...
+    def error(self) -> _error_pb2.Error:
+        """Why the loan was not closed; CloseLoan lists the reasons."""
+
     def __init__(
         self,
         *,
@@ -1107,13 +1836,19 @@ class StateChange(_message.Message):
     REASON_FIELD_NUMBER: _builtins.int
     CHANGE_TIME_FIELD_NUMBER: _builtins.int
     from_state: Global___LoanState.ValueType
+    """The state before."""
     to_state: Global___LoanState.ValueType
+    """The state after."""
     actor_user_id: _builtins.str
+    """The user who made the transition."""
     actor_organization_id: _builtins.str
+    """That user's organization: the borrower's or the lender's."""
     reason: _builtins.str
-    """The reason given, for rejections."""
+    """The reason given, for rejections; empty otherwise."""
     @_builtins.property
-    def change_time(self) -> _timestamp_pb2.Timestamp: ...
+    def change_time(self) -> _timestamp_pb2.Timestamp:
+        """When the transition was committed."""
+
     def __init__(
         self,
         *,
@@ -1134,10 +1869,13 @@ Global___StateChange: _TypeAlias = StateChange  # noqa: Y015
 
 @_typing.final
 class ListLoanHistoryRequest(_message.Message):
+    """ListLoanHistoryRequest names the loan whose history to read."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     LOAN_ID_FIELD_NUMBER: _builtins.int
     loan_id: _builtins.str
+    """The loan's id."""
     def __init__(
         self,
         *,
@@ -1153,14 +1891,20 @@ Global___ListLoanHistoryRequest: _TypeAlias = ListLoanHistoryRequest  # noqa: Y0
 
 @_typing.final
 class ListLoanHistoryResponse(_message.Message):
+    """ListLoanHistoryResponse is the envelope of ListLoanHistory."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     HISTORY_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def history(self) -> Global___LoanHistory: ...
+    def history(self) -> Global___LoanHistory:
+        """The loan's transitions."""
+
     @_builtins.property
-    def error(self) -> _error_pb2.Error: ...
+    def error(self) -> _error_pb2.Error:
+        """Why the history cannot be read; ListLoanHistory lists the reasons."""
+
     def __init__(
         self,
         *,
@@ -1179,11 +1923,17 @@ Global___ListLoanHistoryResponse: _TypeAlias = ListLoanHistoryResponse  # noqa: 
 
 @_typing.final
 class LoanHistory(_message.Message):
+    """LoanHistory is every state change of one loan."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     CHANGES_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def changes(self) -> _containers.RepeatedCompositeFieldContainer[Global___StateChange]: ...
+    def changes(self) -> _containers.RepeatedCompositeFieldContainer[Global___StateChange]:
+        """Oldest first, in commit order; empty while the loan is a DRAFT that never
+        moved (creation is not a transition).
+        """
+
     def __init__(
         self,
         *,
@@ -1199,6 +1949,11 @@ Global___LoanHistory: _TypeAlias = LoanHistory  # noqa: Y015
 
 @_typing.final
 class Kpi(_message.Message):
+    """Kpi is a sustainability target of a loan: what is measured, from what
+    baseline to what target, and how often. Values are decimal strings in
+    their minimal form: no exponent, no trailing fraction zeros ("12.5").
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     ID_FIELD_NUMBER: _builtins.int
@@ -1219,27 +1974,45 @@ class Kpi(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
     id: _builtins.str
+    """Server-assigned lowercase UUID."""
     loan_id: _builtins.str
+    """The loan it belongs to."""
     name: _builtins.str
+    """1 to 200 characters, trimmed and NFC-normalized."""
     kpi_type: Global___KpiType.ValueType
+    """What it measures."""
     unit: _builtins.str
+    """The unit of its values, 1 to 40 characters, e.g. "tCO2e"; "%" for a share."""
     direction: Global___KpiDirection.ValueType
+    """Which way its value improves."""
     baseline_value: _builtins.str
-    """Decimal strings, e.g. "1200.5"."""
+    """The starting value, e.g. "1200.5"."""
     target_value: _builtins.str
+    """The value a result must reach (by direction) to pass; greater than zero."""
     threshold_value: _builtins.str
     """Optional; empty when unset. A result worse than this is flagged as a breach."""
     observation_frequency: Global___ObservationFrequency.ValueType
+    """The length of its observation periods."""
     effective_from: _builtins.str
+    """The first day of its first observation period, "YYYY-MM-DD"."""
     effective_to: _builtins.str
+    """The last day of its last observation period, "YYYY-MM-DD"."""
     status: Global___KpiStatus.ValueType
+    """Where it is in the lender's review."""
     rejection_reason: _builtins.str
     """Set when rejected."""
     etag: _builtins.str
+    """Opaque; changes with every write to the KPI. Send it back to make a
+    change conditional on it (ETAG_MISMATCH).
+    """
     @_builtins.property
-    def create_time(self) -> _timestamp_pb2.Timestamp: ...
+    def create_time(self) -> _timestamp_pb2.Timestamp:
+        """When the KPI was created."""
+
     @_builtins.property
-    def update_time(self) -> _timestamp_pb2.Timestamp: ...
+    def update_time(self) -> _timestamp_pb2.Timestamp:
+        """When the KPI last changed, its review included."""
+
     def __init__(
         self,
         *,
@@ -1271,6 +2044,13 @@ Global___Kpi: _TypeAlias = Kpi  # noqa: Y015
 
 @_typing.final
 class CreateKpiRequest(_message.Message):
+    """CreateKpiRequest proposes a KPI. Values are plain non-negative decimal
+    strings below 10^15 with at most 6 fraction digits, 0 to 100 for a share
+    (reasons VALUE_REQUIRED, VALUE_NOT_DECIMAL, VALUE_NEGATIVE,
+    VALUE_TOO_PRECISE, VALUE_TOO_LARGE, VALUE_NOT_A_PERCENTAGE); dates are
+    "YYYY-MM-DD" (`DATE_*`).
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     LOAN_ID_FIELD_NUMBER: _builtins.int
@@ -1286,20 +2066,38 @@ class CreateKpiRequest(_message.Message):
     EFFECTIVE_TO_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     loan_id: _builtins.str
+    """The loan's id."""
     name: _builtins.str
+    """Required: 1 to 200 characters once trimmed (NAME_REQUIRED, NAME_TOO_LONG)."""
     kpi_type: Global___KpiType.ValueType
+    """Required (KPI_TYPE_REQUIRED, KPI_TYPE_INVALID)."""
     unit: _builtins.str
+    """Required: 1 to 40 characters once trimmed; "%" for a share
+    (UNIT_REQUIRED, UNIT_TOO_LONG, UNIT_MUST_BE_PERCENT).
+    """
     direction: Global___KpiDirection.ValueType
+    """Required (DIRECTION_REQUIRED, DIRECTION_INVALID)."""
     baseline_value: _builtins.str
+    """Required."""
     target_value: _builtins.str
+    """Required, greater than zero (TARGET_NOT_POSITIVE)."""
     threshold_value: _builtins.str
+    """Optional; empty for none (then no result is ever a breach)."""
     observation_frequency: Global___ObservationFrequency.ValueType
+    """Required (FREQUENCY_REQUIRED, FREQUENCY_INVALID)."""
     effective_from: _builtins.str
+    """Required."""
     effective_to: _builtins.str
+    """Required: after effective_from (EFFECTIVE_TO_NOT_AFTER_FROM) and at most
+    50 years after it (EFFECTIVE_WINDOW_TOO_LONG).
+    """
     request_id: _builtins.str
-    """Client-chosen id of this attempt (1-128 letters, digits or ._:-): a retry
-    with the same id within 24 hours (LOANSUITE_IDEMPOTENCY_RETENTION_SECONDS)
-    returns the original response and writes nothing.
+    """Client-chosen id of this attempt, 1 to 128 letters, digits or "._:-"
+    (REQUEST_ID_INVALID): a retry with the same id by the same user within
+    the retention (24 hours by default, LOANSUITE_IDEMPOTENCY_RETENTION_SECONDS)
+    returns the original response and writes nothing; the same id with
+    another request is REQUEST_ID_REUSED. Only a success is kept: a call that
+    failed runs again. Empty: no replay protection, every call writes anew.
     """
     def __init__(
         self,
@@ -1327,14 +2125,20 @@ Global___CreateKpiRequest: _TypeAlias = CreateKpiRequest  # noqa: Y015
 
 @_typing.final
 class CreateKpiResponse(_message.Message):
+    """CreateKpiResponse is the envelope of CreateKpi."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     KPI_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def kpi(self) -> Global___Kpi: ...
+    def kpi(self) -> Global___Kpi:
+        """The new KPI, PROPOSED."""
+
     @_builtins.property
-    def error(self) -> _error_pb2.Error: ...
+    def error(self) -> _error_pb2.Error:
+        """Why nothing was created; CreateKpi lists the reasons."""
+
     def __init__(
         self,
         *,
@@ -1353,6 +2157,11 @@ Global___CreateKpiResponse: _TypeAlias = CreateKpiResponse  # noqa: Y015
 
 @_typing.final
 class UpdateKpiRequest(_message.Message):
+    """UpdateKpiRequest changes some fields of a KPI: those update_mask names,
+    taken from this request; the others keep their stored values. The merged
+    KPI is validated as CreateKpi validates a new one.
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     KPI_ID_FIELD_NUMBER: _builtins.int
@@ -1370,25 +2179,44 @@ class UpdateKpiRequest(_message.Message):
     EFFECTIVE_TO_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     kpi_id: _builtins.str
+    """The KPI's id."""
     etag: _builtins.str
+    """The KPI's etag as last read: a mismatch is ABORTED ETAG_MISMATCH; empty
+    skips the check.
+    """
     name: _builtins.str
+    """As in CreateKpiRequest; read only when update_mask names it."""
     kpi_type: Global___KpiType.ValueType
+    """As in CreateKpiRequest; read only when update_mask names it."""
     unit: _builtins.str
+    """As in CreateKpiRequest; read only when update_mask names it."""
     direction: Global___KpiDirection.ValueType
+    """As in CreateKpiRequest; read only when update_mask names it."""
     baseline_value: _builtins.str
+    """As in CreateKpiRequest; read only when update_mask names it."""
     target_value: _builtins.str
+    """As in CreateKpiRequest; read only when update_mask names it."""
     threshold_value: _builtins.str
+    """As in CreateKpiRequest; read only when update_mask names it (empty
+    removes the threshold).
+    """
     observation_frequency: Global___ObservationFrequency.ValueType
+    """As in CreateKpiRequest; read only when update_mask names it."""
     effective_from: _builtins.str
+    """As in CreateKpiRequest; read only when update_mask names it."""
     effective_to: _builtins.str
+    """As in CreateKpiRequest; read only when update_mask names it."""
     request_id: _builtins.str
-    """Client-chosen id of this attempt (1-128 letters, digits or ._:-): a retry
-    with the same id within 24 hours (LOANSUITE_IDEMPOTENCY_RETENTION_SECONDS)
-    returns the original response and writes nothing.
+    """Client-chosen id of this attempt, 1 to 128 letters, digits or "._:-"
+    (REQUEST_ID_INVALID): a retry with the same id by the same user within
+    the retention (24 hours by default, LOANSUITE_IDEMPOTENCY_RETENTION_SECONDS)
+    returns the original response and writes nothing; the same id with
+    another request is REQUEST_ID_REUSED. Only a success is kept: a call that
+    failed runs again. Empty: no replay protection, every call writes anew.
     """
     @_builtins.property
     def update_mask(self) -> _field_mask_pb2.FieldMask:
-        """Paths among: name, kpi_type, unit, direction, baseline_value, target_value,
+        """Required. Paths among: name, kpi_type, unit, direction, baseline_value, target_value,
         threshold_value, observation_frequency, effective_from, effective_to.
         """
 
@@ -1420,14 +2248,20 @@ Global___UpdateKpiRequest: _TypeAlias = UpdateKpiRequest  # noqa: Y015
 
 @_typing.final
 class UpdateKpiResponse(_message.Message):
+    """UpdateKpiResponse is the envelope of UpdateKpi."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     KPI_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def kpi(self) -> Global___Kpi: ...
+    def kpi(self) -> Global___Kpi:
+        """The KPI after the change, PROPOSED again, with a new etag."""
+
     @_builtins.property
-    def error(self) -> _error_pb2.Error: ...
+    def error(self) -> _error_pb2.Error:
+        """Why nothing changed; UpdateKpi lists the reasons."""
+
     def __init__(
         self,
         *,
@@ -1446,17 +2280,24 @@ Global___UpdateKpiResponse: _TypeAlias = UpdateKpiResponse  # noqa: Y015
 
 @_typing.final
 class DeleteKpiRequest(_message.Message):
+    """DeleteKpiRequest names the KPI to delete."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     KPI_ID_FIELD_NUMBER: _builtins.int
     ETAG_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     kpi_id: _builtins.str
+    """The KPI's id."""
     etag: _builtins.str
+    """Optional; when set it must be the KPI's current etag (ETAG_MISMATCH)."""
     request_id: _builtins.str
-    """Client-chosen id of this attempt (1-128 letters, digits or ._:-): a retry
-    with the same id within 24 hours (LOANSUITE_IDEMPOTENCY_RETENTION_SECONDS)
-    returns the original response and writes nothing.
+    """Client-chosen id of this attempt, 1 to 128 letters, digits or "._:-"
+    (REQUEST_ID_INVALID): a retry with the same id by the same user within
+    the retention (24 hours by default, LOANSUITE_IDEMPOTENCY_RETENTION_SECONDS)
+    returns the original response and writes nothing; the same id with
+    another request is REQUEST_ID_REUSED. Only a success is kept: a call that
+    failed runs again. Empty: no replay protection, every call writes anew.
     """
     def __init__(
         self,
@@ -1475,14 +2316,20 @@ Global___DeleteKpiRequest: _TypeAlias = DeleteKpiRequest  # noqa: Y015
 
 @_typing.final
 class DeleteKpiResponse(_message.Message):
+    """DeleteKpiResponse is the envelope of DeleteKpi."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     DELETION_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def deletion(self) -> Global___KpiDeletion: ...
+    def deletion(self) -> Global___KpiDeletion:
+        """The KPI, with its ratchet, is gone."""
+
     @_builtins.property
-    def error(self) -> _error_pb2.Error: ...
+    def error(self) -> _error_pb2.Error:
+        """Why nothing was deleted; DeleteKpi lists the reasons."""
+
     def __init__(
         self,
         *,
@@ -1508,8 +2355,11 @@ class KpiDeletion(_message.Message):
     KPI_ID_FIELD_NUMBER: _builtins.int
     DELETE_TIME_FIELD_NUMBER: _builtins.int
     kpi_id: _builtins.str
+    """The deleted KPI's id."""
     @_builtins.property
-    def delete_time(self) -> _timestamp_pb2.Timestamp: ...
+    def delete_time(self) -> _timestamp_pb2.Timestamp:
+        """When it was deleted."""
+
     def __init__(
         self,
         *,
@@ -1526,17 +2376,26 @@ Global___KpiDeletion: _TypeAlias = KpiDeletion  # noqa: Y015
 
 @_typing.final
 class AcceptKpiRequest(_message.Message):
+    """AcceptKpiRequest names the PROPOSED KPI to accept."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     KPI_ID_FIELD_NUMBER: _builtins.int
     ETAG_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     kpi_id: _builtins.str
+    """The KPI's id."""
     etag: _builtins.str
+    """Optional; when set it must be the KPI's current etag, so that the lender
+    accepts the version it read (ETAG_MISMATCH).
+    """
     request_id: _builtins.str
-    """Client-chosen id of this attempt (1-128 letters, digits or ._:-): a retry
-    with the same id within 24 hours (LOANSUITE_IDEMPOTENCY_RETENTION_SECONDS)
-    returns the original response and writes nothing.
+    """Client-chosen id of this attempt, 1 to 128 letters, digits or "._:-"
+    (REQUEST_ID_INVALID): a retry with the same id by the same user within
+    the retention (24 hours by default, LOANSUITE_IDEMPOTENCY_RETENTION_SECONDS)
+    returns the original response and writes nothing; the same id with
+    another request is REQUEST_ID_REUSED. Only a success is kept: a call that
+    failed runs again. Empty: no replay protection, every call writes anew.
     """
     def __init__(
         self,
@@ -1555,14 +2414,20 @@ Global___AcceptKpiRequest: _TypeAlias = AcceptKpiRequest  # noqa: Y015
 
 @_typing.final
 class AcceptKpiResponse(_message.Message):
+    """AcceptKpiResponse is the envelope of AcceptKpi."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     KPI_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def kpi(self) -> Global___Kpi: ...
+    def kpi(self) -> Global___Kpi:
+        """The KPI, now ACCEPTED."""
+
     @_builtins.property
-    def error(self) -> _error_pb2.Error: ...
+    def error(self) -> _error_pb2.Error:
+        """Why the KPI was not accepted; AcceptKpi lists the reasons."""
+
     def __init__(
         self,
         *,
@@ -1581,6 +2446,8 @@ Global___AcceptKpiResponse: _TypeAlias = AcceptKpiResponse  # noqa: Y015
 
 @_typing.final
 class RejectKpiRequest(_message.Message):
+    """RejectKpiRequest names the PROPOSED KPI to reject, and why."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     KPI_ID_FIELD_NUMBER: _builtins.int
@@ -1588,13 +2455,20 @@ class RejectKpiRequest(_message.Message):
     REASON_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     kpi_id: _builtins.str
+    """The KPI's id."""
     etag: _builtins.str
+    """Optional; when set it must be the KPI's current etag (ETAG_MISMATCH)."""
     reason: _builtins.str
-    """Required."""
+    """Required: why, for the borrower; 1 to 1000 characters once trimmed, tab
+    and line feed allowed. Kept as the KPI's rejection_reason.
+    """
     request_id: _builtins.str
-    """Client-chosen id of this attempt (1-128 letters, digits or ._:-): a retry
-    with the same id within 24 hours (LOANSUITE_IDEMPOTENCY_RETENTION_SECONDS)
-    returns the original response and writes nothing.
+    """Client-chosen id of this attempt, 1 to 128 letters, digits or "._:-"
+    (REQUEST_ID_INVALID): a retry with the same id by the same user within
+    the retention (24 hours by default, LOANSUITE_IDEMPOTENCY_RETENTION_SECONDS)
+    returns the original response and writes nothing; the same id with
+    another request is REQUEST_ID_REUSED. Only a success is kept: a call that
+    failed runs again. Empty: no replay protection, every call writes anew.
     """
     def __init__(
         self,
@@ -1614,14 +2488,20 @@ Global___RejectKpiRequest: _TypeAlias = RejectKpiRequest  # noqa: Y015
 
 @_typing.final
 class RejectKpiResponse(_message.Message):
+    """RejectKpiResponse is the envelope of RejectKpi."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     KPI_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def kpi(self) -> Global___Kpi: ...
+    def kpi(self) -> Global___Kpi:
+        """The KPI, now REJECTED."""
+
     @_builtins.property
-    def error(self) -> _error_pb2.Error: ...
+    def error(self) -> _error_pb2.Error:
+        """Why the KPI was not rejected; RejectKpi lists the reasons."""
+
     def __init__(
         self,
         *,
@@ -1640,10 +2520,13 @@ Global___RejectKpiResponse: _TypeAlias = RejectKpiResponse  # noqa: Y015
 
 @_typing.final
 class ListKpisRequest(_message.Message):
+    """ListKpisRequest names the loan whose KPIs to list."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     LOAN_ID_FIELD_NUMBER: _builtins.int
     loan_id: _builtins.str
+    """The loan's id."""
     def __init__(
         self,
         *,
@@ -1659,14 +2542,20 @@ Global___ListKpisRequest: _TypeAlias = ListKpisRequest  # noqa: Y015
 
 @_typing.final
 class ListKpisResponse(_message.Message):
+    """ListKpisResponse is the envelope of ListKpis."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     KPIS_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def kpis(self) -> Global___KpiList: ...
+    def kpis(self) -> Global___KpiList:
+        """The loan's KPIs."""
+
     @_builtins.property
-    def error(self) -> _error_pb2.Error: ...
+    def error(self) -> _error_pb2.Error:
+        """Why nothing was listed; ListKpis lists the reasons."""
+
     def __init__(
         self,
         *,
@@ -1685,11 +2574,15 @@ Global___ListKpisResponse: _TypeAlias = ListKpisResponse  # noqa: Y015
 
 @_typing.final
 class KpiList(_message.Message):
+    """KpiList is every KPI of one loan."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     KPIS_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def kpis(self) -> _containers.RepeatedCompositeFieldContainer[Global___Kpi]: ...
+    def kpis(self) -> _containers.RepeatedCompositeFieldContainer[Global___Kpi]:
+        """In creation order; empty when the loan has none."""
+
     def __init__(
         self,
         *,
@@ -1705,6 +2598,10 @@ Global___KpiList: _TypeAlias = KpiList  # noqa: Y015
 
 @_typing.final
 class MarginRatchet(_message.Message):
+    """MarginRatchet is how a KPI's verified results move the loan's margin. Each
+    KPI has at most one, and keeps a running total of its adjustments.
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     ID_FIELD_NUMBER: _builtins.int
@@ -1717,19 +2614,29 @@ class MarginRatchet(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
     id: _builtins.str
+    """Server-assigned lowercase UUID."""
     loan_id: _builtins.str
+    """The loan it belongs to."""
     kpi_id: _builtins.str
+    """The KPI it belongs to."""
     step_up_bps: _builtins.int
-    """Basis points, 0 to 500: added when the KPI misses its target."""
+    """Basis points, 0 to 500: added when the KPI misses its target (a failed
+    result, or a reporting period missed).
+    """
     step_down_bps: _builtins.int
     """Basis points, 0 to 500: taken off when the KPI meets its target."""
     cap_bps: _builtins.int
     """Basis points, 0 to 500: the most the cumulative adjustment may move either way."""
     etag: _builtins.str
+    """Opaque; changes with every write to the ratchet (ETAG_MISMATCH)."""
     @_builtins.property
-    def create_time(self) -> _timestamp_pb2.Timestamp: ...
+    def create_time(self) -> _timestamp_pb2.Timestamp:
+        """When the ratchet was created."""
+
     @_builtins.property
-    def update_time(self) -> _timestamp_pb2.Timestamp: ...
+    def update_time(self) -> _timestamp_pb2.Timestamp:
+        """When the ratchet last changed."""
+
     def __init__(
         self,
         *,
@@ -1753,6 +2660,10 @@ Global___MarginRatchet: _TypeAlias = MarginRatchet  # noqa: Y015
 
 @_typing.final
 class CreateMarginRatchetRequest(_message.Message):
+    """CreateMarginRatchetRequest attaches a ratchet to a KPI. Each number is 0 to
+    500 basis points (BPS_OUT_OF_RANGE, on the field); 0 is a valid value.
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     LOAN_ID_FIELD_NUMBER: _builtins.int
@@ -1762,14 +2673,22 @@ class CreateMarginRatchetRequest(_message.Message):
     CAP_BPS_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     loan_id: _builtins.str
+    """The loan's id."""
     kpi_id: _builtins.str
+    """A KPI of that loan without a ratchet (KPI_ID_REQUIRED, KPI_NOT_IN_LOAN)."""
     step_up_bps: _builtins.int
+    """Added to the KPI's running total when it misses its target."""
     step_down_bps: _builtins.int
+    """Taken off the KPI's running total when it meets its target."""
     cap_bps: _builtins.int
+    """The running total stays within plus or minus this."""
     request_id: _builtins.str
-    """Client-chosen id of this attempt (1-128 letters, digits or ._:-): a retry
-    with the same id within 24 hours (LOANSUITE_IDEMPOTENCY_RETENTION_SECONDS)
-    returns the original response and writes nothing.
+    """Client-chosen id of this attempt, 1 to 128 letters, digits or "._:-"
+    (REQUEST_ID_INVALID): a retry with the same id by the same user within
+    the retention (24 hours by default, LOANSUITE_IDEMPOTENCY_RETENTION_SECONDS)
+    returns the original response and writes nothing; the same id with
+    another request is REQUEST_ID_REUSED. Only a success is kept: a call that
+    failed runs again. Empty: no replay protection, every call writes anew.
     """
     def __init__(
         self,
@@ -1791,14 +2710,20 @@ Global___CreateMarginRatchetRequest: _TypeAlias = CreateMarginRatchetRequest  # 
 
 @_typing.final
 class CreateMarginRatchetResponse(_message.Message):
+    """CreateMarginRatchetResponse is the envelope of CreateMarginRatchet."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     RATCHET_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def ratchet(self) -> Global___MarginRatchet: ...
+    def ratchet(self) -> Global___MarginRatchet:
+        """The new ratchet."""
+
     @_builtins.property
-    def error(self) -> _error_pb2.Error: ...
+    def error(self) -> _error_pb2.Error:
+        """Why nothing was created; CreateMarginRatchet lists the reasons."""
+
     def __init__(
         self,
         *,
@@ -1817,6 +2742,10 @@ Global___CreateMarginRatchetResponse: _TypeAlias = CreateMarginRatchetResponse  
 
 @_typing.final
 class UpdateMarginRatchetRequest(_message.Message):
+    """UpdateMarginRatchetRequest changes some of a ratchet's numbers: those
+    update_mask names, taken from this request; the others keep their values.
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     RATCHET_ID_FIELD_NUMBER: _builtins.int
@@ -1827,18 +2756,28 @@ class UpdateMarginRatchetRequest(_message.Message):
     CAP_BPS_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     ratchet_id: _builtins.str
+    """The ratchet's id."""
     etag: _builtins.str
+    """The ratchet's etag as last read: a mismatch is ABORTED ETAG_MISMATCH;
+    empty skips the check.
+    """
     step_up_bps: _builtins.int
+    """0 to 500; read only when update_mask names it."""
     step_down_bps: _builtins.int
+    """0 to 500; read only when update_mask names it."""
     cap_bps: _builtins.int
+    """0 to 500; read only when update_mask names it."""
     request_id: _builtins.str
-    """Client-chosen id of this attempt (1-128 letters, digits or ._:-): a retry
-    with the same id within 24 hours (LOANSUITE_IDEMPOTENCY_RETENTION_SECONDS)
-    returns the original response and writes nothing.
+    """Client-chosen id of this attempt, 1 to 128 letters, digits or "._:-"
+    (REQUEST_ID_INVALID): a retry with the same id by the same user within
+    the retention (24 hours by default, LOANSUITE_IDEMPOTENCY_RETENTION_SECONDS)
+    returns the original response and writes nothing; the same id with
+    another request is REQUEST_ID_REUSED. Only a success is kept: a call that
+    failed runs again. Empty: no replay protection, every call writes anew.
     """
     @_builtins.property
     def update_mask(self) -> _field_mask_pb2.FieldMask:
-        """Paths among: step_up_bps, step_down_bps, cap_bps."""
+        """Required. Paths among: step_up_bps, step_down_bps, cap_bps."""
 
     def __init__(
         self,
@@ -1861,14 +2800,20 @@ Global___UpdateMarginRatchetRequest: _TypeAlias = UpdateMarginRatchetRequest  # 
 
 @_typing.final
 class UpdateMarginRatchetResponse(_message.Message):
+    """UpdateMarginRatchetResponse is the envelope of UpdateMarginRatchet."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     RATCHET_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def ratchet(self) -> Global___MarginRatchet: ...
+    def ratchet(self) -> Global___MarginRatchet:
+        """The ratchet after the change."""
+
     @_builtins.property
-    def error(self) -> _error_pb2.Error: ...
+    def error(self) -> _error_pb2.Error:
+        """Why nothing changed; UpdateMarginRatchet lists the reasons."""
+
     def __init__(
         self,
         *,
@@ -1887,17 +2832,24 @@ Global___UpdateMarginRatchetResponse: _TypeAlias = UpdateMarginRatchetResponse  
 
 @_typing.final
 class DeleteMarginRatchetRequest(_message.Message):
+    """DeleteMarginRatchetRequest names the ratchet to delete."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     RATCHET_ID_FIELD_NUMBER: _builtins.int
     ETAG_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     ratchet_id: _builtins.str
+    """The ratchet's id."""
     etag: _builtins.str
+    """Optional; when set it must be the ratchet's current etag (ETAG_MISMATCH)."""
     request_id: _builtins.str
-    """Client-chosen id of this attempt (1-128 letters, digits or ._:-): a retry
-    with the same id within 24 hours (LOANSUITE_IDEMPOTENCY_RETENTION_SECONDS)
-    returns the original response and writes nothing.
+    """Client-chosen id of this attempt, 1 to 128 letters, digits or "._:-"
+    (REQUEST_ID_INVALID): a retry with the same id by the same user within
+    the retention (24 hours by default, LOANSUITE_IDEMPOTENCY_RETENTION_SECONDS)
+    returns the original response and writes nothing; the same id with
+    another request is REQUEST_ID_REUSED. Only a success is kept: a call that
+    failed runs again. Empty: no replay protection, every call writes anew.
     """
     def __init__(
         self,
@@ -1916,14 +2868,20 @@ Global___DeleteMarginRatchetRequest: _TypeAlias = DeleteMarginRatchetRequest  # 
 
 @_typing.final
 class DeleteMarginRatchetResponse(_message.Message):
+    """DeleteMarginRatchetResponse is the envelope of DeleteMarginRatchet."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     DELETION_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def deletion(self) -> Global___MarginRatchetDeletion: ...
+    def deletion(self) -> Global___MarginRatchetDeletion:
+        """The ratchet is gone; its KPI no longer moves the margin."""
+
     @_builtins.property
-    def error(self) -> _error_pb2.Error: ...
+    def error(self) -> _error_pb2.Error:
+        """Why nothing was deleted; DeleteMarginRatchet lists the reasons."""
+
     def __init__(
         self,
         *,
@@ -1949,8 +2907,11 @@ class MarginRatchetDeletion(_message.Message):
     RATCHET_ID_FIELD_NUMBER: _builtins.int
     DELETE_TIME_FIELD_NUMBER: _builtins.int
     ratchet_id: _builtins.str
+    """The deleted ratchet's id."""
     @_builtins.property
-    def delete_time(self) -> _timestamp_pb2.Timestamp: ...
+    def delete_time(self) -> _timestamp_pb2.Timestamp:
+        """When it was deleted."""
+
     def __init__(
         self,
         *,
@@ -1967,6 +2928,10 @@ Global___MarginRatchetDeletion: _TypeAlias = MarginRatchetDeletion  # noqa: Y015
 
 @_typing.final
 class KpiResult(_message.Message):
+    """KpiResult is a KPI's value for one observation period, as the borrower
+    reported it and the lender verified it.
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     ID_FIELD_NUMBER: _builtins.int
@@ -1985,15 +2950,23 @@ class KpiResult(_message.Message):
     REPORT_TIME_FIELD_NUMBER: _builtins.int
     VERIFY_TIME_FIELD_NUMBER: _builtins.int
     ETAG_FIELD_NUMBER: _builtins.int
+    BREACH_FIELD_NUMBER: _builtins.int
     id: _builtins.str
+    """Server-assigned lowercase UUID."""
     loan_id: _builtins.str
+    """The loan it belongs to."""
     kpi_id: _builtins.str
+    """The KPI it reports."""
     period_start: _builtins.str
+    """The first day of the observation period, "YYYY-MM-DD"."""
     period_end: _builtins.str
+    """The last day of the observation period, "YYYY-MM-DD" (inclusive)."""
     value: _builtins.str
-    """Decimal string."""
+    """The measured value in the KPI's unit, a decimal string in minimal form."""
     note: _builtins.str
+    """The borrower's note, up to 2000 characters; may span lines."""
     status: Global___KpiResultStatus.ValueType
+    """Reported, verified or superseded."""
     outcome: Global___KpiOutcome.ValueType
     """Set once verified."""
     restates_result_id: _builtins.str
@@ -2001,12 +2974,26 @@ class KpiResult(_message.Message):
     superseded_by_result_id: _builtins.str
     """The restatement that replaced this one, if any."""
     reporter_user_id: _builtins.str
+    """The borrower user who reported it."""
     verifier_user_id: _builtins.str
+    """The lender user who verified it; empty until verified."""
     etag: _builtins.str
+    """Opaque; changes with every write to the result (ETAG_MISMATCH)."""
+    breach: _builtins.bool
+    """Reporting calendar (fields 20 to 29).
+
+    True when the value is worse than its KPI's threshold_value in the KPI's
+    direction (above it when lower is better, below it when higher is better);
+    judged when reported, never set without a threshold.
+    """
     @_builtins.property
-    def report_time(self) -> _timestamp_pb2.Timestamp: ...
+    def report_time(self) -> _timestamp_pb2.Timestamp:
+        """When it was reported."""
+
     @_builtins.property
-    def verify_time(self) -> _timestamp_pb2.Timestamp: ...
+    def verify_time(self) -> _timestamp_pb2.Timestamp:
+        """When it was verified; unset until then."""
+
     def __init__(
         self,
         *,
@@ -2026,10 +3013,11 @@ class KpiResult(_message.Message):
         report_time: _timestamp_pb2.Timestamp | None = ...,
         verify_time: _timestamp_pb2.Timestamp | None = ...,
         etag: _builtins.str = ...,
+        breach: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["report_time", b"report_time", "verify_time", b"verify_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["etag", b"etag", "id", b"id", "kpi_id", b"kpi_id", "loan_id", b"loan_id", "note", b"note", "outcome", b"outcome", "period_end", b"period_end", "period_start", b"period_start", "report_time", b"report_time", "reporter_user_id", b"reporter_user_id", "restates_result_id", b"restates_result_id", "status", b"status", "superseded_by_result_id", b"superseded_by_result_id", "value", b"value", "verifier_user_id", b"verifier_user_id", "verify_time", b"verify_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["breach", b"breach", "etag", b"etag", "id", b"id", "kpi_id", b"kpi_id", "loan_id", b"loan_id", "note", b"note", "outcome", b"outcome", "period_end", b"period_end", "period_start", b"period_start", "report_time", b"report_time", "reporter_user_id", b"reporter_user_id", "restates_result_id", b"restates_result_id", "status", b"status", "superseded_by_result_id", b"superseded_by_result_id", "value", b"value", "verifier_user_id", b"verifier_user_id", "verify_time", b"verify_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -2037,6 +3025,13 @@ Global___KpiResult: _TypeAlias = KpiResult  # noqa: Y015
 
 @_typing.final
 class ReportKpiResultRequest(_message.Message):
+    """ReportKpiResultRequest reports a KPI's value for one observation period.
+    The period must lie within the KPI's effective dates
+    (PERIOD_OUTSIDE_EFFECTIVE_WINDOW) and be exactly one of its observation
+    periods (PERIOD_NOT_AN_OBSERVATION_PERIOD), both INVALID_ARGUMENT, and must
+    have ended (FAILED_PRECONDITION PERIOD_NOT_ENDED).
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     KPI_ID_FIELD_NUMBER: _builtins.int
@@ -2047,16 +3042,30 @@ class ReportKpiResultRequest(_message.Message):
     RESTATES_RESULT_ID_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     kpi_id: _builtins.str
+    """An ACCEPTED KPI of an ACTIVE loan."""
     period_start: _builtins.str
+    """The period's first day, "YYYY-MM-DD" (`DATE_*`)."""
     period_end: _builtins.str
+    """The period's last day, "YYYY-MM-DD", after period_start
+    (PERIOD_END_NOT_AFTER_START) and not after today.
+    """
     value: _builtins.str
+    """The measured value in the KPI's unit: a plain non-negative decimal below
+    10^15 with at most 6 fraction digits, 0 to 100 for a share (`VALUE_*`).
+    """
     note: _builtins.str
+    """Optional, at most 2000 characters; tab and line feed allowed (`NOTE_*`)."""
     restates_result_id: _builtins.str
-    """Set to restate an earlier result of the same KPI; that one becomes SUPERSEDED."""
+    """Set to restate an earlier result of the same KPI (RESULT_NOT_IN_KPI);
+    that one becomes SUPERSEDED and no longer counts. Empty for a first report.
+    """
     request_id: _builtins.str
-    """Client-chosen id of this attempt (1-128 letters, digits or ._:-): a retry
-    with the same id within 24 hours (LOANSUITE_IDEMPOTENCY_RETENTION_SECONDS)
-    returns the original response and writes nothing.
+    """Client-chosen id of this attempt, 1 to 128 letters, digits or "._:-"
+    (REQUEST_ID_INVALID): a retry with the same id by the same user within
+    the retention (24 hours by default, LOANSUITE_IDEMPOTENCY_RETENTION_SECONDS)
+    returns the original response and writes nothing; the same id with
+    another request is REQUEST_ID_REUSED. Only a success is kept: a call that
+    failed runs again. Empty: no replay protection, every call writes anew.
     """
     def __init__(
         self,
@@ -2079,14 +3088,20 @@ Global___ReportKpiResultRequest: _TypeAlias = ReportKpiResultRequest  # noqa: Y0
 
 @_typing.final
 class ReportKpiResultResponse(_message.Message):
+    """ReportKpiResultResponse is the envelope of ReportKpiResult."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     KPI_RESULT_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def kpi_result(self) -> Global___KpiResult: ...
+    def kpi_result(self) -> Global___KpiResult:
+        """The new result, REPORTED."""
+
     @_builtins.property
-    def error(self) -> _error_pb2.Error: ...
+    def error(self) -> _error_pb2.Error:
+        """Why nothing was reported; ReportKpiResult lists the reasons."""
+
     def __init__(
         self,
         *,
@@ -2105,17 +3120,24 @@ Global___ReportKpiResultResponse: _TypeAlias = ReportKpiResultResponse  # noqa: 
 
 @_typing.final
 class VerifyKpiResultRequest(_message.Message):
+    """VerifyKpiResultRequest names the REPORTED result to verify."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     KPI_RESULT_ID_FIELD_NUMBER: _builtins.int
     ETAG_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     kpi_result_id: _builtins.str
+    """The result's id."""
     etag: _builtins.str
+    """Optional; when set it must be the result's current etag (ETAG_MISMATCH)."""
     request_id: _builtins.str
-    """Client-chosen id of this attempt (1-128 letters, digits or ._:-): a retry
-    with the same id within 24 hours (LOANSUITE_IDEMPOTENCY_RETENTION_SECONDS)
-    returns the original response and writes nothing.
+    """Client-chosen id of this attempt, 1 to 128 letters, digits or "._:-"
+    (REQUEST_ID_INVALID): a retry with the same id by the same user within
+    the retention (24 hours by default, LOANSUITE_IDEMPOTENCY_RETENTION_SECONDS)
+    returns the original response and writes nothing; the same id with
+    another request is REQUEST_ID_REUSED. Only a success is kept: a call that
+    failed runs again. Empty: no replay protection, every call writes anew.
     """
     def __init__(
         self,
@@ -2134,14 +3156,20 @@ Global___VerifyKpiResultRequest: _TypeAlias = VerifyKpiResultRequest  # noqa: Y0
 
 @_typing.final
 class VerifyKpiResultResponse(_message.Message):
+    """VerifyKpiResultResponse is the envelope of VerifyKpiResult."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     VERIFICATION_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def verification(self) -> Global___KpiVerification: ...
+    def verification(self) -> Global___KpiVerification:
+        """The verified result and what it did to the margin."""
+
     @_builtins.property
-    def error(self) -> _error_pb2.Error: ...
+    def error(self) -> _error_pb2.Error:
+        """Why nothing was verified; VerifyKpiResult lists the reasons."""
+
     def __init__(
         self,
         *,
@@ -2169,9 +3197,13 @@ class KpiVerification(_message.Message):
     KPI_RESULT_FIELD_NUMBER: _builtins.int
     ADJUSTMENT_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def kpi_result(self) -> Global___KpiResult: ...
+    def kpi_result(self) -> Global___KpiResult:
+        """The result, now VERIFIED, with its outcome."""
+
     @_builtins.property
-    def adjustment(self) -> Global___MarginAdjustment: ...
+    def adjustment(self) -> Global___MarginAdjustment:
+        """The margin adjustment it caused; unset when the KPI has no ratchet."""
+
     def __init__(
         self,
         *,
@@ -2188,11 +3220,14 @@ Global___KpiVerification: _TypeAlias = KpiVerification  # noqa: Y015
 
 @_typing.final
 class ListKpiResultsRequest(_message.Message):
+    """ListKpiResultsRequest names the loan, and optionally the KPI, whose results to list."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     LOAN_ID_FIELD_NUMBER: _builtins.int
     KPI_ID_FIELD_NUMBER: _builtins.int
     loan_id: _builtins.str
+    """The loan's id."""
     kpi_id: _builtins.str
     """Optional: only this KPI's results."""
     def __init__(
@@ -2211,14 +3246,20 @@ Global___ListKpiResultsRequest: _TypeAlias = ListKpiResultsRequest  # noqa: Y015
 
 @_typing.final
 class ListKpiResultsResponse(_message.Message):
+    """ListKpiResultsResponse is the envelope of ListKpiResults."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     KPI_RESULTS_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def kpi_results(self) -> Global___KpiResultList: ...
+    def kpi_results(self) -> Global___KpiResultList:
+        """The results."""
+
     @_builtins.property
-    def error(self) -> _error_pb2.Error: ...
+    def error(self) -> _error_pb2.Error:
+        """Why nothing was listed; ListKpiResults lists the reasons."""
+
     def __init__(
         self,
         *,
@@ -2237,11 +3278,15 @@ Global___ListKpiResultsResponse: _TypeAlias = ListKpiResultsResponse  # noqa: Y0
 
 @_typing.final
 class KpiResultList(_message.Message):
+    """KpiResultList is the results of one loan, or of one of its KPIs."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     KPI_RESULTS_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def kpi_results(self) -> _containers.RepeatedCompositeFieldContainer[Global___KpiResult]: ...
+    def kpi_results(self) -> _containers.RepeatedCompositeFieldContainer[Global___KpiResult]:
+        """In report order, superseded ones included; empty when none was reported."""
+
     def __init__(
         self,
         *,
@@ -2257,6 +3302,13 @@ Global___KpiResultList: _TypeAlias = KpiResultList  # noqa: Y015
 
 @_typing.final
 class MarginAdjustment(_message.Message):
+    """MarginAdjustment is one change of a KPI's margin total, in basis points:
+    that of a verified result, or of a reporting period missed by its due date.
+    A KPI's running total counts only what stands: a superseded result's
+    request drops out of it, and so does a miss once a result of its period is
+    verified.
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     ID_FIELD_NUMBER: _builtins.int
@@ -2269,20 +3321,49 @@ class MarginAdjustment(_message.Message):
     APPLIED_BPS_FIELD_NUMBER: _builtins.int
     CUMULATIVE_BPS_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
+    PERIOD_START_FIELD_NUMBER: _builtins.int
+    PERIOD_END_FIELD_NUMBER: _builtins.int
+    DUE_DATE_FIELD_NUMBER: _builtins.int
     id: _builtins.str
+    """Server-assigned lowercase UUID."""
     loan_id: _builtins.str
+    """The loan it belongs to."""
     kpi_id: _builtins.str
+    """The KPI whose ratchet made it."""
     kpi_result_id: _builtins.str
+    """The verified result that caused it; empty for a missed period."""
     ratchet_id: _builtins.str
+    """The KPI's ratchet that gave its numbers."""
     outcome: Global___KpiOutcome.ValueType
+    """PASSED for a result that met its target; FAILED for one that missed it,
+    or for a missed period.
+    """
     requested_bps: _builtins.int
     """What the ratchet asked for: +step_up_bps on a miss, -step_down_bps on a pass."""
     applied_bps: _builtins.int
-    """What was applied after clamping the running total to +/- cap_bps."""
+    """The change of the KPI's running total: cumulative_bps minus the total
+    before, after clamping to +/- cap_bps. A KPI's applied_bps add up to its
+    latest cumulative_bps.
+    """
     cumulative_bps: _builtins.int
     """The KPI's running total after this adjustment."""
+    period_start: _builtins.str
+    """Reporting calendar (fields 20 to 29).
+
+    The observation period the adjustment is for: its first day, "YYYY-MM-DD".
+    """
+    period_end: _builtins.str
+    """The observation period's last day, "YYYY-MM-DD" (inclusive)."""
+    due_date: _builtins.str
+    """Set only for a missed period: the due date that passed without a verified
+    result. Such an adjustment is FAILED, asks for +step_up_bps and has no
+    kpi_result_id; once a result of that period is verified, the miss no longer
+    counts in the KPI's running total.
+    """
     @_builtins.property
-    def create_time(self) -> _timestamp_pb2.Timestamp: ...
+    def create_time(self) -> _timestamp_pb2.Timestamp:
+        """When it was made: at the verification, or when the miss was recorded."""
+
     def __init__(
         self,
         *,
@@ -2296,10 +3377,13 @@ class MarginAdjustment(_message.Message):
         applied_bps: _builtins.int = ...,
         cumulative_bps: _builtins.int = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
+        period_start: _builtins.str = ...,
+        period_end: _builtins.str = ...,
+        due_date: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["applied_bps", b"applied_bps", "create_time", b"create_time", "cumulative_bps", b"cumulative_bps", "id", b"id", "kpi_id", b"kpi_id", "kpi_result_id", b"kpi_result_id", "loan_id", b"loan_id", "outcome", b"outcome", "ratchet_id", b"ratchet_id", "requested_bps", b"requested_bps"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["applied_bps", b"applied_bps", "create_time", b"create_time", "cumulative_bps", b"cumulative_bps", "due_date", b"due_date", "id", b"id", "kpi_id", b"kpi_id", "kpi_result_id", b"kpi_result_id", "loan_id", b"loan_id", "outcome", b"outcome", "period_end", b"period_end", "period_start", b"period_start", "ratchet_id", b"ratchet_id", "requested_bps", b"requested_bps"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -2307,14 +3391,23 @@ Global___MarginAdjustment: _TypeAlias = MarginAdjustment  # noqa: Y015
 
 @_typing.final
 class ListMarginAdjustmentsRequest(_message.Message):
+    """ListMarginAdjustmentsRequest asks for one page of a loan's margin adjustments."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     LOAN_ID_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     loan_id: _builtins.str
+    """The loan's id."""
     page_size: _builtins.int
+    """At most 100 (a larger value means 100); 0 means 25; a negative value is
+    PAGE_SIZE_NEGATIVE.
+    """
     page_token: _builtins.str
+    """Empty for the first page, else the next_page_token of the page before,
+    for the same loan (another loan: PAGE_TOKEN_INVALID).
+    """
     def __init__(
         self,
         *,
@@ -2332,14 +3425,20 @@ Global___ListMarginAdjustmentsRequest: _TypeAlias = ListMarginAdjustmentsRequest
 
 @_typing.final
 class ListMarginAdjustmentsResponse(_message.Message):
+    """ListMarginAdjustmentsResponse is the envelope of ListMarginAdjustments."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     PAGE_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def page(self) -> Global___MarginAdjustmentPage: ...
+    def page(self) -> Global___MarginAdjustmentPage:
+        """One page of adjustments."""
+
     @_builtins.property
-    def error(self) -> _error_pb2.Error: ...
+    def error(self) -> _error_pb2.Error:
+        """Why nothing was listed; ListMarginAdjustments lists the reasons."""
+
     def __init__(
         self,
         *,
@@ -2358,13 +3457,20 @@ Global___ListMarginAdjustmentsResponse: _TypeAlias = ListMarginAdjustmentsRespon
 
 @_typing.final
 class MarginAdjustmentPage(_message.Message):
+    """MarginAdjustmentPage is one page of a loan's margin adjustments, oldest first."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     ADJUSTMENTS_FIELD_NUMBER: _builtins.int
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     next_page_token: _builtins.str
+    """Opaque and signed: pass it as page_token for the next page; empty on the
+    last page.
+    """
     @_builtins.property
-    def adjustments(self) -> _containers.RepeatedCompositeFieldContainer[Global___MarginAdjustment]: ...
+    def adjustments(self) -> _containers.RepeatedCompositeFieldContainer[Global___MarginAdjustment]:
+        """By create_time, oldest first (then by id), at most page_size."""
+
     def __init__(
         self,
         *,
@@ -2381,6 +3487,10 @@ Global___MarginAdjustmentPage: _TypeAlias = MarginAdjustmentPage  # noqa: Y015
 
 @_typing.final
 class WatchLoansRequest(_message.Message):
+    """WatchLoansRequest takes no parameters: a watch covers every loan of the
+    caller's organization, as borrower or lender.
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     def __init__(
@@ -2396,14 +3506,23 @@ Global___WatchLoansRequest: _TypeAlias = WatchLoansRequest  # noqa: Y015
 
 @_typing.final
 class WatchLoansResponse(_message.Message):
+    """WatchLoansResponse is one step of a watch."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     CHANGE_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def change(self) -> Global___LoanChange: ...
+    def change(self) -> Global___LoanChange:
+        """A loan of the caller's organization changed."""
+
     @_builtins.property
-    def error(self) -> _error_pb2.Error: ...
+    def error(self) -> _error_pb2.Error:
+        """Why the watch ends, e.g. SUBSCRIBER_TOO_SLOW or TOKEN_EXPIRED; the
+        stream's last response. Capacity limits and a stopping server end it
+        with a gRPC status instead (see WatchLoans).
+        """
+
     def __init__(
         self,
         *,
@@ -2431,11 +3550,15 @@ class LoanChange(_message.Message):
     ETAG_FIELD_NUMBER: _builtins.int
     CHANGE_TIME_FIELD_NUMBER: _builtins.int
     loan_id: _builtins.str
+    """The loan that changed."""
     kind: Global___ChangeKind.ValueType
+    """What kind of change."""
     etag: _builtins.str
     """The loan's etag after the change; empty once deleted."""
     @_builtins.property
-    def change_time(self) -> _timestamp_pb2.Timestamp: ...
+    def change_time(self) -> _timestamp_pb2.Timestamp:
+        """When the change was made, inside its transaction."""
+
     def __init__(
         self,
         *,
@@ -2451,3 +3574,1070 @@ class LoanChange(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___LoanChange: _TypeAlias = LoanChange  # noqa: Y015
+
+@_typing.final
+class GetMarginScheduleRequest(_message.Message):
+    """GetMarginScheduleRequest names the loan whose margin schedule to compute."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LOAN_ID_FIELD_NUMBER: _builtins.int
+    loan_id: _builtins.str
+    """The loan's id."""
+    def __init__(
+        self,
+        *,
+        loan_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["loan_id", b"loan_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetMarginScheduleRequest: _TypeAlias = GetMarginScheduleRequest  # noqa: Y015
+
+@_typing.final
+class GetMarginScheduleResponse(_message.Message):
+    """GetMarginScheduleResponse is the envelope of GetMarginSchedule."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SCHEDULE_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def schedule(self) -> Global___MarginSchedule:
+        """The schedule, computed now from the loan's terms and adjustments."""
+
+    @_builtins.property
+    def error(self) -> _error_pb2.Error:
+        """Why no schedule was computed; GetMarginSchedule lists the reasons."""
+
+    def __init__(
+        self,
+        *,
+        schedule: Global___MarginSchedule | None = ...,
+        error: _error_pb2.Error | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "result", b"result", "schedule", b"schedule"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "result", b"result", "schedule", b"schedule"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_result: _TypeAlias = _typing.Literal["schedule", "error"]  # noqa: Y015
+    _WhichOneofArgType_result: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_result) -> _WhichOneofReturnType_result | None: ...
+
+Global___GetMarginScheduleResponse: _TypeAlias = GetMarginScheduleResponse  # noqa: Y015
+
+@_typing.final
+class MarginSchedule(_message.Message):
+    """MarginSchedule is the loan's margin in each interest period, start to maturity."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LOAN_ID_FIELD_NUMBER: _builtins.int
+    REFERENCE_RATE_FIELD_NUMBER: _builtins.int
+    INTEREST_PERIOD_FIELD_NUMBER: _builtins.int
+    BASE_MARGIN_BPS_FIELD_NUMBER: _builtins.int
+    ADJUSTMENT_CAP_BPS_FIELD_NUMBER: _builtins.int
+    ADJUSTMENT_FLOOR_BPS_FIELD_NUMBER: _builtins.int
+    PERIODS_FIELD_NUMBER: _builtins.int
+    loan_id: _builtins.str
+    """The loan's id."""
+    reference_rate: Global___ReferenceRate.ValueType
+    """The loan's reference rate, which every period's margin is over."""
+    interest_period: Global___InterestPeriod.ValueType
+    """The loan's interest period: the length of each period below."""
+    base_margin_bps: _builtins.int
+    """The loan's base margin, in basis points."""
+    adjustment_cap_bps: _builtins.int
+    """The loan's cap on the sum of KPI adjustments, 0 to 500 basis points."""
+    adjustment_floor_bps: _builtins.int
+    """The loan's floor on that sum, -500 to 0 basis points."""
+    @_builtins.property
+    def periods(self) -> _containers.RepeatedCompositeFieldContainer[Global___MarginPeriod]:
+        """Every interest period in order, the first starting on the start date, the
+        last ending the day before maturity; at most 1200.
+        """
+
+    def __init__(
+        self,
+        *,
+        loan_id: _builtins.str = ...,
+        reference_rate: Global___ReferenceRate.ValueType = ...,
+        interest_period: Global___InterestPeriod.ValueType = ...,
+        base_margin_bps: _builtins.int = ...,
+        adjustment_cap_bps: _builtins.int = ...,
+        adjustment_floor_bps: _builtins.int = ...,
+        periods: _abc.Iterable[Global___MarginPeriod] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["adjustment_cap_bps", b"adjustment_cap_bps", "adjustment_floor_bps", b"adjustment_floor_bps", "base_margin_bps", b"base_margin_bps", "interest_period", b"interest_period", "loan_id", b"loan_id", "periods", b"periods", "reference_rate", b"reference_rate"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MarginSchedule: _TypeAlias = MarginSchedule  # noqa: Y015
+
+@_typing.final
+class MarginPeriod(_message.Message):
+    """MarginPeriod is one interest period and the margin that applies in it. A
+    margin adjustment is in force from the first period that starts after the
+    day it was decided (the UTC date of its verification or, for a missed
+    period, its due date), and in every period after; a restatement's
+    verification changes only the periods after it.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    START_DATE_FIELD_NUMBER: _builtins.int
+    END_DATE_FIELD_NUMBER: _builtins.int
+    BASE_MARGIN_BPS_FIELD_NUMBER: _builtins.int
+    REQUESTED_ADJUSTMENT_BPS_FIELD_NUMBER: _builtins.int
+    ADJUSTMENT_BPS_FIELD_NUMBER: _builtins.int
+    ALL_IN_MARGIN_BPS_FIELD_NUMBER: _builtins.int
+    start_date: _builtins.str
+    """The period's first day, "YYYY-MM-DD". Periods are counted in whole months
+    from the loan's start date (the month's last day when the day does not
+    exist).
+    """
+    end_date: _builtins.str
+    """The period's last day, "YYYY-MM-DD" (inclusive); the last period ends the
+    day before maturity.
+    """
+    base_margin_bps: _builtins.int
+    """The loan's base margin, in basis points."""
+    requested_adjustment_bps: _builtins.int
+    """The sum of the KPI adjustments in force, before the loan's cap and floor."""
+    adjustment_bps: _builtins.int
+    """That sum within the cap and floor."""
+    all_in_margin_bps: _builtins.int
+    """base_margin_bps + adjustment_bps."""
+    def __init__(
+        self,
+        *,
+        start_date: _builtins.str = ...,
+        end_date: _builtins.str = ...,
+        base_margin_bps: _builtins.int = ...,
+        requested_adjustment_bps: _builtins.int = ...,
+        adjustment_bps: _builtins.int = ...,
+        all_in_margin_bps: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["adjustment_bps", b"adjustment_bps", "all_in_margin_bps", b"all_in_margin_bps", "base_margin_bps", b"base_margin_bps", "end_date", b"end_date", "requested_adjustment_bps", b"requested_adjustment_bps", "start_date", b"start_date"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MarginPeriod: _TypeAlias = MarginPeriod  # noqa: Y015
+
+@_typing.final
+class Drawdown(_message.Message):
+    """Drawdown is a borrower's request to draw on the loan, and the lender's decision."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    LOAN_ID_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
+    REJECTION_REASON_FIELD_NUMBER: _builtins.int
+    REQUESTER_USER_ID_FIELD_NUMBER: _builtins.int
+    DECIDER_USER_ID_FIELD_NUMBER: _builtins.int
+    REQUEST_TIME_FIELD_NUMBER: _builtins.int
+    DECIDE_TIME_FIELD_NUMBER: _builtins.int
+    LEDGER_ENTRY_ID_FIELD_NUMBER: _builtins.int
+    ETAG_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """Server-assigned lowercase UUID."""
+    loan_id: _builtins.str
+    """The loan it draws on."""
+    amount: _builtins.str
+    """Decimal string in the loan's currency."""
+    status: Global___DrawdownStatus.ValueType
+    """Requested, approved or rejected."""
+    note: _builtins.str
+    """The borrower's note, up to 2000 characters; the ledger entry of its
+    approval carries it too.
+    """
+    rejection_reason: _builtins.str
+    """Set when rejected."""
+    requester_user_id: _builtins.str
+    """The borrower user who requested it."""
+    decider_user_id: _builtins.str
+    """The lender user who approved or rejected it; empty while REQUESTED."""
+    ledger_entry_id: _builtins.str
+    """The ledger entry its approval wrote; empty unless APPROVED."""
+    etag: _builtins.str
+    """Opaque; changes when the drawdown is decided. ApproveDrawdown and
+    RejectDrawdown may send it (ETAG_MISMATCH).
+    """
+    @_builtins.property
+    def request_time(self) -> _timestamp_pb2.Timestamp:
+        """When it was requested."""
+
+    @_builtins.property
+    def decide_time(self) -> _timestamp_pb2.Timestamp:
+        """When it was approved or rejected; unset while REQUESTED."""
+
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        loan_id: _builtins.str = ...,
+        amount: _builtins.str = ...,
+        status: Global___DrawdownStatus.ValueType = ...,
+        note: _builtins.str = ...,
+        rejection_reason: _builtins.str = ...,
+        requester_user_id: _builtins.str = ...,
+        decider_user_id: _builtins.str = ...,
+        request_time: _timestamp_pb2.Timestamp | None = ...,
+        decide_time: _timestamp_pb2.Timestamp | None = ...,
+        ledger_entry_id: _builtins.str = ...,
+        etag: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["decide_time", b"decide_time", "request_time", b"request_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "decide_time", b"decide_time", "decider_user_id", b"decider_user_id", "etag", b"etag", "id", b"id", "ledger_entry_id", b"ledger_entry_id", "loan_id", b"loan_id", "note", b"note", "rejection_reason", b"rejection_reason", "request_time", b"request_time", "requester_user_id", b"requester_user_id", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Drawdown: _TypeAlias = Drawdown  # noqa: Y015
+
+@_typing.final
+class LedgerEntry(_message.Message):
+    """LedgerEntry is one movement of money on a loan, with the balances after it.
+    The loan's opening drawn_amount (agreed at creation) has no entry: the
+    first entry's balances start from it.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    LOAN_ID_FIELD_NUMBER: _builtins.int
+    SEQUENCE_FIELD_NUMBER: _builtins.int
+    ENTRY_TYPE_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    DRAWN_AMOUNT_FIELD_NUMBER: _builtins.int
+    OUTSTANDING_AMOUNT_FIELD_NUMBER: _builtins.int
+    DRAWDOWN_ID_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
+    ACTOR_USER_ID_FIELD_NUMBER: _builtins.int
+    ENTRY_TIME_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """Server-assigned lowercase UUID."""
+    loan_id: _builtins.str
+    """The loan it belongs to."""
+    sequence: _builtins.int
+    """1, 2, 3, … in the order the entries were written, per loan and without gaps."""
+    entry_type: Global___LedgerEntryType.ValueType
+    """A drawdown or a repayment."""
+    amount: _builtins.str
+    """What moved, greater than zero: a decimal string in the loan's currency."""
+    drawn_amount: _builtins.str
+    """The loan's drawn_amount after this entry."""
+    outstanding_amount: _builtins.str
+    """The loan's outstanding_amount after this entry."""
+    drawdown_id: _builtins.str
+    """The approved drawdown, for a drawdown entry."""
+    note: _builtins.str
+    """The drawdown's note, or the repayment's; may be empty."""
+    actor_user_id: _builtins.str
+    """The lender user who approved the drawdown or recorded the repayment."""
+    @_builtins.property
+    def entry_time(self) -> _timestamp_pb2.Timestamp:
+        """When the entry was written."""
+
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        loan_id: _builtins.str = ...,
+        sequence: _builtins.int = ...,
+        entry_type: Global___LedgerEntryType.ValueType = ...,
+        amount: _builtins.str = ...,
+        drawn_amount: _builtins.str = ...,
+        outstanding_amount: _builtins.str = ...,
+        drawdown_id: _builtins.str = ...,
+        note: _builtins.str = ...,
+        actor_user_id: _builtins.str = ...,
+        entry_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["entry_time", b"entry_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor_user_id", b"actor_user_id", "amount", b"amount", "drawdown_id", b"drawdown_id", "drawn_amount", b"drawn_amount", "entry_time", b"entry_time", "entry_type", b"entry_type", "id", b"id", "loan_id", b"loan_id", "note", b"note", "outstanding_amount", b"outstanding_amount", "sequence", b"sequence"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LedgerEntry: _TypeAlias = LedgerEntry  # noqa: Y015
+
+@_typing.final
+class RequestDrawdownRequest(_message.Message):
+    """RequestDrawdownRequest asks to draw an amount on an ACTIVE loan."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LOAN_ID_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    loan_id: _builtins.str
+    """The loan's id."""
+    amount: _builtins.str
+    """Decimal string in the loan's currency, greater than zero, with at most its
+    fraction digits (`AMOUNT_*`), and at most committed_amount minus
+    drawn_amount (DRAWDOWN_EXCEEDS_AVAILABLE).
+    """
+    note: _builtins.str
+    """Optional, at most 2000 characters; tab and line feed allowed (`NOTE_*`)."""
+    request_id: _builtins.str
+    """Client-chosen id of this attempt, 1 to 128 letters, digits or "._:-"
+    (REQUEST_ID_INVALID): a retry with the same id by the same user within
+    the retention (24 hours by default, LOANSUITE_IDEMPOTENCY_RETENTION_SECONDS)
+    returns the original response and writes nothing; the same id with
+    another request is REQUEST_ID_REUSED. Only a success is kept: a call that
+    failed runs again. Empty: no replay protection, every call writes anew.
+    """
+    def __init__(
+        self,
+        *,
+        loan_id: _builtins.str = ...,
+        amount: _builtins.str = ...,
+        note: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "loan_id", b"loan_id", "note", b"note", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RequestDrawdownRequest: _TypeAlias = RequestDrawdownRequest  # noqa: Y015
+
+@_typing.final
+class RequestDrawdownResponse(_message.Message):
+    """RequestDrawdownResponse is the envelope of RequestDrawdown."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DRAWDOWN_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def drawdown(self) -> Global___Drawdown:
+        """The new drawdown, REQUESTED."""
+
+    @_builtins.property
+    def error(self) -> _error_pb2.Error:
+        """Why nothing was requested; RequestDrawdown lists the reasons."""
+
+    def __init__(
+        self,
+        *,
+        drawdown: Global___Drawdown | None = ...,
+        error: _error_pb2.Error | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["drawdown", b"drawdown", "error", b"error", "result", b"result"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["drawdown", b"drawdown", "error", b"error", "result", b"result"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_result: _TypeAlias = _typing.Literal["drawdown", "error"]  # noqa: Y015
+    _WhichOneofArgType_result: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_result) -> _WhichOneofReturnType_result | None: ...
+
+Global___RequestDrawdownResponse: _TypeAlias = RequestDrawdownResponse  # noqa: Y015
+
+@_typing.final
+class ApproveDrawdownRequest(_message.Message):
+    """ApproveDrawdownRequest names the REQUESTED drawdown to fund."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DRAWDOWN_ID_FIELD_NUMBER: _builtins.int
+    ETAG_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    drawdown_id: _builtins.str
+    """The drawdown's id."""
+    etag: _builtins.str
+    """Optional; when set it must be the drawdown's current etag (ETAG_MISMATCH)."""
+    request_id: _builtins.str
+    """Client-chosen id of this attempt, 1 to 128 letters, digits or "._:-"
+    (REQUEST_ID_INVALID): a retry with the same id by the same user within
+    the retention (24 hours by default, LOANSUITE_IDEMPOTENCY_RETENTION_SECONDS)
+    returns the original response and writes nothing; the same id with
+    another request is REQUEST_ID_REUSED. Only a success is kept: a call that
+    failed runs again. Empty: no replay protection, every call writes anew.
+    """
+    def __init__(
+        self,
+        *,
+        drawdown_id: _builtins.str = ...,
+        etag: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["drawdown_id", b"drawdown_id", "etag", b"etag", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ApproveDrawdownRequest: _TypeAlias = ApproveDrawdownRequest  # noqa: Y015
+
+@_typing.final
+class ApproveDrawdownResponse(_message.Message):
+    """ApproveDrawdownResponse is the envelope of ApproveDrawdown."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    APPROVAL_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def approval(self) -> Global___DrawdownApproval:
+        """The funded drawdown and its ledger entry."""
+
+    @_builtins.property
+    def error(self) -> _error_pb2.Error:
+        """Why nothing was funded; ApproveDrawdown lists the reasons."""
+
+    def __init__(
+        self,
+        *,
+        approval: Global___DrawdownApproval | None = ...,
+        error: _error_pb2.Error | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["approval", b"approval", "error", b"error", "result", b"result"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["approval", b"approval", "error", b"error", "result", b"result"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_result: _TypeAlias = _typing.Literal["approval", "error"]  # noqa: Y015
+    _WhichOneofArgType_result: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_result) -> _WhichOneofReturnType_result | None: ...
+
+Global___ApproveDrawdownResponse: _TypeAlias = ApproveDrawdownResponse  # noqa: Y015
+
+@_typing.final
+class DrawdownApproval(_message.Message):
+    """DrawdownApproval is an approved drawdown and the ledger entry that funded it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DRAWDOWN_FIELD_NUMBER: _builtins.int
+    ENTRY_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def drawdown(self) -> Global___Drawdown:
+        """The drawdown, now APPROVED."""
+
+    @_builtins.property
+    def entry(self) -> Global___LedgerEntry:
+        """The DRAWDOWN entry, with the loan's balances after it."""
+
+    def __init__(
+        self,
+        *,
+        drawdown: Global___Drawdown | None = ...,
+        entry: Global___LedgerEntry | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["drawdown", b"drawdown", "entry", b"entry"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["drawdown", b"drawdown", "entry", b"entry"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DrawdownApproval: _TypeAlias = DrawdownApproval  # noqa: Y015
+
+@_typing.final
+class RejectDrawdownRequest(_message.Message):
+    """RejectDrawdownRequest names the REQUESTED drawdown to refuse, and why."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DRAWDOWN_ID_FIELD_NUMBER: _builtins.int
+    ETAG_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    drawdown_id: _builtins.str
+    """The drawdown's id."""
+    etag: _builtins.str
+    """Optional; when set it must be the drawdown's current etag (ETAG_MISMATCH)."""
+    reason: _builtins.str
+    """Required: why, for the borrower; 1 to 1000 characters once trimmed, tab
+    and line feed allowed. Kept as the drawdown's rejection_reason.
+    """
+    request_id: _builtins.str
+    """Client-chosen id of this attempt, 1 to 128 letters, digits or "._:-"
+    (REQUEST_ID_INVALID): a retry with the same id by the same user within
+    the retention (24 hours by default, LOANSUITE_IDEMPOTENCY_RETENTION_SECONDS)
+    returns the original response and writes nothing; the same id with
+    another request is REQUEST_ID_REUSED. Only a success is kept: a call that
+    failed runs again. Empty: no replay protection, every call writes anew.
+    """
+    def __init__(
+        self,
+        *,
+        drawdown_id: _builtins.str = ...,
+        etag: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["drawdown_id", b"drawdown_id", "etag", b"etag", "reason", b"reason", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RejectDrawdownRequest: _TypeAlias = RejectDrawdownRequest  # noqa: Y015
+
+@_typing.final
+class RejectDrawdownResponse(_message.Message):
+    """RejectDrawdownResponse is the envelope of RejectDrawdown."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DRAWDOWN_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def drawdown(self) -> Global___Drawdown:
+        """The drawdown, now REJECTED."""
+
+    @_builtins.property
+    def error(self) -> _error_pb2.Error:
+        """Why nothing was refused; RejectDrawdown lists the reasons."""
+
+    def __init__(
+        self,
+        *,
+        drawdown: Global___Drawdown | None = ...,
+        error: _error_pb2.Error | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["drawdown", b"drawdown", "error", b"error", "result", b"result"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["drawdown", b"drawdown", "error", b"error", "result", b"result"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_result: _TypeAlias = _typing.Literal["drawdown", "error"]  # noqa: Y015
+    _WhichOneofArgType_result: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_result) -> _WhichOneofReturnType_result | None: ...
+
+Global___RejectDrawdownResponse: _TypeAlias = RejectDrawdownResponse  # noqa: Y015
+
+@_typing.final
+class RecordRepaymentRequest(_message.Message):
+    """RecordRepaymentRequest records money repaid on an ACTIVE loan."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LOAN_ID_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    loan_id: _builtins.str
+    """The loan's id."""
+    amount: _builtins.str
+    """Decimal string in the loan's currency, greater than zero, with at most its
+    fraction digits (`AMOUNT_*`), and at most the loan's outstanding_amount
+    (REPAYMENT_EXCEEDS_OUTSTANDING).
+    """
+    note: _builtins.str
+    """Optional, at most 2000 characters; tab and line feed allowed (`NOTE_*`)."""
+    request_id: _builtins.str
+    """Client-chosen id of this attempt, 1 to 128 letters, digits or "._:-"
+    (REQUEST_ID_INVALID): a retry with the same id by the same user within
+    the retention (24 hours by default, LOANSUITE_IDEMPOTENCY_RETENTION_SECONDS)
+    returns the original response and writes nothing; the same id with
+    another request is REQUEST_ID_REUSED. Only a success is kept: a call that
+    failed runs again. Empty: no replay protection, every call writes anew.
+    """
+    def __init__(
+        self,
+        *,
+        loan_id: _builtins.str = ...,
+        amount: _builtins.str = ...,
+        note: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "loan_id", b"loan_id", "note", b"note", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordRepaymentRequest: _TypeAlias = RecordRepaymentRequest  # noqa: Y015
+
+@_typing.final
+class RecordRepaymentResponse(_message.Message):
+    """RecordRepaymentResponse is the envelope of RecordRepayment."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENTRY_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def entry(self) -> Global___LedgerEntry:
+        """The REPAYMENT entry, with the loan's balances after it."""
+
+    @_builtins.property
+    def error(self) -> _error_pb2.Error:
+        """Why nothing was recorded; RecordRepayment lists the reasons."""
+
+    def __init__(
+        self,
+        *,
+        entry: Global___LedgerEntry | None = ...,
+        error: _error_pb2.Error | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["entry", b"entry", "error", b"error", "result", b"result"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entry", b"entry", "error", b"error", "result", b"result"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_result: _TypeAlias = _typing.Literal["entry", "error"]  # noqa: Y015
+    _WhichOneofArgType_result: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_result) -> _WhichOneofReturnType_result | None: ...
+
+Global___RecordRepaymentResponse: _TypeAlias = RecordRepaymentResponse  # noqa: Y015
+
+@_typing.final
+class ListLedgerEntriesRequest(_message.Message):
+    """ListLedgerEntriesRequest asks for one page of a loan's ledger."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LOAN_ID_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    loan_id: _builtins.str
+    """The loan's id."""
+    page_size: _builtins.int
+    """At most 100 (a larger value means 100); 0 means 25; a negative value is
+    PAGE_SIZE_NEGATIVE.
+    """
+    page_token: _builtins.str
+    """Empty for the first page, else the next_page_token of the page before,
+    for the same loan (another loan: PAGE_TOKEN_INVALID).
+    """
+    def __init__(
+        self,
+        *,
+        loan_id: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["loan_id", b"loan_id", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListLedgerEntriesRequest: _TypeAlias = ListLedgerEntriesRequest  # noqa: Y015
+
+@_typing.final
+class ListLedgerEntriesResponse(_message.Message):
+    """ListLedgerEntriesResponse is the envelope of ListLedgerEntries."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAGE_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def page(self) -> Global___LedgerPage:
+        """One page of entries, with the balances."""
+
+    @_builtins.property
+    def error(self) -> _error_pb2.Error:
+        """Why nothing was listed; ListLedgerEntries lists the reasons."""
+
+    def __init__(
+        self,
+        *,
+        page: Global___LedgerPage | None = ...,
+        error: _error_pb2.Error | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "page", b"page", "result", b"result"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "page", b"page", "result", b"result"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_result: _TypeAlias = _typing.Literal["page", "error"]  # noqa: Y015
+    _WhichOneofArgType_result: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_result) -> _WhichOneofReturnType_result | None: ...
+
+Global___ListLedgerEntriesResponse: _TypeAlias = ListLedgerEntriesResponse  # noqa: Y015
+
+@_typing.final
+class LedgerPage(_message.Message):
+    """LedgerPage is a page of ledger entries and the loan's balances now."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENTRIES_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    CURRENCY_CODE_FIELD_NUMBER: _builtins.int
+    DRAWN_AMOUNT_FIELD_NUMBER: _builtins.int
+    OUTSTANDING_AMOUNT_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Opaque and signed: pass it as page_token for the next page; empty on the
+    last page.
+    """
+    currency_code: _builtins.str
+    """The loan's currency, which every amount is in."""
+    drawn_amount: _builtins.str
+    """The loan's drawn_amount as of this read."""
+    outstanding_amount: _builtins.str
+    """The loan's outstanding_amount as of this read."""
+    @_builtins.property
+    def entries(self) -> _containers.RepeatedCompositeFieldContainer[Global___LedgerEntry]:
+        """By sequence, oldest first, at most page_size."""
+
+    def __init__(
+        self,
+        *,
+        entries: _abc.Iterable[Global___LedgerEntry] | None = ...,
+        next_page_token: _builtins.str = ...,
+        currency_code: _builtins.str = ...,
+        drawn_amount: _builtins.str = ...,
+        outstanding_amount: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["currency_code", b"currency_code", "drawn_amount", b"drawn_amount", "entries", b"entries", "next_page_token", b"next_page_token", "outstanding_amount", b"outstanding_amount"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LedgerPage: _TypeAlias = LedgerPage  # noqa: Y015
+
+@_typing.final
+class GetLoanReportRequest(_message.Message):
+    """GetLoanReportRequest names the loan to report on."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LOAN_ID_FIELD_NUMBER: _builtins.int
+    loan_id: _builtins.str
+    """The loan's id."""
+    def __init__(
+        self,
+        *,
+        loan_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["loan_id", b"loan_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetLoanReportRequest: _TypeAlias = GetLoanReportRequest  # noqa: Y015
+
+@_typing.final
+class GetLoanReportResponse(_message.Message):
+    """GetLoanReportResponse is the envelope of GetLoanReport."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REPORT_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def report(self) -> Global___LoanReport:
+        """The whole loan."""
+
+    @_builtins.property
+    def error(self) -> _error_pb2.Error:
+        """Why no report was made; GetLoanReport lists the reasons."""
+
+    def __init__(
+        self,
+        *,
+        report: Global___LoanReport | None = ...,
+        error: _error_pb2.Error | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "report", b"report", "result", b"result"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "report", b"report", "result", b"result"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_result: _TypeAlias = _typing.Literal["report", "error"]  # noqa: Y015
+    _WhichOneofArgType_result: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_result) -> _WhichOneofReturnType_result | None: ...
+
+Global___GetLoanReportResponse: _TypeAlias = GetLoanReportResponse  # noqa: Y015
+
+@_typing.final
+class LoanReport(_message.Message):
+    """LoanReport is everything that belongs to one loan, read in one snapshot: what an
+    export or a compliance certificate is built from.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LOAN_FIELD_NUMBER: _builtins.int
+    PARTIES_FIELD_NUMBER: _builtins.int
+    KPIS_FIELD_NUMBER: _builtins.int
+    ADJUSTMENTS_FIELD_NUMBER: _builtins.int
+    MARGIN_SCHEDULE_FIELD_NUMBER: _builtins.int
+    DRAWDOWNS_FIELD_NUMBER: _builtins.int
+    LEDGER_ENTRIES_FIELD_NUMBER: _builtins.int
+    HISTORY_FIELD_NUMBER: _builtins.int
+    GENERATE_TIME_FIELD_NUMBER: _builtins.int
+    CALENDAR_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def loan(self) -> Global___Loan:
+        """The loan, as GetLoan returns it."""
+
+    @_builtins.property
+    def parties(self) -> Global___LoanParties:
+        """Its borrower and lender."""
+
+    @_builtins.property
+    def kpis(self) -> _containers.RepeatedCompositeFieldContainer[Global___KpiReport]:
+        """Each KPI in creation order, with its ratchet and its results, oldest period first."""
+
+    @_builtins.property
+    def adjustments(self) -> _containers.RepeatedCompositeFieldContainer[Global___MarginAdjustment]:
+        """The loan's margin adjustments, oldest first."""
+
+    @_builtins.property
+    def margin_schedule(self) -> Global___MarginSchedule:
+        """As GetMarginSchedule gives it."""
+
+    @_builtins.property
+    def drawdowns(self) -> _containers.RepeatedCompositeFieldContainer[Global___Drawdown]:
+        """Every drawdown, decided or not, by request time, oldest first."""
+
+    @_builtins.property
+    def ledger_entries(self) -> _containers.RepeatedCompositeFieldContainer[Global___LedgerEntry]:
+        """The whole ledger, by sequence."""
+
+    @_builtins.property
+    def history(self) -> Global___LoanHistory:
+        """Its state changes, as ListLoanHistory gives them."""
+
+    @_builtins.property
+    def generate_time(self) -> _timestamp_pb2.Timestamp:
+        """When the report was read."""
+
+    @_builtins.property
+    def calendar(self) -> Global___ReportingCalendar:
+        """Every KPI period's due date and status, as ListReportingObligations gives them."""
+
+    def __init__(
+        self,
+        *,
+        loan: Global___Loan | None = ...,
+        parties: Global___LoanParties | None = ...,
+        kpis: _abc.Iterable[Global___KpiReport] | None = ...,
+        adjustments: _abc.Iterable[Global___MarginAdjustment] | None = ...,
+        margin_schedule: Global___MarginSchedule | None = ...,
+        drawdowns: _abc.Iterable[Global___Drawdown] | None = ...,
+        ledger_entries: _abc.Iterable[Global___LedgerEntry] | None = ...,
+        history: Global___LoanHistory | None = ...,
+        generate_time: _timestamp_pb2.Timestamp | None = ...,
+        calendar: Global___ReportingCalendar | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["calendar", b"calendar", "generate_time", b"generate_time", "history", b"history", "loan", b"loan", "margin_schedule", b"margin_schedule", "parties", b"parties"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["adjustments", b"adjustments", "calendar", b"calendar", "drawdowns", b"drawdowns", "generate_time", b"generate_time", "history", b"history", "kpis", b"kpis", "ledger_entries", b"ledger_entries", "loan", b"loan", "margin_schedule", b"margin_schedule", "parties", b"parties"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LoanReport: _TypeAlias = LoanReport  # noqa: Y015
+
+@_typing.final
+class LoanParties(_message.Message):
+    """LoanParties names the organizations on either side of a loan."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BORROWER_ORGANIZATION_ID_FIELD_NUMBER: _builtins.int
+    LENDER_ORGANIZATION_ID_FIELD_NUMBER: _builtins.int
+    borrower_organization_id: _builtins.str
+    """The borrowing organization."""
+    lender_organization_id: _builtins.str
+    """Empty until a lender is invited."""
+    def __init__(
+        self,
+        *,
+        borrower_organization_id: _builtins.str = ...,
+        lender_organization_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["borrower_organization_id", b"borrower_organization_id", "lender_organization_id", b"lender_organization_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LoanParties: _TypeAlias = LoanParties  # noqa: Y015
+
+@_typing.final
+class KpiReport(_message.Message):
+    """KpiReport is a KPI with its ratchet (absent when it has none) and its results."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KPI_FIELD_NUMBER: _builtins.int
+    RATCHET_FIELD_NUMBER: _builtins.int
+    RESULTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def kpi(self) -> Global___Kpi:
+        """The KPI."""
+
+    @_builtins.property
+    def ratchet(self) -> Global___MarginRatchet:
+        """Its margin ratchet; unset when it has none."""
+
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___KpiResult]:
+        """Superseded results included, ordered by period, then by report time."""
+
+    def __init__(
+        self,
+        *,
+        kpi: Global___Kpi | None = ...,
+        ratchet: Global___MarginRatchet | None = ...,
+        results: _abc.Iterable[Global___KpiResult] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["kpi", b"kpi", "ratchet", b"ratchet"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["kpi", b"kpi", "ratchet", b"ratchet", "results", b"results"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___KpiReport: _TypeAlias = KpiReport  # noqa: Y015
+
+@_typing.final
+class ReportingObligation(_message.Message):
+    """ReportingObligation is one observation period of one KPI."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KPI_ID_FIELD_NUMBER: _builtins.int
+    PERIOD_START_FIELD_NUMBER: _builtins.int
+    PERIOD_END_FIELD_NUMBER: _builtins.int
+    DUE_DATE_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    KPI_RESULT_ID_FIELD_NUMBER: _builtins.int
+    MISSED_ADJUSTMENT_ID_FIELD_NUMBER: _builtins.int
+    kpi_id: _builtins.str
+    """The KPI."""
+    period_start: _builtins.str
+    """Inclusive dates "YYYY-MM-DD". Periods follow the KPI's observation frequency
+    from its effective_from; the last one ends on effective_to.
+    """
+    period_end: _builtins.str
+    """The period's last day, "YYYY-MM-DD" (inclusive)."""
+    due_date: _builtins.str
+    """period_end plus the loan's reporting_grace_days."""
+    status: Global___ReportingStatus.ValueType
+    """Where the period stands on the calendar's as_of_date."""
+    kpi_result_id: _builtins.str
+    """The period's standing result, if any."""
+    missed_adjustment_id: _builtins.str
+    """Set once the period was recorded as missed (past its due date without a
+    verified result) and the KPI has a ratchet: the step-up it caused.
+    """
+    def __init__(
+        self,
+        *,
+        kpi_id: _builtins.str = ...,
+        period_start: _builtins.str = ...,
+        period_end: _builtins.str = ...,
+        due_date: _builtins.str = ...,
+        status: Global___ReportingStatus.ValueType = ...,
+        kpi_result_id: _builtins.str = ...,
+        missed_adjustment_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["due_date", b"due_date", "kpi_id", b"kpi_id", "kpi_result_id", b"kpi_result_id", "missed_adjustment_id", b"missed_adjustment_id", "period_end", b"period_end", "period_start", b"period_start", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReportingObligation: _TypeAlias = ReportingObligation  # noqa: Y015
+
+@_typing.final
+class ListReportingObligationsRequest(_message.Message):
+    """ListReportingObligationsRequest names the loan, and optionally the KPI, whose calendar to read."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LOAN_ID_FIELD_NUMBER: _builtins.int
+    KPI_ID_FIELD_NUMBER: _builtins.int
+    loan_id: _builtins.str
+    """The loan's id."""
+    kpi_id: _builtins.str
+    """Optional: only this KPI's periods."""
+    def __init__(
+        self,
+        *,
+        loan_id: _builtins.str = ...,
+        kpi_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["kpi_id", b"kpi_id", "loan_id", b"loan_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListReportingObligationsRequest: _TypeAlias = ListReportingObligationsRequest  # noqa: Y015
+
+@_typing.final
+class ListReportingObligationsResponse(_message.Message):
+    """ListReportingObligationsResponse is the envelope of ListReportingObligations."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CALENDAR_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def calendar(self) -> Global___ReportingCalendar:
+        """The calendar, with the misses it found already recorded."""
+
+    @_builtins.property
+    def error(self) -> _error_pb2.Error:
+        """Why nothing was listed; ListReportingObligations lists the reasons."""
+
+    def __init__(
+        self,
+        *,
+        calendar: Global___ReportingCalendar | None = ...,
+        error: _error_pb2.Error | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["calendar", b"calendar", "error", b"error", "result", b"result"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["calendar", b"calendar", "error", b"error", "result", b"result"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_result: _TypeAlias = _typing.Literal["calendar", "error"]  # noqa: Y015
+    _WhichOneofArgType_result: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_result) -> _WhichOneofReturnType_result | None: ...
+
+Global___ListReportingObligationsResponse: _TypeAlias = ListReportingObligationsResponse  # noqa: Y015
+
+@_typing.final
+class ReportingCalendar(_message.Message):
+    """ReportingCalendar is a loan's reporting obligations on one date."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LOAN_ID_FIELD_NUMBER: _builtins.int
+    AS_OF_DATE_FIELD_NUMBER: _builtins.int
+    REPORTING_GRACE_DAYS_FIELD_NUMBER: _builtins.int
+    OBLIGATIONS_FIELD_NUMBER: _builtins.int
+    loan_id: _builtins.str
+    """The loan's id."""
+    as_of_date: _builtins.str
+    """The date the statuses are judged on, "YYYY-MM-DD" (UTC)."""
+    reporting_grace_days: _builtins.int
+    """The loan's grace after a period's end, in days: due_date minus period_end."""
+    @_builtins.property
+    def obligations(self) -> _containers.RepeatedCompositeFieldContainer[Global___ReportingObligation]:
+        """By KPI in creation order, then by period, oldest first."""
+
+    def __init__(
+        self,
+        *,
+        loan_id: _builtins.str = ...,
+        as_of_date: _builtins.str = ...,
+        reporting_grace_days: _builtins.int = ...,
+        obligations: _abc.Iterable[Global___ReportingObligation] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["as_of_date", b"as_of_date", "loan_id", b"loan_id", "obligations", b"obligations", "reporting_grace_days", b"reporting_grace_days"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReportingCalendar: _TypeAlias = ReportingCalendar  # noqa: Y015

@@ -27,7 +27,30 @@ if _version_not_supported:
 
 class LoanServiceStub:
     """LoanService holds sustainability-linked loans between a borrower and a
-    lender organization. Every call needs "authorization: Bearer <token>".
+    lender organization: their terms, KPIs, margin ratchets, results, margin
+    schedule, drawdowns and repayments. A loan and everything in it is visible
+    to its two parties only.
+
+    Every call needs the metadata `authorization: Bearer <access token>` and
+    without a valid one answers UNAUTHENTICATED (reasons `TOKEN_*`, or
+    USER_INACTIVE for a deactivated user), or UNAVAILABLE AUTH_UNAVAILABLE when
+    the auth service cannot be reached to check it. Only borrowers and lenders
+    act on loans: an admin or a service identity gets PERMISSION_DENIED
+    ROLE_NOT_ALLOWED. A loan, KPI, ratchet, result or drawdown of another
+    organization, or an id that is not a lowercase UUID, answers NOT_FOUND
+    (LOAN_NOT_FOUND, KPI_NOT_FOUND, ...), never revealing that it exists; an
+    empty id is INVALID_ARGUMENT `<FIELD>_REQUIRED`; the other party of a visible
+    loan gets PERMISSION_DENIED NOT_THE_BORROWER or NOT_THE_LENDER. A loan state
+    that does not allow the call is FAILED_PRECONDITION with a reason naming
+    the rule (LOAN_NOT_DRAFT, LOAN_NOT_ACTIVE, ...); an etag that is set and no
+    longer current is ABORTED ETAG_MISMATCH. Invalid fields are INVALID_ARGUMENT
+    with a violation per field, named by its proto path. Free text is trimmed
+    and NFC-normalized and refuses control and bidi characters
+    (`<FIELD>_HAS_CONTROL_CHARACTERS`, `<FIELD>_HAS_BIDI_CONTROLS`). "Today" is the
+    current date in UTC. Every mutation is audited and notifies WatchLoans
+    subscribers; a commit that could not be made durable is the gRPC status
+    UNAVAILABLE COMMIT_FAILED (nothing was written: retry with the same
+    request_id).
     """
 
     def __init__(self, channel):
@@ -171,71 +194,165 @@ class LoanServiceStub:
                 request_serializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.WatchLoansRequest.SerializeToString,
                 response_deserializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.WatchLoansResponse.FromString,
                 _registered_method=True)
+        self.GetMarginSchedule = channel.unary_unary(
+                '/loansuite.loans.v1.LoanService/GetMarginSchedule',
+                request_serializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.GetMarginScheduleRequest.SerializeToString,
+                response_deserializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.GetMarginScheduleResponse.FromString,
+                _registered_method=True)
+        self.RequestDrawdown = channel.unary_unary(
+                '/loansuite.loans.v1.LoanService/RequestDrawdown',
+                request_serializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.RequestDrawdownRequest.SerializeToString,
+                response_deserializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.RequestDrawdownResponse.FromString,
+                _registered_method=True)
+        self.ApproveDrawdown = channel.unary_unary(
+                '/loansuite.loans.v1.LoanService/ApproveDrawdown',
+                request_serializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.ApproveDrawdownRequest.SerializeToString,
+                response_deserializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.ApproveDrawdownResponse.FromString,
+                _registered_method=True)
+        self.RejectDrawdown = channel.unary_unary(
+                '/loansuite.loans.v1.LoanService/RejectDrawdown',
+                request_serializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.RejectDrawdownRequest.SerializeToString,
+                response_deserializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.RejectDrawdownResponse.FromString,
+                _registered_method=True)
+        self.RecordRepayment = channel.unary_unary(
+                '/loansuite.loans.v1.LoanService/RecordRepayment',
+                request_serializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.RecordRepaymentRequest.SerializeToString,
+                response_deserializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.RecordRepaymentResponse.FromString,
+                _registered_method=True)
+        self.ListLedgerEntries = channel.unary_unary(
+                '/loansuite.loans.v1.LoanService/ListLedgerEntries',
+                request_serializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.ListLedgerEntriesRequest.SerializeToString,
+                response_deserializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.ListLedgerEntriesResponse.FromString,
+                _registered_method=True)
+        self.GetLoanReport = channel.unary_unary(
+                '/loansuite.loans.v1.LoanService/GetLoanReport',
+                request_serializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.GetLoanReportRequest.SerializeToString,
+                response_deserializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.GetLoanReportResponse.FromString,
+                _registered_method=True)
+        self.ListReportingObligations = channel.unary_unary(
+                '/loansuite.loans.v1.LoanService/ListReportingObligations',
+                request_serializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.ListReportingObligationsRequest.SerializeToString,
+                response_deserializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.ListReportingObligationsResponse.FromString,
+                _registered_method=True)
 
 
 class LoanServiceServicer:
     """LoanService holds sustainability-linked loans between a borrower and a
-    lender organization. Every call needs "authorization: Bearer <token>".
+    lender organization: their terms, KPIs, margin ratchets, results, margin
+    schedule, drawdowns and repayments. A loan and everything in it is visible
+    to its two parties only.
+
+    Every call needs the metadata `authorization: Bearer <access token>` and
+    without a valid one answers UNAUTHENTICATED (reasons `TOKEN_*`, or
+    USER_INACTIVE for a deactivated user), or UNAVAILABLE AUTH_UNAVAILABLE when
+    the auth service cannot be reached to check it. Only borrowers and lenders
+    act on loans: an admin or a service identity gets PERMISSION_DENIED
+    ROLE_NOT_ALLOWED. A loan, KPI, ratchet, result or drawdown of another
+    organization, or an id that is not a lowercase UUID, answers NOT_FOUND
+    (LOAN_NOT_FOUND, KPI_NOT_FOUND, ...), never revealing that it exists; an
+    empty id is INVALID_ARGUMENT `<FIELD>_REQUIRED`; the other party of a visible
+    loan gets PERMISSION_DENIED NOT_THE_BORROWER or NOT_THE_LENDER. A loan state
+    that does not allow the call is FAILED_PRECONDITION with a reason naming
+    the rule (LOAN_NOT_DRAFT, LOAN_NOT_ACTIVE, ...); an etag that is set and no
+    longer current is ABORTED ETAG_MISMATCH. Invalid fields are INVALID_ARGUMENT
+    with a violation per field, named by its proto path. Free text is trimmed
+    and NFC-normalized and refuses control and bidi characters
+    (`<FIELD>_HAS_CONTROL_CHARACTERS`, `<FIELD>_HAS_BIDI_CONTROLS`). "Today" is the
+    current date in UTC. Every mutation is audited and notifies WatchLoans
+    subscribers; a commit that could not be made durable is the gRPC status
+    UNAVAILABLE COMMIT_FAILED (nothing was written: retry with the same
+    request_id).
     """
 
     def CreateLoan(self, request, context):
-        """CreateLoan creates a DRAFT loan owned by the caller's borrower organization.
+        """CreateLoan creates a DRAFT loan of the caller's organization, with the
+        caller as its creator. Borrowers only (PERMISSION_DENIED
+        ROLE_NOT_ALLOWED). Errors: INVALID_ARGUMENT with a violation per field
+        (see CreateLoanRequest), REQUEST_ID_INVALID or REQUEST_ID_REUSED. Audited
+        as LOAN_CREATED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetLoan(self, request, context):
-        """GetLoan returns a loan that the caller's organization borrows or lends.
+        """GetLoan returns a loan that the caller's organization borrows or lends, in
+        any state. Errors: INVALID_ARGUMENT LOAN_ID_REQUIRED; NOT_FOUND
+        LOAN_NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListLoans(self, request, context):
-        """ListLoans pages through the loans of the caller's organization, newest first.
+        """ListLoans pages through the loans the caller's organization borrows or
+        lends, in any state, newest first. Errors: INVALID_ARGUMENT
+        PAGE_SIZE_NEGATIVE, PAGE_TOKEN_INVALID or COUNTERPARTY_ORGANIZATION_ID_INVALID.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def UpdateLoan(self, request, context):
-        """UpdateLoan changes the fields named in update_mask of a DRAFT loan (borrower).
+        """UpdateLoan changes the terms named in update_mask of a DRAFT loan
+        (borrower); the merged loan must pass CreateLoan's rules. Sending the
+        stored values again changes nothing and audits nothing. Errors:
+        INVALID_ARGUMENT UPDATE_MASK_REQUIRED, UPDATE_MASK_INVALID or a violation
+        per field; ABORTED ETAG_MISMATCH; FAILED_PRECONDITION LOAN_NOT_DRAFT.
+        Audited as LOAN_UPDATED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def DeleteLoan(self, request, context):
-        """DeleteLoan deletes a DRAFT loan with its KPIs, ratchets and results (borrower).
+        """DeleteLoan deletes a DRAFT loan with its KPIs, ratchets and history
+        (borrower). Errors: ABORTED ETAG_MISMATCH; FAILED_PRECONDITION
+        LOAN_NOT_DRAFT. Audited as LOAN_DELETED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def InviteLender(self, request, context):
-        """InviteLender makes the organization of a lender user the loan's lender (borrower, DRAFT).
+        """InviteLender makes the organization of the active lender user with this
+        email the loan's lender (borrower, DRAFT). Inviting another lender
+        replaces the current one, which hears of it on its watch; every KPI it had
+        reviewed goes back to PROPOSED (KPI_REVIEW_REOPENED, cause LENDER_CHANGED).
+        Inviting the current lender again changes nothing. Errors:
+        INVALID_ARGUMENT LENDER_EMAIL_REQUIRED or LENDER_EMAIL_TOO_LONG;
+        FAILED_PRECONDITION LENDER_NOT_FOUND (no active lender has the email: an
+        unknown email and a borrower's answer alike) or LOAN_NOT_DRAFT; ABORTED
+        ETAG_MISMATCH. Audited as LENDER_INVITED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def SubmitLoan(self, request, context):
-        """SubmitLoan moves DRAFT to PENDING_APPROVAL; needs a lender and at least one KPI (borrower).
+        """SubmitLoan moves DRAFT to PENDING_APPROVAL for the lender's review
+        (borrower). Errors: FAILED_PRECONDITION LOAN_NOT_DRAFT, LENDER_REQUIRED (no
+        lender invited) or KPIS_REQUIRED (no KPI); ABORTED ETAG_MISMATCH. Audited
+        as LOAN_SUBMITTED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ApproveLoan(self, request, context):
-        """ApproveLoan moves PENDING_APPROVAL to APPROVED; every KPI must be accepted (lender).
+        """ApproveLoan moves PENDING_APPROVAL to APPROVED (lender). Errors:
+        FAILED_PRECONDITION LOAN_NOT_PENDING_APPROVAL, KPIS_REQUIRED or
+        KPIS_NOT_ALL_ACCEPTED; ABORTED ETAG_MISMATCH. Audited as LOAN_APPROVED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def RejectLoan(self, request, context):
-        """RejectLoan moves PENDING_APPROVAL to REJECTED with a reason (lender).
+        """RejectLoan moves PENDING_APPROVAL to REJECTED, with a reason the history
+        keeps (lender). Errors: INVALID_ARGUMENT REASON_REQUIRED, REASON_TOO_LONG;
+        FAILED_PRECONDITION LOAN_NOT_PENDING_APPROVAL; ABORTED ETAG_MISMATCH.
+        Audited as LOAN_REJECTED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -243,126 +360,300 @@ class LoanServiceServicer:
 
     def WithdrawLoan(self, request, context):
         """WithdrawLoan moves DRAFT or PENDING_APPROVAL to WITHDRAWN (borrower).
+        Errors: FAILED_PRECONDITION LOAN_NOT_DRAFT_OR_PENDING; ABORTED
+        ETAG_MISMATCH. Audited as LOAN_WITHDRAWN.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ActivateLoan(self, request, context):
-        """ActivateLoan moves APPROVED to ACTIVE (lender).
+        """ActivateLoan moves APPROVED to ACTIVE, on or after the loan's start_date
+        (lender). Errors: FAILED_PRECONDITION LOAN_NOT_APPROVED or
+        LOAN_NOT_STARTED (today is before start_date); ABORTED ETAG_MISMATCH.
+        Audited as LOAN_ACTIVATED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def CloseLoan(self, request, context):
-        """CloseLoan moves ACTIVE to CLOSED (lender).
+        """CloseLoan moves ACTIVE to CLOSED (lender). Errors: FAILED_PRECONDITION
+        LOAN_NOT_ACTIVE; ABORTED ETAG_MISMATCH. Audited as LOAN_CLOSED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListLoanHistory(self, request, context):
-        """ListLoanHistory returns the loan's state changes, oldest first.
+        """ListLoanHistory returns the loan's state changes, oldest first (either
+        party, any state). Errors: INVALID_ARGUMENT LOAN_ID_REQUIRED; NOT_FOUND
+        LOAN_NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def CreateKpi(self, request, context):
-        """CreateKpi proposes a KPI for a DRAFT or PENDING_APPROVAL loan (borrower).
+        """CreateKpi proposes a KPI for a DRAFT or PENDING_APPROVAL loan (borrower);
+        it starts PROPOSED. Errors: INVALID_ARGUMENT with a violation per field
+        (see CreateKpiRequest); FAILED_PRECONDITION LOAN_NOT_EDITABLE. Audited as
+        KPI_CREATED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def UpdateKpi(self, request, context):
-        """UpdateKpi changes a KPI; an accepted or rejected KPI goes back to PROPOSED (borrower).
+        """UpdateKpi changes the fields named in update_mask (borrower, loan DRAFT or
+        PENDING_APPROVAL); the merged KPI must pass CreateKpi's rules, and the KPI
+        goes back to PROPOSED for the lender to review again. Errors:
+        INVALID_ARGUMENT UPDATE_MASK_REQUIRED, UPDATE_MASK_INVALID or a violation
+        per field; NOT_FOUND KPI_NOT_FOUND; ABORTED ETAG_MISMATCH;
+        FAILED_PRECONDITION LOAN_NOT_EDITABLE. Audited as KPI_UPDATED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def DeleteKpi(self, request, context):
-        """DeleteKpi deletes a KPI with its ratchet (borrower).
+        """DeleteKpi deletes a KPI with its ratchet (borrower, loan DRAFT or
+        PENDING_APPROVAL). Errors: NOT_FOUND KPI_NOT_FOUND; ABORTED ETAG_MISMATCH;
+        FAILED_PRECONDITION LOAN_NOT_EDITABLE. Audited as KPI_DELETED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def AcceptKpi(self, request, context):
-        """AcceptKpi accepts a PROPOSED KPI (lender).
+        """AcceptKpi accepts a PROPOSED KPI (lender, loan DRAFT or PENDING_APPROVAL).
+        Errors: NOT_FOUND KPI_NOT_FOUND; ABORTED ETAG_MISMATCH; FAILED_PRECONDITION
+        KPI_ALREADY_REVIEWED (accepted or rejected already: it is reviewed again
+        once edited) or LOAN_NOT_EDITABLE. Audited as KPI_ACCEPTED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def RejectKpi(self, request, context):
-        """RejectKpi rejects a PROPOSED KPI with a reason (lender).
+        """RejectKpi rejects a PROPOSED KPI with a reason (lender, loan DRAFT or
+        PENDING_APPROVAL). Errors: INVALID_ARGUMENT REASON_REQUIRED,
+        REASON_TOO_LONG; NOT_FOUND KPI_NOT_FOUND; ABORTED ETAG_MISMATCH;
+        FAILED_PRECONDITION KPI_ALREADY_REVIEWED or LOAN_NOT_EDITABLE. Audited as
+        KPI_REJECTED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListKpis(self, request, context):
-        """ListKpis returns the loan's KPIs.
+        """ListKpis returns the loan's KPIs in creation order (either party, any
+        state). Errors: INVALID_ARGUMENT LOAN_ID_REQUIRED; NOT_FOUND LOAN_NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def CreateMarginRatchet(self, request, context):
-        """CreateMarginRatchet attaches a margin ratchet to a KPI of the loan (borrower).
+        """CreateMarginRatchet attaches a margin ratchet to a KPI of the loan, at
+        most one per KPI (borrower, loan DRAFT or PENDING_APPROVAL). A KPI the
+        lender had reviewed goes back to PROPOSED (KPI_REVIEW_REOPENED, cause
+        MARGIN_RATCHET_CHANGED). Errors: INVALID_ARGUMENT KPI_ID_REQUIRED,
+        KPI_NOT_IN_LOAN or BPS_OUT_OF_RANGE; ALREADY_EXISTS RATCHET_EXISTS;
+        FAILED_PRECONDITION LOAN_NOT_EDITABLE. Audited as MARGIN_RATCHET_CREATED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def UpdateMarginRatchet(self, request, context):
-        """UpdateMarginRatchet changes a ratchet's basis points (borrower).
+        """UpdateMarginRatchet changes the basis points named in update_mask
+        (borrower, loan DRAFT or PENDING_APPROVAL). A change sends a reviewed KPI
+        back to PROPOSED, as CreateMarginRatchet does. Errors: INVALID_ARGUMENT
+        UPDATE_MASK_REQUIRED, UPDATE_MASK_INVALID or BPS_OUT_OF_RANGE; NOT_FOUND
+        RATCHET_NOT_FOUND; ABORTED ETAG_MISMATCH; FAILED_PRECONDITION
+        LOAN_NOT_EDITABLE. Audited as MARGIN_RATCHET_UPDATED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def DeleteMarginRatchet(self, request, context):
-        """DeleteMarginRatchet deletes a ratchet (borrower).
+        """DeleteMarginRatchet deletes a ratchet (borrower, loan DRAFT or
+        PENDING_APPROVAL); a reviewed KPI goes back to PROPOSED. Errors: NOT_FOUND
+        RATCHET_NOT_FOUND; ABORTED ETAG_MISMATCH; FAILED_PRECONDITION
+        LOAN_NOT_EDITABLE. Audited as MARGIN_RATCHET_DELETED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ReportKpiResult(self, request, context):
-        """ReportKpiResult reports a KPI's value for a period of an ACTIVE loan (borrower).
+        """ReportKpiResult reports an ACCEPTED KPI's value for one of its observation
+        periods that has ended, on an ACTIVE loan (borrower), or restates an
+        earlier result. A value worse than the KPI's threshold_value is marked as
+        a breach. Errors: INVALID_ARGUMENT with a violation per field (see
+        ReportKpiResultRequest); NOT_FOUND KPI_NOT_FOUND; FAILED_PRECONDITION
+        LOAN_NOT_ACTIVE, KPI_NOT_ACCEPTED, PERIOD_NOT_ENDED (period_end is after
+        today), PERIOD_OVERLAPS (another standing result covers part of the
+        period: restate it instead) or RESULT_ALREADY_SUPERSEDED. Audited as
+        KPI_RESULT_REPORTED, plus KPI_RESULT_SUPERSEDED for a restated result.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def VerifyKpiResult(self, request, context):
-        """VerifyKpiResult verifies a reported result and applies its margin adjustment (lender).
+        """VerifyKpiResult verifies a REPORTED result of an ACTIVE loan (lender): it
+        passes or fails by its KPI's direction and target and, when the KPI has a
+        ratchet, adjusts the margin. Verification after the period's due date
+        still counts, and replaces the period's recorded miss. Errors: NOT_FOUND
+        KPI_RESULT_NOT_FOUND; ABORTED ETAG_MISMATCH; FAILED_PRECONDITION
+        LOAN_NOT_ACTIVE or RESULT_NOT_REPORTED. Audited as KPI_RESULT_VERIFIED,
+        plus MARGIN_ADJUSTED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListKpiResults(self, request, context):
-        """ListKpiResults returns the loan's KPI results, superseded ones included.
+        """ListKpiResults returns the loan's KPI results in the order they were
+        reported, superseded ones included (either party, any state). Errors:
+        INVALID_ARGUMENT LOAN_ID_REQUIRED or KPI_NOT_IN_LOAN; NOT_FOUND
+        LOAN_NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListMarginAdjustments(self, request, context):
-        """ListMarginAdjustments returns the loan's margin adjustments, oldest first.
+        """ListMarginAdjustments pages through the loan's margin adjustments, oldest
+        first (either party, any state). Errors: INVALID_ARGUMENT
+        LOAN_ID_REQUIRED, PAGE_SIZE_NEGATIVE or PAGE_TOKEN_INVALID; NOT_FOUND
+        LOAN_NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def WatchLoans(self, request, context):
-        """WatchLoans streams a notification for each committed change to a loan of the
-        caller's organization: the counterpart of revalidatePath.
+        """WatchLoans streams a LoanChange for each change committed to a loan of the
+        caller's organization, until the client ends the call: the counterpart of
+        revalidatePath (borrowers and lenders). As soon as the subscription is
+        live the server sends the response header `x-watch: subscribed`: every
+        change committed after it arrives is delivered, so wait for it before
+        reading what you watch; it is the only safe sign, and a refused stream
+        never sends it. The caller is checked again every 5 seconds: an expired
+        token or a deactivated user (UNAUTHENTICATED), or a move to another
+        organization (PERMISSION_DENIED ORGANIZATION_CHANGED) ends the stream with
+        that error, so a stream lasts no longer than its access token. A reader
+        more than 1000 changes behind is dropped with RESOURCE_EXHAUSTED
+        SUBSCRIBER_TOO_SLOW, and an interrupted change feed (PostgreSQL) ends
+        every stream with UNAVAILABLE CHANGE_FEED_INTERRUPTED, each as the
+        stream's last response. Capacity is a real gRPC status, not an envelope:
+        a server holds LOANSUITE_MAX_WORKERS / 2 watches (16 by default), 4 per
+        user and 8 per organization; past that the call fails with the status
+        RESOURCE_EXHAUSTED (TOO_MANY_WATCHERS, STREAMS_PER_USER_EXHAUSTED or
+        STREAMS_PER_ORGANIZATION_EXHAUSTED) with the Error as a google.rpc.Status
+        detail. A server that stops ends the stream with the status UNAVAILABLE
+        SERVER_STOPPING. After any end, subscribe again, wait for `x-watch`, then
+        re-read: changes committed in between were not delivered.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetMarginSchedule(self, request, context):
+        """Facility economics: the margin schedule, drawdowns, repayments, the ledger, the report.
+
+        GetMarginSchedule lists each interest period from start to maturity with
+        its all-in margin: the base margin plus the KPI adjustments in force,
+        within the loan's cap and floor (either party, any state). Errors:
+        INVALID_ARGUMENT LOAN_ID_REQUIRED; NOT_FOUND LOAN_NOT_FOUND;
+        FAILED_PRECONDITION TOO_MANY_INTEREST_PERIODS (a loan stored before the
+        bound of 1200 periods existed).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RequestDrawdown(self, request, context):
+        """RequestDrawdown asks to draw on an ACTIVE loan (borrower). The amount
+        must fit within committed_amount minus drawn_amount, counting approved
+        drawdowns only: the lender's approval checks it again. Errors:
+        INVALID_ARGUMENT `AMOUNT_*` or `NOTE_*`; FAILED_PRECONDITION LOAN_NOT_ACTIVE or
+        DRAWDOWN_EXCEEDS_AVAILABLE. Audited as DRAWDOWN_REQUESTED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ApproveDrawdown(self, request, context):
+        """ApproveDrawdown funds a REQUESTED drawdown of an ACTIVE loan (lender): its
+        amount is added to the loan's drawn and outstanding amounts by a new
+        ledger entry, in the same transaction. Two approvals never overdraw: the
+        second sees the first. Errors: NOT_FOUND DRAWDOWN_NOT_FOUND; ABORTED
+        ETAG_MISMATCH; FAILED_PRECONDITION LOAN_NOT_ACTIVE,
+        DRAWDOWN_ALREADY_DECIDED or DRAWDOWN_EXCEEDS_AVAILABLE. Audited as
+        DRAWDOWN_APPROVED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RejectDrawdown(self, request, context):
+        """RejectDrawdown refuses a REQUESTED drawdown, with a reason (lender, any
+        loan state); nothing is drawn. Errors: INVALID_ARGUMENT REASON_REQUIRED,
+        REASON_TOO_LONG; NOT_FOUND DRAWDOWN_NOT_FOUND; ABORTED ETAG_MISMATCH;
+        FAILED_PRECONDITION DRAWDOWN_ALREADY_DECIDED. Audited as DRAWDOWN_REJECTED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RecordRepayment(self, request, context):
+        """RecordRepayment writes a repayment of at most the outstanding amount to
+        the ledger of an ACTIVE loan (lender). Errors: INVALID_ARGUMENT `AMOUNT_*`
+        or `NOTE_*`; FAILED_PRECONDITION LOAN_NOT_ACTIVE or
+        REPAYMENT_EXCEEDS_OUTSTANDING. Audited as REPAYMENT_RECORDED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListLedgerEntries(self, request, context):
+        """ListLedgerEntries pages through the loan's ledger, oldest first, with the
+        loan's balances now (either party, any state). Errors: INVALID_ARGUMENT
+        LOAN_ID_REQUIRED, PAGE_SIZE_NEGATIVE or PAGE_TOKEN_INVALID; NOT_FOUND
+        LOAN_NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetLoanReport(self, request, context):
+        """GetLoanReport returns the loan with its parties, KPIs, ratchets, results,
+        margin adjustments, margin schedule, drawdowns, ledger, history and
+        reporting calendar, read in one snapshot so that the parts agree (either
+        party, any state). Like ListReportingObligations, it first records the
+        missed periods it finds. Errors: as GetMarginSchedule.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListReportingObligations(self, request, context):
+        """The reporting calendar.
+
+        ListReportingObligations lists, per KPI and observation period, the due
+        date of its result and where it stands today (either party, any state).
+        On an ACTIVE loan, a period found past its due date without a verified
+        result (MISSED or OVERDUE) is recorded as missed, once, whoever sees it
+        first: this call, GetLoanReport or the loans service's sweep (hourly by
+        default, LOANSUITE_REPORTING_SWEEP_SECONDS). Its KPI's ratchet, if any, steps the
+        margin up, and KPI_PERIOD_MISSED (plus MARGIN_ADJUSTED) is audited with
+        the loans service as the actor. Errors: INVALID_ARGUMENT LOAN_ID_REQUIRED
+        or KPI_NOT_IN_LOAN; NOT_FOUND LOAN_NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -506,6 +797,46 @@ def add_LoanServiceServicer_to_server(servicer, server):
                     request_deserializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.WatchLoansRequest.FromString,
                     response_serializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.WatchLoansResponse.SerializeToString,
             ),
+            'GetMarginSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetMarginSchedule,
+                    request_deserializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.GetMarginScheduleRequest.FromString,
+                    response_serializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.GetMarginScheduleResponse.SerializeToString,
+            ),
+            'RequestDrawdown': grpc.unary_unary_rpc_method_handler(
+                    servicer.RequestDrawdown,
+                    request_deserializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.RequestDrawdownRequest.FromString,
+                    response_serializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.RequestDrawdownResponse.SerializeToString,
+            ),
+            'ApproveDrawdown': grpc.unary_unary_rpc_method_handler(
+                    servicer.ApproveDrawdown,
+                    request_deserializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.ApproveDrawdownRequest.FromString,
+                    response_serializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.ApproveDrawdownResponse.SerializeToString,
+            ),
+            'RejectDrawdown': grpc.unary_unary_rpc_method_handler(
+                    servicer.RejectDrawdown,
+                    request_deserializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.RejectDrawdownRequest.FromString,
+                    response_serializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.RejectDrawdownResponse.SerializeToString,
+            ),
+            'RecordRepayment': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordRepayment,
+                    request_deserializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.RecordRepaymentRequest.FromString,
+                    response_serializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.RecordRepaymentResponse.SerializeToString,
+            ),
+            'ListLedgerEntries': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListLedgerEntries,
+                    request_deserializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.ListLedgerEntriesRequest.FromString,
+                    response_serializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.ListLedgerEntriesResponse.SerializeToString,
+            ),
+            'GetLoanReport': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetLoanReport,
+                    request_deserializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.GetLoanReportRequest.FromString,
+                    response_serializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.GetLoanReportResponse.SerializeToString,
+            ),
+            'ListReportingObligations': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListReportingObligations,
+                    request_deserializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.ListReportingObligationsRequest.FromString,
+                    response_serializer=loansuite_dot_loans_dot_v1_dot_loan__service__pb2.ListReportingObligationsResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'loansuite.loans.v1.LoanService', rpc_method_handlers)
@@ -516,7 +847,30 @@ def add_LoanServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class LoanService:
     """LoanService holds sustainability-linked loans between a borrower and a
-    lender organization. Every call needs "authorization: Bearer <token>".
+    lender organization: their terms, KPIs, margin ratchets, results, margin
+    schedule, drawdowns and repayments. A loan and everything in it is visible
+    to its two parties only.
+
+    Every call needs the metadata `authorization: Bearer <access token>` and
+    without a valid one answers UNAUTHENTICATED (reasons `TOKEN_*`, or
+    USER_INACTIVE for a deactivated user), or UNAVAILABLE AUTH_UNAVAILABLE when
+    the auth service cannot be reached to check it. Only borrowers and lenders
+    act on loans: an admin or a service identity gets PERMISSION_DENIED
+    ROLE_NOT_ALLOWED. A loan, KPI, ratchet, result or drawdown of another
+    organization, or an id that is not a lowercase UUID, answers NOT_FOUND
+    (LOAN_NOT_FOUND, KPI_NOT_FOUND, ...), never revealing that it exists; an
+    empty id is INVALID_ARGUMENT `<FIELD>_REQUIRED`; the other party of a visible
+    loan gets PERMISSION_DENIED NOT_THE_BORROWER or NOT_THE_LENDER. A loan state
+    that does not allow the call is FAILED_PRECONDITION with a reason naming
+    the rule (LOAN_NOT_DRAFT, LOAN_NOT_ACTIVE, ...); an etag that is set and no
+    longer current is ABORTED ETAG_MISMATCH. Invalid fields are INVALID_ARGUMENT
+    with a violation per field, named by its proto path. Free text is trimmed
+    and NFC-normalized and refuses control and bidi characters
+    (`<FIELD>_HAS_CONTROL_CHARACTERS`, `<FIELD>_HAS_BIDI_CONTROLS`). "Today" is the
+    current date in UTC. Every mutation is audited and notifies WatchLoans
+    subscribers; a commit that could not be made durable is the gRPC status
+    UNAVAILABLE COMMIT_FAILED (nothing was written: retry with the same
+    request_id).
     """
 
     @staticmethod
@@ -1238,6 +1592,222 @@ class LoanService:
             '/loansuite.loans.v1.LoanService/WatchLoans',
             loansuite_dot_loans_dot_v1_dot_loan__service__pb2.WatchLoansRequest.SerializeToString,
             loansuite_dot_loans_dot_v1_dot_loan__service__pb2.WatchLoansResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetMarginSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loansuite.loans.v1.LoanService/GetMarginSchedule',
+            loansuite_dot_loans_dot_v1_dot_loan__service__pb2.GetMarginScheduleRequest.SerializeToString,
+            loansuite_dot_loans_dot_v1_dot_loan__service__pb2.GetMarginScheduleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RequestDrawdown(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loansuite.loans.v1.LoanService/RequestDrawdown',
+            loansuite_dot_loans_dot_v1_dot_loan__service__pb2.RequestDrawdownRequest.SerializeToString,
+            loansuite_dot_loans_dot_v1_dot_loan__service__pb2.RequestDrawdownResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ApproveDrawdown(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loansuite.loans.v1.LoanService/ApproveDrawdown',
+            loansuite_dot_loans_dot_v1_dot_loan__service__pb2.ApproveDrawdownRequest.SerializeToString,
+            loansuite_dot_loans_dot_v1_dot_loan__service__pb2.ApproveDrawdownResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RejectDrawdown(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loansuite.loans.v1.LoanService/RejectDrawdown',
+            loansuite_dot_loans_dot_v1_dot_loan__service__pb2.RejectDrawdownRequest.SerializeToString,
+            loansuite_dot_loans_dot_v1_dot_loan__service__pb2.RejectDrawdownResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordRepayment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loansuite.loans.v1.LoanService/RecordRepayment',
+            loansuite_dot_loans_dot_v1_dot_loan__service__pb2.RecordRepaymentRequest.SerializeToString,
+            loansuite_dot_loans_dot_v1_dot_loan__service__pb2.RecordRepaymentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListLedgerEntries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loansuite.loans.v1.LoanService/ListLedgerEntries',
+            loansuite_dot_loans_dot_v1_dot_loan__service__pb2.ListLedgerEntriesRequest.SerializeToString,
+            loansuite_dot_loans_dot_v1_dot_loan__service__pb2.ListLedgerEntriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetLoanReport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loansuite.loans.v1.LoanService/GetLoanReport',
+            loansuite_dot_loans_dot_v1_dot_loan__service__pb2.GetLoanReportRequest.SerializeToString,
+            loansuite_dot_loans_dot_v1_dot_loan__service__pb2.GetLoanReportResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListReportingObligations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loansuite.loans.v1.LoanService/ListReportingObligations',
+            loansuite_dot_loans_dot_v1_dot_loan__service__pb2.ListReportingObligationsRequest.SerializeToString,
+            loansuite_dot_loans_dot_v1_dot_loan__service__pb2.ListReportingObligationsResponse.FromString,
             options,
             channel_credentials,
             insecure,

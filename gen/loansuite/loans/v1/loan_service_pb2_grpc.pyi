@@ -28,7 +28,30 @@ GRPC_VERSION: str
 
 class LoanServiceStub:
     """LoanService holds sustainability-linked loans between a borrower and a
-    lender organization. Every call needs "authorization: Bearer <token>".
+    lender organization: their terms, KPIs, margin ratchets, results, margin
+    schedule, drawdowns and repayments. A loan and everything in it is visible
+    to its two parties only.
+
+    Every call needs the metadata `authorization: Bearer <access token>` and
+    without a valid one answers UNAUTHENTICATED (reasons `TOKEN_*`, or
+    USER_INACTIVE for a deactivated user), or UNAVAILABLE AUTH_UNAVAILABLE when
+    the auth service cannot be reached to check it. Only borrowers and lenders
+    act on loans: an admin or a service identity gets PERMISSION_DENIED
+    ROLE_NOT_ALLOWED. A loan, KPI, ratchet, result or drawdown of another
+    organization, or an id that is not a lowercase UUID, answers NOT_FOUND
+    (LOAN_NOT_FOUND, KPI_NOT_FOUND, ...), never revealing that it exists; an
+    empty id is INVALID_ARGUMENT `<FIELD>_REQUIRED`; the other party of a visible
+    loan gets PERMISSION_DENIED NOT_THE_BORROWER or NOT_THE_LENDER. A loan state
+    that does not allow the call is FAILED_PRECONDITION with a reason naming
+    the rule (LOAN_NOT_DRAFT, LOAN_NOT_ACTIVE, ...); an etag that is set and no
+    longer current is ABORTED ETAG_MISMATCH. Invalid fields are INVALID_ARGUMENT
+    with a violation per field, named by its proto path. Free text is trimmed
+    and NFC-normalized and refuses control and bidi characters
+    (`<FIELD>_HAS_CONTROL_CHARACTERS`, `<FIELD>_HAS_BIDI_CONTROLS`). "Today" is the
+    current date in UTC. Every mutation is audited and notifies WatchLoans
+    subscribers; a commit that could not be made durable is the gRPC status
+    UNAVAILABLE COMMIT_FAILED (nothing was written: retry with the same
+    request_id).
     """
 
     @_typing.overload
@@ -36,129 +59,573 @@ class LoanServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> LoanServiceAsyncStub: ...
     CreateLoan: _grpc.UnaryUnaryMultiCallable[_loan_service_pb2.CreateLoanRequest, _loan_service_pb2.CreateLoanResponse]
-    """CreateLoan creates a DRAFT loan owned by the caller's borrower organization."""
+    """CreateLoan creates a DRAFT loan of the caller's organization, with the
+    caller as its creator. Borrowers only (PERMISSION_DENIED
+    ROLE_NOT_ALLOWED). Errors: INVALID_ARGUMENT with a violation per field
+    (see CreateLoanRequest), REQUEST_ID_INVALID or REQUEST_ID_REUSED. Audited
+    as LOAN_CREATED.
+    """
     GetLoan: _grpc.UnaryUnaryMultiCallable[_loan_service_pb2.GetLoanRequest, _loan_service_pb2.GetLoanResponse]
-    """GetLoan returns a loan that the caller's organization borrows or lends."""
+    """GetLoan returns a loan that the caller's organization borrows or lends, in
+    any state. Errors: INVALID_ARGUMENT LOAN_ID_REQUIRED; NOT_FOUND
+    LOAN_NOT_FOUND.
+    """
     ListLoans: _grpc.UnaryUnaryMultiCallable[_loan_service_pb2.ListLoansRequest, _loan_service_pb2.ListLoansResponse]
-    """ListLoans pages through the loans of the caller's organization, newest first."""
+    """ListLoans pages through the loans the caller's organization borrows or
+    lends, in any state, newest first. Errors: INVALID_ARGUMENT
+    PAGE_SIZE_NEGATIVE, PAGE_TOKEN_INVALID or COUNTERPARTY_ORGANIZATION_ID_INVALID.
+    """
     UpdateLoan: _grpc.UnaryUnaryMultiCallable[_loan_service_pb2.UpdateLoanRequest, _loan_service_pb2.UpdateLoanResponse]
-    """UpdateLoan changes the fields named in update_mask of a DRAFT loan (borrower)."""
+    """UpdateLoan changes the terms named in update_mask of a DRAFT loan
+    (borrower); the merged loan must pass CreateLoan's rules. Sending the
+    stored values again changes nothing and audits nothing. Errors:
+    INVALID_ARGUMENT UPDATE_MASK_REQUIRED, UPDATE_MASK_INVALID or a violation
+    per field; ABORTED ETAG_MISMATCH; FAILED_PRECONDITION LOAN_NOT_DRAFT.
+    Audited as LOAN_UPDATED.
+    """
     DeleteLoan: _grpc.UnaryUnaryMultiCallable[_loan_service_pb2.DeleteLoanRequest, _loan_service_pb2.DeleteLoanResponse]
-    """DeleteLoan deletes a DRAFT loan with its KPIs, ratchets and results (borrower)."""
+    """DeleteLoan deletes a DRAFT loan with its KPIs, ratchets and history
+    (borrower). Errors: ABORTED ETAG_MISMATCH; FAILED_PRECONDITION
+    LOAN_NOT_DRAFT. Audited as LOAN_DELETED.
+    """
     InviteLender: _grpc.UnaryUnaryMultiCallable[_loan_service_pb2.InviteLenderRequest, _loan_service_pb2.InviteLenderResponse]
-    """InviteLender makes the organization of a lender user the loan's lender (borrower, DRAFT)."""
+    """InviteLender makes the organization of the active lender user with this
+    email the loan's lender (borrower, DRAFT). Inviting another lender
+    replaces the current one, which hears of it on its watch; every KPI it had
+    reviewed goes back to PROPOSED (KPI_REVIEW_REOPENED, cause LENDER_CHANGED).
+    Inviting the current lender again changes nothing. Errors:
+    INVALID_ARGUMENT LENDER_EMAIL_REQUIRED or LENDER_EMAIL_TOO_LONG;
+    FAILED_PRECONDITION LENDER_NOT_FOUND (no active lender has the email: an
+    unknown email and a borrower's answer alike) or LOAN_NOT_DRAFT; ABORTED
+    ETAG_MISMATCH. Audited as LENDER_INVITED.
+    """
     SubmitLoan: _grpc.UnaryUnaryMultiCallable[_loan_service_pb2.SubmitLoanRequest, _loan_service_pb2.SubmitLoanResponse]
-    """SubmitLoan moves DRAFT to PENDING_APPROVAL; needs a lender and at least one KPI (borrower)."""
+    """SubmitLoan moves DRAFT to PENDING_APPROVAL for the lender's review
+    (borrower). Errors: FAILED_PRECONDITION LOAN_NOT_DRAFT, LENDER_REQUIRED (no
+    lender invited) or KPIS_REQUIRED (no KPI); ABORTED ETAG_MISMATCH. Audited
+    as LOAN_SUBMITTED.
+    """
     ApproveLoan: _grpc.UnaryUnaryMultiCallable[_loan_service_pb2.ApproveLoanRequest, _loan_service_pb2.ApproveLoanResponse]
-    """ApproveLoan moves PENDING_APPROVAL to APPROVED; every KPI must be accepted (lender)."""
+    """ApproveLoan moves PENDING_APPROVAL to APPROVED (lender). Errors:
+    FAILED_PRECONDITION LOAN_NOT_PENDING_APPROVAL, KPIS_REQUIRED or
+    KPIS_NOT_ALL_ACCEPTED; ABORTED ETAG_MISMATCH. Audited as LOAN_APPROVED.
+    """
     RejectLoan: _grpc.UnaryUnaryMultiCallable[_loan_service_pb2.RejectLoanRequest, _loan_service_pb2.RejectLoanResponse]
-    """RejectLoan moves PENDING_APPROVAL to REJECTED with a reason (lender)."""
+    """RejectLoan moves PENDING_APPROVAL to REJECTED, with a reason the history
+    keeps (lender). Errors: INVALID_ARGUMENT REASON_REQUIRED, REASON_TOO_LONG;
+    FAILED_PRECONDITION LOAN_NOT_PENDING_APPROVAL; ABORTED ETAG_MISMATCH.
+    Audited as LOAN_REJECTED.
+    """
     WithdrawLoan: _grpc.UnaryUnaryMultiCallable[_loan_service_pb2.WithdrawLoanRequest, _loan_service_pb2.WithdrawLoanResponse]
-    """WithdrawLoan moves DRAFT or PENDING_APPROVAL to WITHDRAWN (borrower)."""
+    """WithdrawLoan moves DRAFT or PENDING_APPROVAL to WITHDRAWN (borrower).
+    Errors: FAILED_PRECONDITION LOAN_NOT_DRAFT_OR_PENDING; ABORTED
+    ETAG_MISMATCH. Audited as LOAN_WITHDRAWN.
+    """
     ActivateLoan: _grpc.UnaryUnaryMultiCallable[_loan_service_pb2.ActivateLoanRequest, _loan_service_pb2.ActivateLoanResponse]
-    """ActivateLoan moves APPROVED to ACTIVE (lender)."""
+    """ActivateLoan moves APPROVED to ACTIVE, on or after the loan's start_date
+    (lender). Errors: FAILED_PRECONDITION LOAN_NOT_APPROVED or
+    LOAN_NOT_STARTED (today is before start_date); ABORTED ETAG_MISMATCH.
+    Audited as LOAN_ACTIVATED.
+    """
     CloseLoan: _grpc.UnaryUnaryMultiCallable[_loan_service_pb2.CloseLoanRequest, _loan_service_pb2.CloseLoanResponse]
-    """CloseLoan moves ACTIVE to CLOSED (lender)."""
+    """CloseLoan moves ACTIVE to CLOSED (lender). Errors: FAILED_PRECONDITION
+    LOAN_NOT_ACTIVE; ABORTED ETAG_MISMATCH. Audited as LOAN_CLOSED.
+    """
     ListLoanHistory: _grpc.UnaryUnaryMultiCallable[_loan_service_pb2.ListLoanHistoryRequest, _loan_service_pb2.ListLoanHistoryResponse]
-    """ListLoanHistory returns the loan's state changes, oldest first."""
+    """ListLoanHistory returns the loan's state changes, oldest first (either
+    party, any state). Errors: INVALID_ARGUMENT LOAN_ID_REQUIRED; NOT_FOUND
+    LOAN_NOT_FOUND.
+    """
     CreateKpi: _grpc.UnaryUnaryMultiCallable[_loan_service_pb2.CreateKpiRequest, _loan_service_pb2.CreateKpiResponse]
-    """CreateKpi proposes a KPI for a DRAFT or PENDING_APPROVAL loan (borrower)."""
+    """CreateKpi proposes a KPI for a DRAFT or PENDING_APPROVAL loan (borrower);
+    it starts PROPOSED. Errors: INVALID_ARGUMENT with a violation per field
+    (see CreateKpiRequest); FAILED_PRECONDITION LOAN_NOT_EDITABLE. Audited as
+    KPI_CREATED.
+    """
     UpdateKpi: _grpc.UnaryUnaryMultiCallable[_loan_service_pb2.UpdateKpiRequest, _loan_service_pb2.UpdateKpiResponse]
-    """UpdateKpi changes a KPI; an accepted or rejected KPI goes back to PROPOSED (borrower)."""
+    """UpdateKpi changes the fields named in update_mask (borrower, loan DRAFT or
+    PENDING_APPROVAL); the merged KPI must pass CreateKpi's rules, and the KPI
+    goes back to PROPOSED for the lender to review again. Errors:
+    INVALID_ARGUMENT UPDATE_MASK_REQUIRED, UPDATE_MASK_INVALID or a violation
+    per field; NOT_FOUND KPI_NOT_FOUND; ABORTED ETAG_MISMATCH;
+    FAILED_PRECONDITION LOAN_NOT_EDITABLE. Audited as KPI_UPDATED.
+    """
     DeleteKpi: _grpc.UnaryUnaryMultiCallable[_loan_service_pb2.DeleteKpiRequest, _loan_service_pb2.DeleteKpiResponse]
-    """DeleteKpi deletes a KPI with its ratchet (borrower)."""
+    """DeleteKpi deletes a KPI with its ratchet (borrower, loan DRAFT or
+    PENDING_APPROVAL). Errors: NOT_FOUND KPI_NOT_FOUND; ABORTED ETAG_MISMATCH;
+    FAILED_PRECONDITION LOAN_NOT_EDITABLE. Audited as KPI_DELETED.
+    """
     AcceptKpi: _grpc.UnaryUnaryMultiCallable[_loan_service_pb2.AcceptKpiRequest, _loan_service_pb2.AcceptKpiResponse]
-    """AcceptKpi accepts a PROPOSED KPI (lender)."""
+    """AcceptKpi accepts a PROPOSED KPI (lender, loan DRAFT or PENDING_APPROVAL).
+    Errors: NOT_FOUND KPI_NOT_FOUND; ABORTED ETAG_MISMATCH; FAILED_PRECONDITION
+    KPI_ALREADY_REVIEWED (accepted or rejected already: it is reviewed again
+    once edited) or LOAN_NOT_EDITABLE. Audited as KPI_ACCEPTED.
+    """
     RejectKpi: _grpc.UnaryUnaryMultiCallable[_loan_service_pb2.RejectKpiRequest, _loan_service_pb2.RejectKpiResponse]
-    """RejectKpi rejects a PROPOSED KPI with a reason (lender)."""
+    """RejectKpi rejects a PROPOSED KPI with a reason (lender, loan DRAFT or
+    PENDING_APPROVAL). Errors: INVALID_ARGUMENT REASON_REQUIRED,
+    REASON_TOO_LONG; NOT_FOUND KPI_NOT_FOUND; ABORTED ETAG_MISMATCH;
+    FAILED_PRECONDITION KPI_ALREADY_REVIEWED or LOAN_NOT_EDITABLE. Audited as
+    KPI_REJECTED.
+    """
     ListKpis: _grpc.UnaryUnaryMultiCallable[_loan_service_pb2.ListKpisRequest, _loan_service_pb2.ListKpisResponse]
-    """ListKpis returns the loan's KPIs."""
+    """ListKpis returns the loan's KPIs in creation order (either party, any
+    state). Errors: INVALID_ARGUMENT LOAN_ID_REQUIRED; NOT_FOUND LOAN_NOT_FOUND.
+    """
     CreateMarginRatchet: _grpc.UnaryUnaryMultiCallable[_loan_service_pb2.CreateMarginRatchetRequest, _loan_service_pb2.CreateMarginRatchetResponse]
-    """CreateMarginRatchet attaches a margin ratchet to a KPI of the loan (borrower)."""
+    """CreateMarginRatchet attaches a margin ratchet to a KPI of the loan, at
+    most one per KPI (borrower, loan DRAFT or PENDING_APPROVAL). A KPI the
+    lender had reviewed goes back to PROPOSED (KPI_REVIEW_REOPENED, cause
+    MARGIN_RATCHET_CHANGED). Errors: INVALID_ARGUMENT KPI_ID_REQUIRED,
+    KPI_NOT_IN_LOAN or BPS_OUT_OF_RANGE; ALREADY_EXISTS RATCHET_EXISTS;
+    FAILED_PRECONDITION LOAN_NOT_EDITABLE. Audited as MARGIN_RATCHET_CREATED.
+    """
     UpdateMarginRatchet: _grpc.UnaryUnaryMultiCallable[_loan_service_pb2.UpdateMarginRatchetRequest, _loan_service_pb2.UpdateMarginRatchetResponse]
-    """UpdateMarginRatchet changes a ratchet's basis points (borrower)."""
+    """UpdateMarginRatchet changes the basis points named in update_mask
+    (borrower, loan DRAFT or PENDING_APPROVAL). A change sends a reviewed KPI
+    back to PROPOSED, as CreateMarginRatchet does. Errors: INVALID_ARGUMENT
+    UPDATE_MASK_REQUIRED, UPDATE_MASK_INVALID or BPS_OUT_OF_RANGE; NOT_FOUND
+    RATCHET_NOT_FOUND; ABORTED ETAG_MISMATCH; FAILED_PRECONDITION
+    LOAN_NOT_EDITABLE. Audited as MARGIN_RATCHET_UPDATED.
+    """
     DeleteMarginRatchet: _grpc.UnaryUnaryMultiCallable[_loan_service_pb2.DeleteMarginRatchetRequest, _loan_service_pb2.DeleteMarginRatchetResponse]
-    """DeleteMarginRatchet deletes a ratchet (borrower)."""
+    """DeleteMarginRatchet deletes a ratchet (borrower, loan DRAFT or
+    PENDING_APPROVAL); a reviewed KPI goes back to PROPOSED. Errors: NOT_FOUND
+    RATCHET_NOT_FOUND; ABORTED ETAG_MISMATCH; FAILED_PRECONDITION
+    LOAN_NOT_EDITABLE. Audited as MARGIN_RATCHET_DELETED.
+    """
     ReportKpiResult: _grpc.UnaryUnaryMultiCallable[_loan_service_pb2.ReportKpiResultRequest, _loan_service_pb2.ReportKpiResultResponse]
-    """ReportKpiResult reports a KPI's value for a period of an ACTIVE loan (borrower)."""
+    """ReportKpiResult reports an ACCEPTED KPI's value for one of its observation
+    periods that has ended, on an ACTIVE loan (borrower), or restates an
+    earlier result. A value worse than the KPI's threshold_value is marked as
+    a breach. Errors: INVALID_ARGUMENT with a violation per field (see
+    ReportKpiResultRequest); NOT_FOUND KPI_NOT_FOUND; FAILED_PRECONDITION
+    LOAN_NOT_ACTIVE, KPI_NOT_ACCEPTED, PERIOD_NOT_ENDED (period_end is after
+    today), PERIOD_OVERLAPS (another standing result covers part of the
+    period: restate it instead) or RESULT_ALREADY_SUPERSEDED. Audited as
+    KPI_RESULT_REPORTED, plus KPI_RESULT_SUPERSEDED for a restated result.
+    """
     VerifyKpiResult: _grpc.UnaryUnaryMultiCallable[_loan_service_pb2.VerifyKpiResultRequest, _loan_service_pb2.VerifyKpiResultResponse]
-    """VerifyKpiResult verifies a reported result and applies its margin adjustment (lender)."""
+    """VerifyKpiResult verifies a REPORTED result of an ACTIVE loan (lender): it
+    passes or fails by its KPI's direction and target and, when the KPI has a
+    ratchet, adjusts the margin. Verification after the period's due date
+    still counts, and replaces the period's recorded miss. Errors: NOT_FOUND
+    KPI_RESULT_NOT_FOUND; ABORTED ETAG_MISMATCH; FAILED_PRECONDITION
+    LOAN_NOT_ACTIVE or RESULT_NOT_REPORTED. Audited as KPI_RESULT_VERIFIED,
+    plus MARGIN_ADJUSTED.
+    """
     ListKpiResults: _grpc.UnaryUnaryMultiCallable[_loan_service_pb2.ListKpiResultsRequest, _loan_service_pb2.ListKpiResultsResponse]
-    """ListKpiResults returns the loan's KPI results, superseded ones included."""
+    """ListKpiResults returns the loan's KPI results in the order they were
+    reported, superseded ones included (either party, any state). Errors:
+    INVALID_ARGUMENT LOAN_ID_REQUIRED or KPI_NOT_IN_LOAN; NOT_FOUND
+    LOAN_NOT_FOUND.
+    """
     ListMarginAdjustments: _grpc.UnaryUnaryMultiCallable[_loan_service_pb2.ListMarginAdjustmentsRequest, _loan_service_pb2.ListMarginAdjustmentsResponse]
-    """ListMarginAdjustments returns the loan's margin adjustments, oldest first."""
+    """ListMarginAdjustments pages through the loan's margin adjustments, oldest
+    first (either party, any state). Errors: INVALID_ARGUMENT
+    LOAN_ID_REQUIRED, PAGE_SIZE_NEGATIVE or PAGE_TOKEN_INVALID; NOT_FOUND
+    LOAN_NOT_FOUND.
+    """
     WatchLoans: _grpc.UnaryStreamMultiCallable[_loan_service_pb2.WatchLoansRequest, _loan_service_pb2.WatchLoansResponse]
-    """WatchLoans streams a notification for each committed change to a loan of the
-    caller's organization: the counterpart of revalidatePath.
+    """WatchLoans streams a LoanChange for each change committed to a loan of the
+    caller's organization, until the client ends the call: the counterpart of
+    revalidatePath (borrowers and lenders). As soon as the subscription is
+    live the server sends the response header `x-watch: subscribed`: every
+    change committed after it arrives is delivered, so wait for it before
+    reading what you watch; it is the only safe sign, and a refused stream
+    never sends it. The caller is checked again every 5 seconds: an expired
+    token or a deactivated user (UNAUTHENTICATED), or a move to another
+    organization (PERMISSION_DENIED ORGANIZATION_CHANGED) ends the stream with
+    that error, so a stream lasts no longer than its access token. A reader
+    more than 1000 changes behind is dropped with RESOURCE_EXHAUSTED
+    SUBSCRIBER_TOO_SLOW, and an interrupted change feed (PostgreSQL) ends
+    every stream with UNAVAILABLE CHANGE_FEED_INTERRUPTED, each as the
+    stream's last response. Capacity is a real gRPC status, not an envelope:
+    a server holds LOANSUITE_MAX_WORKERS / 2 watches (16 by default), 4 per
+    user and 8 per organization; past that the call fails with the status
+    RESOURCE_EXHAUSTED (TOO_MANY_WATCHERS, STREAMS_PER_USER_EXHAUSTED or
+    STREAMS_PER_ORGANIZATION_EXHAUSTED) with the Error as a google.rpc.Status
+    detail. A server that stops ends the stream with the status UNAVAILABLE
+    SERVER_STOPPING. After any end, subscribe again, wait for `x-watch`, then
+    re-read: changes committed in between were not delivered.
+    """
+    GetMarginSchedule: _grpc.UnaryUnaryMultiCallable[_loan_service_pb2.GetMarginScheduleRequest, _loan_service_pb2.GetMarginScheduleResponse]
+    """Facility economics: the margin schedule, drawdowns, repayments, the ledger, the report.
+
+    GetMarginSchedule lists each interest period from start to maturity with
+    its all-in margin: the base margin plus the KPI adjustments in force,
+    within the loan's cap and floor (either party, any state). Errors:
+    INVALID_ARGUMENT LOAN_ID_REQUIRED; NOT_FOUND LOAN_NOT_FOUND;
+    FAILED_PRECONDITION TOO_MANY_INTEREST_PERIODS (a loan stored before the
+    bound of 1200 periods existed).
+    """
+    RequestDrawdown: _grpc.UnaryUnaryMultiCallable[_loan_service_pb2.RequestDrawdownRequest, _loan_service_pb2.RequestDrawdownResponse]
+    """RequestDrawdown asks to draw on an ACTIVE loan (borrower). The amount
+    must fit within committed_amount minus drawn_amount, counting approved
+    drawdowns only: the lender's approval checks it again. Errors:
+    INVALID_ARGUMENT `AMOUNT_*` or `NOTE_*`; FAILED_PRECONDITION LOAN_NOT_ACTIVE or
+    DRAWDOWN_EXCEEDS_AVAILABLE. Audited as DRAWDOWN_REQUESTED.
+    """
+    ApproveDrawdown: _grpc.UnaryUnaryMultiCallable[_loan_service_pb2.ApproveDrawdownRequest, _loan_service_pb2.ApproveDrawdownResponse]
+    """ApproveDrawdown funds a REQUESTED drawdown of an ACTIVE loan (lender): its
+    amount is added to the loan's drawn and outstanding amounts by a new
+    ledger entry, in the same transaction. Two approvals never overdraw: the
+    second sees the first. Errors: NOT_FOUND DRAWDOWN_NOT_FOUND; ABORTED
+    ETAG_MISMATCH; FAILED_PRECONDITION LOAN_NOT_ACTIVE,
+    DRAWDOWN_ALREADY_DECIDED or DRAWDOWN_EXCEEDS_AVAILABLE. Audited as
+    DRAWDOWN_APPROVED.
+    """
+    RejectDrawdown: _grpc.UnaryUnaryMultiCallable[_loan_service_pb2.RejectDrawdownRequest, _loan_service_pb2.RejectDrawdownResponse]
+    """RejectDrawdown refuses a REQUESTED drawdown, with a reason (lender, any
+    loan state); nothing is drawn. Errors: INVALID_ARGUMENT REASON_REQUIRED,
+    REASON_TOO_LONG; NOT_FOUND DRAWDOWN_NOT_FOUND; ABORTED ETAG_MISMATCH;
+    FAILED_PRECONDITION DRAWDOWN_ALREADY_DECIDED. Audited as DRAWDOWN_REJECTED.
+    """
+    RecordRepayment: _grpc.UnaryUnaryMultiCallable[_loan_service_pb2.RecordRepaymentRequest, _loan_service_pb2.RecordRepaymentResponse]
+    """RecordRepayment writes a repayment of at most the outstanding amount to
+    the ledger of an ACTIVE loan (lender). Errors: INVALID_ARGUMENT `AMOUNT_*`
+    or `NOTE_*`; FAILED_PRECONDITION LOAN_NOT_ACTIVE or
+    REPAYMENT_EXCEEDS_OUTSTANDING. Audited as REPAYMENT_RECORDED.
+    """
+    ListLedgerEntries: _grpc.UnaryUnaryMultiCallable[_loan_service_pb2.ListLedgerEntriesRequest, _loan_service_pb2.ListLedgerEntriesResponse]
+    """ListLedgerEntries pages through the loan's ledger, oldest first, with the
+    loan's balances now (either party, any state). Errors: INVALID_ARGUMENT
+    LOAN_ID_REQUIRED, PAGE_SIZE_NEGATIVE or PAGE_TOKEN_INVALID; NOT_FOUND
+    LOAN_NOT_FOUND.
+    """
+    GetLoanReport: _grpc.UnaryUnaryMultiCallable[_loan_service_pb2.GetLoanReportRequest, _loan_service_pb2.GetLoanReportResponse]
+    """GetLoanReport returns the loan with its parties, KPIs, ratchets, results,
+    margin adjustments, margin schedule, drawdowns, ledger, history and
+    reporting calendar, read in one snapshot so that the parts agree (either
+    party, any state). Like ListReportingObligations, it first records the
+    missed periods it finds. Errors: as GetMarginSchedule.
+    """
+    ListReportingObligations: _grpc.UnaryUnaryMultiCallable[_loan_service_pb2.ListReportingObligationsRequest, _loan_service_pb2.ListReportingObligationsResponse]
+    """The reporting calendar.
+
+    ListReportingObligations lists, per KPI and observation period, the due
+    date of its result and where it stands today (either party, any state).
+    On an ACTIVE loan, a period found past its due date without a verified
+    result (MISSED or OVERDUE) is recorded as missed, once, whoever sees it
+    first: this call, GetLoanReport or the loans service's sweep (hourly by
+    default, LOANSUITE_REPORTING_SWEEP_SECONDS). Its KPI's ratchet, if any, steps the
+    margin up, and KPI_PERIOD_MISSED (plus MARGIN_ADJUSTED) is audited with
+    the loans service as the actor. Errors: INVALID_ARGUMENT LOAN_ID_REQUIRED
+    or KPI_NOT_IN_LOAN; NOT_FOUND LOAN_NOT_FOUND.
     """
 
 @_typing.type_check_only
 class LoanServiceAsyncStub(LoanServiceStub):
     """LoanService holds sustainability-linked loans between a borrower and a
-    lender organization. Every call needs "authorization: Bearer <token>".
+    lender organization: their terms, KPIs, margin ratchets, results, margin
+    schedule, drawdowns and repayments. A loan and everything in it is visible
+    to its two parties only.
+
+    Every call needs the metadata `authorization: Bearer <access token>` and
+    without a valid one answers UNAUTHENTICATED (reasons `TOKEN_*`, or
+    USER_INACTIVE for a deactivated user), or UNAVAILABLE AUTH_UNAVAILABLE when
+    the auth service cannot be reached to check it. Only borrowers and lenders
+    act on loans: an admin or a service identity gets PERMISSION_DENIED
+    ROLE_NOT_ALLOWED. A loan, KPI, ratchet, result or drawdown of another
+    organization, or an id that is not a lowercase UUID, answers NOT_FOUND
+    (LOAN_NOT_FOUND, KPI_NOT_FOUND, ...), never revealing that it exists; an
+    empty id is INVALID_ARGUMENT `<FIELD>_REQUIRED`; the other party of a visible
+    loan gets PERMISSION_DENIED NOT_THE_BORROWER or NOT_THE_LENDER. A loan state
+    that does not allow the call is FAILED_PRECONDITION with a reason naming
+    the rule (LOAN_NOT_DRAFT, LOAN_NOT_ACTIVE, ...); an etag that is set and no
+    longer current is ABORTED ETAG_MISMATCH. Invalid fields are INVALID_ARGUMENT
+    with a violation per field, named by its proto path. Free text is trimmed
+    and NFC-normalized and refuses control and bidi characters
+    (`<FIELD>_HAS_CONTROL_CHARACTERS`, `<FIELD>_HAS_BIDI_CONTROLS`). "Today" is the
+    current date in UTC. Every mutation is audited and notifies WatchLoans
+    subscribers; a commit that could not be made durable is the gRPC status
+    UNAVAILABLE COMMIT_FAILED (nothing was written: retry with the same
+    request_id).
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     CreateLoan: _aio.UnaryUnaryMultiCallable[_loan_service_pb2.CreateLoanRequest, _loan_service_pb2.CreateLoanResponse]  # type: ignore[assignment]
-    """CreateLoan creates a DRAFT loan owned by the caller's borrower organization."""
+    """CreateLoan creates a DRAFT loan of the caller's organization, with the
+    caller as its creator. Borrowers only (PERMISSION_DENIED
+    ROLE_NOT_ALLOWED). Errors: INVALID_ARGUMENT with a violation per field
+    (see CreateLoanRequest), REQUEST_ID_INVALID or REQUEST_ID_REUSED. Audited
+    as LOAN_CREATED.
+    """
     GetLoan: _aio.UnaryUnaryMultiCallable[_loan_service_pb2.GetLoanRequest, _loan_service_pb2.GetLoanResponse]  # type: ignore[assignment]
-    """GetLoan returns a loan that the caller's organization borrows or lends."""
+    """GetLoan returns a loan that the caller's organization borrows or lends, in
+    any state. Errors: INVALID_ARGUMENT LOAN_ID_REQUIRED; NOT_FOUND
+    LOAN_NOT_FOUND.
+    """
     ListLoans: _aio.UnaryUnaryMultiCallable[_loan_service_pb2.ListLoansRequest, _loan_service_pb2.ListLoansResponse]  # type: ignore[assignment]
-    """ListLoans pages through the loans of the caller's organization, newest first."""
+    """ListLoans pages through the loans the caller's organization borrows or
+    lends, in any state, newest first. Errors: INVALID_ARGUMENT
+    PAGE_SIZE_NEGATIVE, PAGE_TOKEN_INVALID or COUNTERPARTY_ORGANIZATION_ID_INVALID.
+    """
     UpdateLoan: _aio.UnaryUnaryMultiCallable[_loan_service_pb2.UpdateLoanRequest, _loan_service_pb2.UpdateLoanResponse]  # type: ignore[assignment]
-    """UpdateLoan changes the fields named in update_mask of a DRAFT loan (borrower)."""
+    """UpdateLoan changes the terms named in update_mask of a DRAFT loan
+    (borrower); the merged loan must pass CreateLoan's rules. Sending the
+    stored values again changes nothing and audits nothing. Errors:
+    INVALID_ARGUMENT UPDATE_MASK_REQUIRED, UPDATE_MASK_INVALID or a violation
+    per field; ABORTED ETAG_MISMATCH; FAILED_PRECONDITION LOAN_NOT_DRAFT.
+    Audited as LOAN_UPDATED.
+    """
     DeleteLoan: _aio.UnaryUnaryMultiCallable[_loan_service_pb2.DeleteLoanRequest, _loan_service_pb2.DeleteLoanResponse]  # type: ignore[assignment]
-    """DeleteLoan deletes a DRAFT loan with its KPIs, ratchets and results (borrower)."""
+    """DeleteLoan deletes a DRAFT loan with its KPIs, ratchets and history
+    (borrower). Errors: ABORTED ETAG_MISMATCH; FAILED_PRECONDITION
+    LOAN_NOT_DRAFT. Audited as LOAN_DELETED.
+    """
     InviteLender: _aio.UnaryUnaryMultiCallable[_loan_service_pb2.InviteLenderRequest, _loan_service_pb2.InviteLenderResponse]  # type: ignore[assignment]
-    """InviteLender makes the organization of a lender user the loan's lender (borrower, DRAFT)."""
+    """InviteLender makes the organization of the active lender user with this
+    email the loan's lender (borrower, DRAFT). Inviting another lender
+    replaces the current one, which hears of it on its watch; every KPI it had
+    reviewed goes back to PROPOSED (KPI_REVIEW_REOPENED, cause LENDER_CHANGED).
+    Inviting the current lender again changes nothing. Errors:
+    INVALID_ARGUMENT LENDER_EMAIL_REQUIRED or LENDER_EMAIL_TOO_LONG;
+    FAILED_PRECONDITION LENDER_NOT_FOUND (no active lender has the email: an
+    unknown email and a borrower's answer alike) or LOAN_NOT_DRAFT; ABORTED
+    ETAG_MISMATCH. Audited as LENDER_INVITED.
+    """
     SubmitLoan: _aio.UnaryUnaryMultiCallable[_loan_service_pb2.SubmitLoanRequest, _loan_service_pb2.SubmitLoanResponse]  # type: ignore[assignment]
-    """SubmitLoan moves DRAFT to PENDING_APPROVAL; needs a lender and at least one KPI (borrower)."""
+    """SubmitLoan moves DRAFT to PENDING_APPROVAL for the lender's review
+    (borrower). Errors: FAILED_PRECONDITION LOAN_NOT_DRAFT, LENDER_REQUIRED (no
+    lender invited) or KPIS_REQUIRED (no KPI); ABORTED ETAG_MISMATCH. Audited
+    as LOAN_SUBMITTED.
+    """
     ApproveLoan: _aio.UnaryUnaryMultiCallable[_loan_service_pb2.ApproveLoanRequest, _loan_service_pb2.ApproveLoanResponse]  # type: ignore[assignment]
-    """ApproveLoan moves PENDING_APPROVAL to APPROVED; every KPI must be accepted (lender)."""
+    """ApproveLoan moves PENDING_APPROVAL to APPROVED (lender). Errors:
+    FAILED_PRECONDITION LOAN_NOT_PENDING_APPROVAL, KPIS_REQUIRED or
+    KPIS_NOT_ALL_ACCEPTED; ABORTED ETAG_MISMATCH. Audited as LOAN_APPROVED.
+    """
     RejectLoan: _aio.UnaryUnaryMultiCallable[_loan_service_pb2.RejectLoanRequest, _loan_service_pb2.RejectLoanResponse]  # type: ignore[assignment]
-    """RejectLoan moves PENDING_APPROVAL to REJECTED with a reason (lender)."""
+    """RejectLoan moves PENDING_APPROVAL to REJECTED, with a reason the history
+    keeps (lender). Errors: INVALID_ARGUMENT REASON_REQUIRED, REASON_TOO_LONG;
+    FAILED_PRECONDITION LOAN_NOT_PENDING_APPROVAL; ABORTED ETAG_MISMATCH.
+    Audited as LOAN_REJECTED.
+    """
     WithdrawLoan: _aio.UnaryUnaryMultiCallable[_loan_service_pb2.WithdrawLoanRequest, _loan_service_pb2.WithdrawLoanResponse]  # type: ignore[assignment]
-    """WithdrawLoan moves DRAFT or PENDING_APPROVAL to WITHDRAWN (borrower)."""
+    """WithdrawLoan moves DRAFT or PENDING_APPROVAL to WITHDRAWN (borrower).
+    Errors: FAILED_PRECONDITION LOAN_NOT_DRAFT_OR_PENDING; ABORTED
+    ETAG_MISMATCH. Audited as LOAN_WITHDRAWN.
+    """
     ActivateLoan: _aio.UnaryUnaryMultiCallable[_loan_service_pb2.ActivateLoanRequest, _loan_service_pb2.ActivateLoanResponse]  # type: ignore[assignment]
-    """ActivateLoan moves APPROVED to ACTIVE (lender)."""
+    """ActivateLoan moves APPROVED to ACTIVE, on or after the loan's start_date
+    (lender). Errors: FAILED_PRECONDITION LOAN_NOT_APPROVED or
+    LOAN_NOT_STARTED (today is before start_date); ABORTED ETAG_MISMATCH.
+    Audited as LOAN_ACTIVATED.
+    """
     CloseLoan: _aio.UnaryUnaryMultiCallable[_loan_service_pb2.CloseLoanRequest, _loan_service_pb2.CloseLoanResponse]  # type: ignore[assignment]
-    """CloseLoan moves ACTIVE to CLOSED (lender)."""
+    """CloseLoan moves ACTIVE to CLOSED (lender). Errors: FAILED_PRECONDITION
+    LOAN_NOT_ACTIVE; ABORTED ETAG_MISMATCH. Audited as LOAN_CLOSED.
+    """
     ListLoanHistory: _aio.UnaryUnaryMultiCallable[_loan_service_pb2.ListLoanHistoryRequest, _loan_service_pb2.ListLoanHistoryResponse]  # type: ignore[assignment]
-    """ListLoanHistory returns the loan's state changes, oldest first."""
+    """ListLoanHistory returns the loan's state changes, oldest first (either
+    party, any state). Errors: INVALID_ARGUMENT LOAN_ID_REQUIRED; NOT_FOUND
+    LOAN_NOT_FOUND.
+    """
     CreateKpi: _aio.UnaryUnaryMultiCallable[_loan_service_pb2.CreateKpiRequest, _loan_service_pb2.CreateKpiResponse]  # type: ignore[assignment]
-    """CreateKpi proposes a KPI for a DRAFT or PENDING_APPROVAL loan (borrower)."""
+    """CreateKpi proposes a KPI for a DRAFT or PENDING_APPROVAL loan (borrower);
+    it starts PROPOSED. Errors: INVALID_ARGUMENT with a violation per field
+    (see CreateKpiRequest); FAILED_PRECONDITION LOAN_NOT_EDITABLE. Audited as
+    KPI_CREATED.
+    """
     UpdateKpi: _aio.UnaryUnaryMultiCallable[_loan_service_pb2.UpdateKpiRequest, _loan_service_pb2.UpdateKpiResponse]  # type: ignore[assignment]
-    """UpdateKpi changes a KPI; an accepted or rejected KPI goes back to PROPOSED (borrower)."""
+    """UpdateKpi changes the fields named in update_mask (borrower, loan DRAFT or
+    PENDING_APPROVAL); the merged KPI must pass CreateKpi's rules, and the KPI
+    goes back to PROPOSED for the lender to review again. Errors:
+    INVALID_ARGUMENT UPDATE_MASK_REQUIRED, UPDATE_MASK_INVALID or a violation
+    per field; NOT_FOUND KPI_NOT_FOUND; ABORTED ETAG_MISMATCH;
+    FAILED_PRECONDITION LOAN_NOT_EDITABLE. Audited as KPI_UPDATED.
+    """
     DeleteKpi: _aio.UnaryUnaryMultiCallable[_loan_service_pb2.DeleteKpiRequest, _loan_service_pb2.DeleteKpiResponse]  # type: ignore[assignment]
-    """DeleteKpi deletes a KPI with its ratchet (borrower)."""
+    """DeleteKpi deletes a KPI with its ratchet (borrower, loan DRAFT or
+    PENDING_APPROVAL). Errors: NOT_FOUND KPI_NOT_FOUND; ABORTED ETAG_MISMATCH;
+    FAILED_PRECONDITION LOAN_NOT_EDITABLE. Audited as KPI_DELETED.
+    """
     AcceptKpi: _aio.UnaryUnaryMultiCallable[_loan_service_pb2.AcceptKpiRequest, _loan_service_pb2.AcceptKpiResponse]  # type: ignore[assignment]
-    """AcceptKpi accepts a PROPOSED KPI (lender)."""
+    """AcceptKpi accepts a PROPOSED KPI (lender, loan DRAFT or PENDING_APPROVAL).
+    Errors: NOT_FOUND KPI_NOT_FOUND; ABORTED ETAG_MISMATCH; FAILED_PRECONDITION
+    KPI_ALREADY_REVIEWED (accepted or rejected already: it is reviewed again
+    once edited) or LOAN_NOT_EDITABLE. Audited as KPI_ACCEPTED.
+    """
     RejectKpi: _aio.UnaryUnaryMultiCallable[_loan_service_pb2.RejectKpiRequest, _loan_service_pb2.RejectKpiResponse]  # type: ignore[assignment]
-    """RejectKpi rejects a PROPOSED KPI with a reason (lender)."""
+    """RejectKpi rejects a PROPOSED KPI with a reason (lender, loan DRAFT or
+    PENDING_APPROVAL). Errors: INVALID_ARGUMENT REASON_REQUIRED,
+    REASON_TOO_LONG; NOT_FOUND KPI_NOT_FOUND; ABORTED ETAG_MISMATCH;
+    FAILED_PRECONDITION KPI_ALREADY_REVIEWED or LOAN_NOT_EDITABLE. Audited as
+    KPI_REJECTED.
+    """
     ListKpis: _aio.UnaryUnaryMultiCallable[_loan_service_pb2.ListKpisRequest, _loan_service_pb2.ListKpisResponse]  # type: ignore[assignment]
-    """ListKpis returns the loan's KPIs."""
+    """ListKpis returns the loan's KPIs in creation order (either party, any
+    state). Errors: INVALID_ARGUMENT LOAN_ID_REQUIRED; NOT_FOUND LOAN_NOT_FOUND.
+    """
     CreateMarginRatchet: _aio.UnaryUnaryMultiCallable[_loan_service_pb2.CreateMarginRatchetRequest, _loan_service_pb2.CreateMarginRatchetResponse]  # type: ignore[assignment]
-    """CreateMarginRatchet attaches a margin ratchet to a KPI of the loan (borrower)."""
+    """CreateMarginRatchet attaches a margin ratchet to a KPI of the loan, at
+    most one per KPI (borrower, loan DRAFT or PENDING_APPROVAL). A KPI the
+    lender had reviewed goes back to PROPOSED (KPI_REVIEW_REOPENED, cause
+    MARGIN_RATCHET_CHANGED). Errors: INVALID_ARGUMENT KPI_ID_REQUIRED,
+    KPI_NOT_IN_LOAN or BPS_OUT_OF_RANGE; ALREADY_EXISTS RATCHET_EXISTS;
+    FAILED_PRECONDITION LOAN_NOT_EDITABLE. Audited as MARGIN_RATCHET_CREATED.
+    """
     UpdateMarginRatchet: _aio.UnaryUnaryMultiCallable[_loan_service_pb2.UpdateMarginRatchetRequest, _loan_service_pb2.UpdateMarginRatchetResponse]  # type: ignore[assignment]
-    """UpdateMarginRatchet changes a ratchet's basis points (borrower)."""
+    """UpdateMarginRatchet changes the basis points named in update_mask
+    (borrower, loan DRAFT or PENDING_APPROVAL). A change sends a reviewed KPI
+    back to PROPOSED, as CreateMarginRatchet does. Errors: INVALID_ARGUMENT
+    UPDATE_MASK_REQUIRED, UPDATE_MASK_INVALID or BPS_OUT_OF_RANGE; NOT_FOUND
+    RATCHET_NOT_FOUND; ABORTED ETAG_MISMATCH; FAILED_PRECONDITION
+    LOAN_NOT_EDITABLE. Audited as MARGIN_RATCHET_UPDATED.
+    """
     DeleteMarginRatchet: _aio.UnaryUnaryMultiCallable[_loan_service_pb2.DeleteMarginRatchetRequest, _loan_service_pb2.DeleteMarginRatchetResponse]  # type: ignore[assignment]
-    """DeleteMarginRatchet deletes a ratchet (borrower)."""
+    """DeleteMarginRatchet deletes a ratchet (borrower, loan DRAFT or
+    PENDING_APPROVAL); a reviewed KPI goes back to PROPOSED. Errors: NOT_FOUND
+    RATCHET_NOT_FOUND; ABORTED ETAG_MISMATCH; FAILED_PRECONDITION
+    LOAN_NOT_EDITABLE. Audited as MARGIN_RATCHET_DELETED.
+    """
     ReportKpiResult: _aio.UnaryUnaryMultiCallable[_loan_service_pb2.ReportKpiResultRequest, _loan_service_pb2.ReportKpiResultResponse]  # type: ignore[assignment]
-    """ReportKpiResult reports a KPI's value for a period of an ACTIVE loan (borrower)."""
+    """ReportKpiResult reports an ACCEPTED KPI's value for one of its observation
+    periods that has ended, on an ACTIVE loan (borrower), or restates an
+    earlier result. A value worse than the KPI's threshold_value is marked as
+    a breach. Errors: INVALID_ARGUMENT with a violation per field (see
+    ReportKpiResultRequest); NOT_FOUND KPI_NOT_FOUND; FAILED_PRECONDITION
+    LOAN_NOT_ACTIVE, KPI_NOT_ACCEPTED, PERIOD_NOT_ENDED (period_end is after
+    today), PERIOD_OVERLAPS (another standing result covers part of the
+    period: restate it instead) or RESULT_ALREADY_SUPERSEDED. Audited as
+    KPI_RESULT_REPORTED, plus KPI_RESULT_SUPERSEDED for a restated result.
+    """
     VerifyKpiResult: _aio.UnaryUnaryMultiCallable[_loan_service_pb2.VerifyKpiResultRequest, _loan_service_pb2.VerifyKpiResultResponse]  # type: ignore[assignment]
-    """VerifyKpiResult verifies a reported result and applies its margin adjustment (lender)."""
+    """VerifyKpiResult verifies a REPORTED result of an ACTIVE loan (lender): it
+    passes or fails by its KPI's direction and target and, when the KPI has a
+    ratchet, adjusts the margin. Verification after the period's due date
+    still counts, and replaces the period's recorded miss. Errors: NOT_FOUND
+    KPI_RESULT_NOT_FOUND; ABORTED ETAG_MISMATCH; FAILED_PRECONDITION
+    LOAN_NOT_ACTIVE or RESULT_NOT_REPORTED. Audited as KPI_RESULT_VERIFIED,
+    plus MARGIN_ADJUSTED.
+    """
     ListKpiResults: _aio.UnaryUnaryMultiCallable[_loan_service_pb2.ListKpiResultsRequest, _loan_service_pb2.ListKpiResultsResponse]  # type: ignore[assignment]
-    """ListKpiResults returns the loan's KPI results, superseded ones included."""
+    """ListKpiResults returns the loan's KPI results in the order they were
+    reported, superseded ones included (either party, any state). Errors:
+    INVALID_ARGUMENT LOAN_ID_REQUIRED or KPI_NOT_IN_LOAN; NOT_FOUND
+    LOAN_NOT_FOUND.
+    """
     ListMarginAdjustments: _aio.UnaryUnaryMultiCallable[_loan_service_pb2.ListMarginAdjustmentsRequest, _loan_service_pb2.ListMarginAdjustmentsResponse]  # type: ignore[assignment]
-    """ListMarginAdjustments returns the loan's margin adjustments, oldest first."""
+    """ListMarginAdjustments pages through the loan's margin adjustments, oldest
+    first (either party, any state). Errors: INVALID_ARGUMENT
+    LOAN_ID_REQUIRED, PAGE_SIZE_NEGATIVE or PAGE_TOKEN_INVALID; NOT_FOUND
+    LOAN_NOT_FOUND.
+    """
     WatchLoans: _aio.UnaryStreamMultiCallable[_loan_service_pb2.WatchLoansRequest, _loan_service_pb2.WatchLoansResponse]  # type: ignore[assignment]
-    """WatchLoans streams a notification for each committed change to a loan of the
-    caller's organization: the counterpart of revalidatePath.
+    """WatchLoans streams a LoanChange for each change committed to a loan of the
+    caller's organization, until the client ends the call: the counterpart of
+    revalidatePath (borrowers and lenders). As soon as the subscription is
+    live the server sends the response header `x-watch: subscribed`: every
+    change committed after it arrives is delivered, so wait for it before
+    reading what you watch; it is the only safe sign, and a refused stream
+    never sends it. The caller is checked again every 5 seconds: an expired
+    token or a deactivated user (UNAUTHENTICATED), or a move to another
+    organization (PERMISSION_DENIED ORGANIZATION_CHANGED) ends the stream with
+    that error, so a stream lasts no longer than its access token. A reader
+    more than 1000 changes behind is dropped with RESOURCE_EXHAUSTED
+    SUBSCRIBER_TOO_SLOW, and an interrupted change feed (PostgreSQL) ends
+    every stream with UNAVAILABLE CHANGE_FEED_INTERRUPTED, each as the
+    stream's last response. Capacity is a real gRPC status, not an envelope:
+    a server holds LOANSUITE_MAX_WORKERS / 2 watches (16 by default), 4 per
+    user and 8 per organization; past that the call fails with the status
+    RESOURCE_EXHAUSTED (TOO_MANY_WATCHERS, STREAMS_PER_USER_EXHAUSTED or
+    STREAMS_PER_ORGANIZATION_EXHAUSTED) with the Error as a google.rpc.Status
+    detail. A server that stops ends the stream with the status UNAVAILABLE
+    SERVER_STOPPING. After any end, subscribe again, wait for `x-watch`, then
+    re-read: changes committed in between were not delivered.
+    """
+    GetMarginSchedule: _aio.UnaryUnaryMultiCallable[_loan_service_pb2.GetMarginScheduleRequest, _loan_service_pb2.GetMarginScheduleResponse]  # type: ignore[assignment]
+    """Facility economics: the margin schedule, drawdowns, repayments, the ledger, the report.
+
+    GetMarginSchedule lists each interest period from start to maturity with
+    its all-in margin: the base margin plus the KPI adjustments in force,
+    within the loan's cap and floor (either party, any state). Errors:
+    INVALID_ARGUMENT LOAN_ID_REQUIRED; NOT_FOUND LOAN_NOT_FOUND;
+    FAILED_PRECONDITION TOO_MANY_INTEREST_PERIODS (a loan stored before the
+    bound of 1200 periods existed).
+    """
+    RequestDrawdown: _aio.UnaryUnaryMultiCallable[_loan_service_pb2.RequestDrawdownRequest, _loan_service_pb2.RequestDrawdownResponse]  # type: ignore[assignment]
+    """RequestDrawdown asks to draw on an ACTIVE loan (borrower). The amount
+    must fit within committed_amount minus drawn_amount, counting approved
+    drawdowns only: the lender's approval checks it again. Errors:
+    INVALID_ARGUMENT `AMOUNT_*` or `NOTE_*`; FAILED_PRECONDITION LOAN_NOT_ACTIVE or
+    DRAWDOWN_EXCEEDS_AVAILABLE. Audited as DRAWDOWN_REQUESTED.
+    """
+    ApproveDrawdown: _aio.UnaryUnaryMultiCallable[_loan_service_pb2.ApproveDrawdownRequest, _loan_service_pb2.ApproveDrawdownResponse]  # type: ignore[assignment]
+    """ApproveDrawdown funds a REQUESTED drawdown of an ACTIVE loan (lender): its
+    amount is added to the loan's drawn and outstanding amounts by a new
+    ledger entry, in the same transaction. Two approvals never overdraw: the
+    second sees the first. Errors: NOT_FOUND DRAWDOWN_NOT_FOUND; ABORTED
+    ETAG_MISMATCH; FAILED_PRECONDITION LOAN_NOT_ACTIVE,
+    DRAWDOWN_ALREADY_DECIDED or DRAWDOWN_EXCEEDS_AVAILABLE. Audited as
+    DRAWDOWN_APPROVED.
+    """
+    RejectDrawdown: _aio.UnaryUnaryMultiCallable[_loan_service_pb2.RejectDrawdownRequest, _loan_service_pb2.RejectDrawdownResponse]  # type: ignore[assignment]
+    """RejectDrawdown refuses a REQUESTED drawdown, with a reason (lender, any
+    loan state); nothing is drawn. Errors: INVALID_ARGUMENT REASON_REQUIRED,
+    REASON_TOO_LONG; NOT_FOUND DRAWDOWN_NOT_FOUND; ABORTED ETAG_MISMATCH;
+    FAILED_PRECONDITION DRAWDOWN_ALREADY_DECIDED. Audited as DRAWDOWN_REJECTED.
+    """
+    RecordRepayment: _aio.UnaryUnaryMultiCallable[_loan_service_pb2.RecordRepaymentRequest, _loan_service_pb2.RecordRepaymentResponse]  # type: ignore[assignment]
+    """RecordRepayment writes a repayment of at most the outstanding amount to
+    the ledger of an ACTIVE loan (lender). Errors: INVALID_ARGUMENT `AMOUNT_*`
+    or `NOTE_*`; FAILED_PRECONDITION LOAN_NOT_ACTIVE or
+    REPAYMENT_EXCEEDS_OUTSTANDING. Audited as REPAYMENT_RECORDED.
+    """
+    ListLedgerEntries: _aio.UnaryUnaryMultiCallable[_loan_service_pb2.ListLedgerEntriesRequest, _loan_service_pb2.ListLedgerEntriesResponse]  # type: ignore[assignment]
+    """ListLedgerEntries pages through the loan's ledger, oldest first, with the
+    loan's balances now (either party, any state). Errors: INVALID_ARGUMENT
+    LOAN_ID_REQUIRED, PAGE_SIZE_NEGATIVE or PAGE_TOKEN_INVALID; NOT_FOUND
+    LOAN_NOT_FOUND.
+    """
+    GetLoanReport: _aio.UnaryUnaryMultiCallable[_loan_service_pb2.GetLoanReportRequest, _loan_service_pb2.GetLoanReportResponse]  # type: ignore[assignment]
+    """GetLoanReport returns the loan with its parties, KPIs, ratchets, results,
+    margin adjustments, margin schedule, drawdowns, ledger, history and
+    reporting calendar, read in one snapshot so that the parts agree (either
+    party, any state). Like ListReportingObligations, it first records the
+    missed periods it finds. Errors: as GetMarginSchedule.
+    """
+    ListReportingObligations: _aio.UnaryUnaryMultiCallable[_loan_service_pb2.ListReportingObligationsRequest, _loan_service_pb2.ListReportingObligationsResponse]  # type: ignore[assignment]
+    """The reporting calendar.
+
+    ListReportingObligations lists, per KPI and observation period, the due
+    date of its result and where it stands today (either party, any state).
+    On an ACTIVE loan, a period found past its due date without a verified
+    result (MISSED or OVERDUE) is recorded as missed, once, whoever sees it
+    first: this call, GetLoanReport or the loans service's sweep (hourly by
+    default, LOANSUITE_REPORTING_SWEEP_SECONDS). Its KPI's ratchet, if any, steps the
+    margin up, and KPI_PERIOD_MISSED (plus MARGIN_ADJUSTED) is audited with
+    the loans service as the actor. Errors: INVALID_ARGUMENT LOAN_ID_REQUIRED
+    or KPI_NOT_IN_LOAN; NOT_FOUND LOAN_NOT_FOUND.
     """
 
 class LoanServiceServicer(metaclass=_abc_1.ABCMeta):
     """LoanService holds sustainability-linked loans between a borrower and a
-    lender organization. Every call needs "authorization: Bearer <token>".
+    lender organization: their terms, KPIs, margin ratchets, results, margin
+    schedule, drawdowns and repayments. A loan and everything in it is visible
+    to its two parties only.
+
+    Every call needs the metadata `authorization: Bearer <access token>` and
+    without a valid one answers UNAUTHENTICATED (reasons `TOKEN_*`, or
+    USER_INACTIVE for a deactivated user), or UNAVAILABLE AUTH_UNAVAILABLE when
+    the auth service cannot be reached to check it. Only borrowers and lenders
+    act on loans: an admin or a service identity gets PERMISSION_DENIED
+    ROLE_NOT_ALLOWED. A loan, KPI, ratchet, result or drawdown of another
+    organization, or an id that is not a lowercase UUID, answers NOT_FOUND
+    (LOAN_NOT_FOUND, KPI_NOT_FOUND, ...), never revealing that it exists; an
+    empty id is INVALID_ARGUMENT `<FIELD>_REQUIRED`; the other party of a visible
+    loan gets PERMISSION_DENIED NOT_THE_BORROWER or NOT_THE_LENDER. A loan state
+    that does not allow the call is FAILED_PRECONDITION with a reason naming
+    the rule (LOAN_NOT_DRAFT, LOAN_NOT_ACTIVE, ...); an etag that is set and no
+    longer current is ABORTED ETAG_MISMATCH. Invalid fields are INVALID_ARGUMENT
+    with a violation per field, named by its proto path. Free text is trimmed
+    and NFC-normalized and refuses control and bidi characters
+    (`<FIELD>_HAS_CONTROL_CHARACTERS`, `<FIELD>_HAS_BIDI_CONTROLS`). "Today" is the
+    current date in UTC. Every mutation is audited and notifies WatchLoans
+    subscribers; a commit that could not be made durable is the gRPC status
+    UNAVAILABLE COMMIT_FAILED (nothing was written: retry with the same
+    request_id).
     """
 
     @_abc_1.abstractmethod
@@ -167,7 +634,12 @@ class LoanServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _loan_service_pb2.CreateLoanRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_loan_service_pb2.CreateLoanResponse, _abc.Awaitable[_loan_service_pb2.CreateLoanResponse]]:
-        """CreateLoan creates a DRAFT loan owned by the caller's borrower organization."""
+        """CreateLoan creates a DRAFT loan of the caller's organization, with the
+        caller as its creator. Borrowers only (PERMISSION_DENIED
+        ROLE_NOT_ALLOWED). Errors: INVALID_ARGUMENT with a violation per field
+        (see CreateLoanRequest), REQUEST_ID_INVALID or REQUEST_ID_REUSED. Audited
+        as LOAN_CREATED.
+        """
 
     @_abc_1.abstractmethod
     def GetLoan(
@@ -175,7 +647,10 @@ class LoanServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _loan_service_pb2.GetLoanRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_loan_service_pb2.GetLoanResponse, _abc.Awaitable[_loan_service_pb2.GetLoanResponse]]:
-        """GetLoan returns a loan that the caller's organization borrows or lends."""
+        """GetLoan returns a loan that the caller's organization borrows or lends, in
+        any state. Errors: INVALID_ARGUMENT LOAN_ID_REQUIRED; NOT_FOUND
+        LOAN_NOT_FOUND.
+        """
 
     @_abc_1.abstractmethod
     def ListLoans(
@@ -183,7 +658,10 @@ class LoanServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _loan_service_pb2.ListLoansRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_loan_service_pb2.ListLoansResponse, _abc.Awaitable[_loan_service_pb2.ListLoansResponse]]:
-        """ListLoans pages through the loans of the caller's organization, newest first."""
+        """ListLoans pages through the loans the caller's organization borrows or
+        lends, in any state, newest first. Errors: INVALID_ARGUMENT
+        PAGE_SIZE_NEGATIVE, PAGE_TOKEN_INVALID or COUNTERPARTY_ORGANIZATION_ID_INVALID.
+        """
 
     @_abc_1.abstractmethod
     def UpdateLoan(
@@ -191,7 +669,13 @@ class LoanServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _loan_service_pb2.UpdateLoanRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_loan_service_pb2.UpdateLoanResponse, _abc.Awaitable[_loan_service_pb2.UpdateLoanResponse]]:
-        """UpdateLoan changes the fields named in update_mask of a DRAFT loan (borrower)."""
+        """UpdateLoan changes the terms named in update_mask of a DRAFT loan
+        (borrower); the merged loan must pass CreateLoan's rules. Sending the
+        stored values again changes nothing and audits nothing. Errors:
+        INVALID_ARGUMENT UPDATE_MASK_REQUIRED, UPDATE_MASK_INVALID or a violation
+        per field; ABORTED ETAG_MISMATCH; FAILED_PRECONDITION LOAN_NOT_DRAFT.
+        Audited as LOAN_UPDATED.
+        """
 
     @_abc_1.abstractmethod
     def DeleteLoan(
@@ -199,7 +683,10 @@ class LoanServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _loan_service_pb2.DeleteLoanRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_loan_service_pb2.DeleteLoanResponse, _abc.Awaitable[_loan_service_pb2.DeleteLoanResponse]]:
-        """DeleteLoan deletes a DRAFT loan with its KPIs, ratchets and results (borrower)."""
+        """DeleteLoan deletes a DRAFT loan with its KPIs, ratchets and history
+        (borrower). Errors: ABORTED ETAG_MISMATCH; FAILED_PRECONDITION
+        LOAN_NOT_DRAFT. Audited as LOAN_DELETED.
+        """
 
     @_abc_1.abstractmethod
     def InviteLender(
@@ -207,7 +694,16 @@ class LoanServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _loan_service_pb2.InviteLenderRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_loan_service_pb2.InviteLenderResponse, _abc.Awaitable[_loan_service_pb2.InviteLenderResponse]]:
-        """InviteLender makes the organization of a lender user the loan's lender (borrower, DRAFT)."""
+        """InviteLender makes the organization of the active lender user with this
+        email the loan's lender (borrower, DRAFT). Inviting another lender
+        replaces the current one, which hears of it on its watch; every KPI it had
+        reviewed goes back to PROPOSED (KPI_REVIEW_REOPENED, cause LENDER_CHANGED).
+        Inviting the current lender again changes nothing. Errors:
+        INVALID_ARGUMENT LENDER_EMAIL_REQUIRED or LENDER_EMAIL_TOO_LONG;
+        FAILED_PRECONDITION LENDER_NOT_FOUND (no active lender has the email: an
+        unknown email and a borrower's answer alike) or LOAN_NOT_DRAFT; ABORTED
+        ETAG_MISMATCH. Audited as LENDER_INVITED.
+        """
 
     @_abc_1.abstractmethod
     def SubmitLoan(
@@ -215,7 +711,11 @@ class LoanServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _loan_service_pb2.SubmitLoanRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_loan_service_pb2.SubmitLoanResponse, _abc.Awaitable[_loan_service_pb2.SubmitLoanResponse]]:
-        """SubmitLoan moves DRAFT to PENDING_APPROVAL; needs a lender and at least one KPI (borrower)."""
+        """SubmitLoan moves DRAFT to PENDING_APPROVAL for the lender's review
+        (borrower). Errors: FAILED_PRECONDITION LOAN_NOT_DRAFT, LENDER_REQUIRED (no
+        lender invited) or KPIS_REQUIRED (no KPI); ABORTED ETAG_MISMATCH. Audited
+        as LOAN_SUBMITTED.
+        """
 
     @_abc_1.abstractmethod
     def ApproveLoan(
@@ -223,7 +723,10 @@ class LoanServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _loan_service_pb2.ApproveLoanRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_loan_service_pb2.ApproveLoanResponse, _abc.Awaitable[_loan_service_pb2.ApproveLoanResponse]]:
-        """ApproveLoan moves PENDING_APPROVAL to APPROVED; every KPI must be accepted (lender)."""
+        """ApproveLoan moves PENDING_APPROVAL to APPROVED (lender). Errors:
+        FAILED_PRECONDITION LOAN_NOT_PENDING_APPROVAL, KPIS_REQUIRED or
+        KPIS_NOT_ALL_ACCEPTED; ABORTED ETAG_MISMATCH. Audited as LOAN_APPROVED.
+        """
 
     @_abc_1.abstractmethod
     def RejectLoan(
@@ -231,7 +734,11 @@ class LoanServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _loan_service_pb2.RejectLoanRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_loan_service_pb2.RejectLoanResponse, _abc.Awaitable[_loan_service_pb2.RejectLoanResponse]]:
-        """RejectLoan moves PENDING_APPROVAL to REJECTED with a reason (lender)."""
+        """RejectLoan moves PENDING_APPROVAL to REJECTED, with a reason the history
+        keeps (lender). Errors: INVALID_ARGUMENT REASON_REQUIRED, REASON_TOO_LONG;
+        FAILED_PRECONDITION LOAN_NOT_PENDING_APPROVAL; ABORTED ETAG_MISMATCH.
+        Audited as LOAN_REJECTED.
+        """
 
     @_abc_1.abstractmethod
     def WithdrawLoan(
@@ -239,7 +746,10 @@ class LoanServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _loan_service_pb2.WithdrawLoanRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_loan_service_pb2.WithdrawLoanResponse, _abc.Awaitable[_loan_service_pb2.WithdrawLoanResponse]]:
-        """WithdrawLoan moves DRAFT or PENDING_APPROVAL to WITHDRAWN (borrower)."""
+        """WithdrawLoan moves DRAFT or PENDING_APPROVAL to WITHDRAWN (borrower).
+        Errors: FAILED_PRECONDITION LOAN_NOT_DRAFT_OR_PENDING; ABORTED
+        ETAG_MISMATCH. Audited as LOAN_WITHDRAWN.
+        """
 
     @_abc_1.abstractmethod
     def ActivateLoan(
@@ -247,7 +757,11 @@ class LoanServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _loan_service_pb2.ActivateLoanRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_loan_service_pb2.ActivateLoanResponse, _abc.Awaitable[_loan_service_pb2.ActivateLoanResponse]]:
-        """ActivateLoan moves APPROVED to ACTIVE (lender)."""
+        """ActivateLoan moves APPROVED to ACTIVE, on or after the loan's start_date
+        (lender). Errors: FAILED_PRECONDITION LOAN_NOT_APPROVED or
+        LOAN_NOT_STARTED (today is before start_date); ABORTED ETAG_MISMATCH.
+        Audited as LOAN_ACTIVATED.
+        """
 
     @_abc_1.abstractmethod
     def CloseLoan(
@@ -255,7 +769,9 @@ class LoanServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _loan_service_pb2.CloseLoanRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_loan_service_pb2.CloseLoanResponse, _abc.Awaitable[_loan_service_pb2.CloseLoanResponse]]:
-        """CloseLoan moves ACTIVE to CLOSED (lender)."""
+        """CloseLoan moves ACTIVE to CLOSED (lender). Errors: FAILED_PRECONDITION
+        LOAN_NOT_ACTIVE; ABORTED ETAG_MISMATCH. Audited as LOAN_CLOSED.
+        """
 
     @_abc_1.abstractmethod
     def ListLoanHistory(
@@ -263,7 +779,10 @@ class LoanServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _loan_service_pb2.ListLoanHistoryRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_loan_service_pb2.ListLoanHistoryResponse, _abc.Awaitable[_loan_service_pb2.ListLoanHistoryResponse]]:
-        """ListLoanHistory returns the loan's state changes, oldest first."""
+        """ListLoanHistory returns the loan's state changes, oldest first (either
+        party, any state). Errors: INVALID_ARGUMENT LOAN_ID_REQUIRED; NOT_FOUND
+        LOAN_NOT_FOUND.
+        """
 
     @_abc_1.abstractmethod
     def CreateKpi(
@@ -271,7 +790,11 @@ class LoanServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _loan_service_pb2.CreateKpiRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_loan_service_pb2.CreateKpiResponse, _abc.Awaitable[_loan_service_pb2.CreateKpiResponse]]:
-        """CreateKpi proposes a KPI for a DRAFT or PENDING_APPROVAL loan (borrower)."""
+        """CreateKpi proposes a KPI for a DRAFT or PENDING_APPROVAL loan (borrower);
+        it starts PROPOSED. Errors: INVALID_ARGUMENT with a violation per field
+        (see CreateKpiRequest); FAILED_PRECONDITION LOAN_NOT_EDITABLE. Audited as
+        KPI_CREATED.
+        """
 
     @_abc_1.abstractmethod
     def UpdateKpi(
@@ -279,7 +802,13 @@ class LoanServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _loan_service_pb2.UpdateKpiRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_loan_service_pb2.UpdateKpiResponse, _abc.Awaitable[_loan_service_pb2.UpdateKpiResponse]]:
-        """UpdateKpi changes a KPI; an accepted or rejected KPI goes back to PROPOSED (borrower)."""
+        """UpdateKpi changes the fields named in update_mask (borrower, loan DRAFT or
+        PENDING_APPROVAL); the merged KPI must pass CreateKpi's rules, and the KPI
+        goes back to PROPOSED for the lender to review again. Errors:
+        INVALID_ARGUMENT UPDATE_MASK_REQUIRED, UPDATE_MASK_INVALID or a violation
+        per field; NOT_FOUND KPI_NOT_FOUND; ABORTED ETAG_MISMATCH;
+        FAILED_PRECONDITION LOAN_NOT_EDITABLE. Audited as KPI_UPDATED.
+        """
 
     @_abc_1.abstractmethod
     def DeleteKpi(
@@ -287,7 +816,10 @@ class LoanServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _loan_service_pb2.DeleteKpiRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_loan_service_pb2.DeleteKpiResponse, _abc.Awaitable[_loan_service_pb2.DeleteKpiResponse]]:
-        """DeleteKpi deletes a KPI with its ratchet (borrower)."""
+        """DeleteKpi deletes a KPI with its ratchet (borrower, loan DRAFT or
+        PENDING_APPROVAL). Errors: NOT_FOUND KPI_NOT_FOUND; ABORTED ETAG_MISMATCH;
+        FAILED_PRECONDITION LOAN_NOT_EDITABLE. Audited as KPI_DELETED.
+        """
 
     @_abc_1.abstractmethod
     def AcceptKpi(
@@ -295,7 +827,11 @@ class LoanServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _loan_service_pb2.AcceptKpiRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_loan_service_pb2.AcceptKpiResponse, _abc.Awaitable[_loan_service_pb2.AcceptKpiResponse]]:
-        """AcceptKpi accepts a PROPOSED KPI (lender)."""
+        """AcceptKpi accepts a PROPOSED KPI (lender, loan DRAFT or PENDING_APPROVAL).
+        Errors: NOT_FOUND KPI_NOT_FOUND; ABORTED ETAG_MISMATCH; FAILED_PRECONDITION
+        KPI_ALREADY_REVIEWED (accepted or rejected already: it is reviewed again
+        once edited) or LOAN_NOT_EDITABLE. Audited as KPI_ACCEPTED.
+        """
 
     @_abc_1.abstractmethod
     def RejectKpi(
@@ -303,7 +839,12 @@ class LoanServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _loan_service_pb2.RejectKpiRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_loan_service_pb2.RejectKpiResponse, _abc.Awaitable[_loan_service_pb2.RejectKpiResponse]]:
-        """RejectKpi rejects a PROPOSED KPI with a reason (lender)."""
+        """RejectKpi rejects a PROPOSED KPI with a reason (lender, loan DRAFT or
+        PENDING_APPROVAL). Errors: INVALID_ARGUMENT REASON_REQUIRED,
+        REASON_TOO_LONG; NOT_FOUND KPI_NOT_FOUND; ABORTED ETAG_MISMATCH;
+        FAILED_PRECONDITION KPI_ALREADY_REVIEWED or LOAN_NOT_EDITABLE. Audited as
+        KPI_REJECTED.
+        """
 
     @_abc_1.abstractmethod
     def ListKpis(
@@ -311,7 +852,9 @@ class LoanServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _loan_service_pb2.ListKpisRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_loan_service_pb2.ListKpisResponse, _abc.Awaitable[_loan_service_pb2.ListKpisResponse]]:
-        """ListKpis returns the loan's KPIs."""
+        """ListKpis returns the loan's KPIs in creation order (either party, any
+        state). Errors: INVALID_ARGUMENT LOAN_ID_REQUIRED; NOT_FOUND LOAN_NOT_FOUND.
+        """
 
     @_abc_1.abstractmethod
     def CreateMarginRatchet(
@@ -319,7 +862,13 @@ class LoanServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _loan_service_pb2.CreateMarginRatchetRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_loan_service_pb2.CreateMarginRatchetResponse, _abc.Awaitable[_loan_service_pb2.CreateMarginRatchetResponse]]:
-        """CreateMarginRatchet attaches a margin ratchet to a KPI of the loan (borrower)."""
+        """CreateMarginRatchet attaches a margin ratchet to a KPI of the loan, at
+        most one per KPI (borrower, loan DRAFT or PENDING_APPROVAL). A KPI the
+        lender had reviewed goes back to PROPOSED (KPI_REVIEW_REOPENED, cause
+        MARGIN_RATCHET_CHANGED). Errors: INVALID_ARGUMENT KPI_ID_REQUIRED,
+        KPI_NOT_IN_LOAN or BPS_OUT_OF_RANGE; ALREADY_EXISTS RATCHET_EXISTS;
+        FAILED_PRECONDITION LOAN_NOT_EDITABLE. Audited as MARGIN_RATCHET_CREATED.
+        """
 
     @_abc_1.abstractmethod
     def UpdateMarginRatchet(
@@ -327,7 +876,13 @@ class LoanServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _loan_service_pb2.UpdateMarginRatchetRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_loan_service_pb2.UpdateMarginRatchetResponse, _abc.Awaitable[_loan_service_pb2.UpdateMarginRatchetResponse]]:
-        """UpdateMarginRatchet changes a ratchet's basis points (borrower)."""
+        """UpdateMarginRatchet changes the basis points named in update_mask
+        (borrower, loan DRAFT or PENDING_APPROVAL). A change sends a reviewed KPI
+        back to PROPOSED, as CreateMarginRatchet does. Errors: INVALID_ARGUMENT
+        UPDATE_MASK_REQUIRED, UPDATE_MASK_INVALID or BPS_OUT_OF_RANGE; NOT_FOUND
+        RATCHET_NOT_FOUND; ABORTED ETAG_MISMATCH; FAILED_PRECONDITION
+        LOAN_NOT_EDITABLE. Audited as MARGIN_RATCHET_UPDATED.
+        """
 
     @_abc_1.abstractmethod
     def DeleteMarginRatchet(
@@ -335,7 +890,11 @@ class LoanServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _loan_service_pb2.DeleteMarginRatchetRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_loan_service_pb2.DeleteMarginRatchetResponse, _abc.Awaitable[_loan_service_pb2.DeleteMarginRatchetResponse]]:
-        """DeleteMarginRatchet deletes a ratchet (borrower)."""
+        """DeleteMarginRatchet deletes a ratchet (borrower, loan DRAFT or
+        PENDING_APPROVAL); a reviewed KPI goes back to PROPOSED. Errors: NOT_FOUND
+        RATCHET_NOT_FOUND; ABORTED ETAG_MISMATCH; FAILED_PRECONDITION
+        LOAN_NOT_EDITABLE. Audited as MARGIN_RATCHET_DELETED.
+        """
 
     @_abc_1.abstractmethod
     def ReportKpiResult(
@@ -343,7 +902,16 @@ class LoanServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _loan_service_pb2.ReportKpiResultRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_loan_service_pb2.ReportKpiResultResponse, _abc.Awaitable[_loan_service_pb2.ReportKpiResultResponse]]:
-        """ReportKpiResult reports a KPI's value for a period of an ACTIVE loan (borrower)."""
+        """ReportKpiResult reports an ACCEPTED KPI's value for one of its observation
+        periods that has ended, on an ACTIVE loan (borrower), or restates an
+        earlier result. A value worse than the KPI's threshold_value is marked as
+        a breach. Errors: INVALID_ARGUMENT with a violation per field (see
+        ReportKpiResultRequest); NOT_FOUND KPI_NOT_FOUND; FAILED_PRECONDITION
+        LOAN_NOT_ACTIVE, KPI_NOT_ACCEPTED, PERIOD_NOT_ENDED (period_end is after
+        today), PERIOD_OVERLAPS (another standing result covers part of the
+        period: restate it instead) or RESULT_ALREADY_SUPERSEDED. Audited as
+        KPI_RESULT_REPORTED, plus KPI_RESULT_SUPERSEDED for a restated result.
+        """
 
     @_abc_1.abstractmethod
     def VerifyKpiResult(
@@ -351,7 +919,14 @@ class LoanServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _loan_service_pb2.VerifyKpiResultRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_loan_service_pb2.VerifyKpiResultResponse, _abc.Awaitable[_loan_service_pb2.VerifyKpiResultResponse]]:
-        """VerifyKpiResult verifies a reported result and applies its margin adjustment (lender)."""
+        """VerifyKpiResult verifies a REPORTED result of an ACTIVE loan (lender): it
+        passes or fails by its KPI's direction and target and, when the KPI has a
+        ratchet, adjusts the margin. Verification after the period's due date
+        still counts, and replaces the period's recorded miss. Errors: NOT_FOUND
+        KPI_RESULT_NOT_FOUND; ABORTED ETAG_MISMATCH; FAILED_PRECONDITION
+        LOAN_NOT_ACTIVE or RESULT_NOT_REPORTED. Audited as KPI_RESULT_VERIFIED,
+        plus MARGIN_ADJUSTED.
+        """
 
     @_abc_1.abstractmethod
     def ListKpiResults(
@@ -359,7 +934,11 @@ class LoanServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _loan_service_pb2.ListKpiResultsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_loan_service_pb2.ListKpiResultsResponse, _abc.Awaitable[_loan_service_pb2.ListKpiResultsResponse]]:
-        """ListKpiResults returns the loan's KPI results, superseded ones included."""
+        """ListKpiResults returns the loan's KPI results in the order they were
+        reported, superseded ones included (either party, any state). Errors:
+        INVALID_ARGUMENT LOAN_ID_REQUIRED or KPI_NOT_IN_LOAN; NOT_FOUND
+        LOAN_NOT_FOUND.
+        """
 
     @_abc_1.abstractmethod
     def ListMarginAdjustments(
@@ -367,7 +946,11 @@ class LoanServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _loan_service_pb2.ListMarginAdjustmentsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_loan_service_pb2.ListMarginAdjustmentsResponse, _abc.Awaitable[_loan_service_pb2.ListMarginAdjustmentsResponse]]:
-        """ListMarginAdjustments returns the loan's margin adjustments, oldest first."""
+        """ListMarginAdjustments pages through the loan's margin adjustments, oldest
+        first (either party, any state). Errors: INVALID_ARGUMENT
+        LOAN_ID_REQUIRED, PAGE_SIZE_NEGATIVE or PAGE_TOKEN_INVALID; NOT_FOUND
+        LOAN_NOT_FOUND.
+        """
 
     @_abc_1.abstractmethod
     def WatchLoans(
@@ -375,8 +958,139 @@ class LoanServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _loan_service_pb2.WatchLoansRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_loan_service_pb2.WatchLoansResponse], _abc.AsyncIterator[_loan_service_pb2.WatchLoansResponse]]:
-        """WatchLoans streams a notification for each committed change to a loan of the
-        caller's organization: the counterpart of revalidatePath.
+        """WatchLoans streams a LoanChange for each change committed to a loan of the
+        caller's organization, until the client ends the call: the counterpart of
+        revalidatePath (borrowers and lenders). As soon as the subscription is
+        live the server sends the response header `x-watch: subscribed`: every
+        change committed after it arrives is delivered, so wait for it before
+        reading what you watch; it is the only safe sign, and a refused stream
+        never sends it. The caller is checked again every 5 seconds: an expired
+        token or a deactivated user (UNAUTHENTICATED), or a move to another
+        organization (PERMISSION_DENIED ORGANIZATION_CHANGED) ends the stream with
+        that error, so a stream lasts no longer than its access token. A reader
+        more than 1000 changes behind is dropped with RESOURCE_EXHAUSTED
+        SUBSCRIBER_TOO_SLOW, and an interrupted change feed (PostgreSQL) ends
+        every stream with UNAVAILABLE CHANGE_FEED_INTERRUPTED, each as the
+        stream's last response. Capacity is a real gRPC status, not an envelope:
+        a server holds LOANSUITE_MAX_WORKERS / 2 watches (16 by default), 4 per
+        user and 8 per organization; past that the call fails with the status
+        RESOURCE_EXHAUSTED (TOO_MANY_WATCHERS, STREAMS_PER_USER_EXHAUSTED or
+        STREAMS_PER_ORGANIZATION_EXHAUSTED) with the Error as a google.rpc.Status
+        detail. A server that stops ends the stream with the status UNAVAILABLE
+        SERVER_STOPPING. After any end, subscribe again, wait for `x-watch`, then
+        re-read: changes committed in between were not delivered.
+        """
+
+    @_abc_1.abstractmethod
+    def GetMarginSchedule(
+        self,
+        request: _loan_service_pb2.GetMarginScheduleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_loan_service_pb2.GetMarginScheduleResponse, _abc.Awaitable[_loan_service_pb2.GetMarginScheduleResponse]]:
+        """Facility economics: the margin schedule, drawdowns, repayments, the ledger, the report.
+
+        GetMarginSchedule lists each interest period from start to maturity with
+        its all-in margin: the base margin plus the KPI adjustments in force,
+        within the loan's cap and floor (either party, any state). Errors:
+        INVALID_ARGUMENT LOAN_ID_REQUIRED; NOT_FOUND LOAN_NOT_FOUND;
+        FAILED_PRECONDITION TOO_MANY_INTEREST_PERIODS (a loan stored before the
+        bound of 1200 periods existed).
+        """
+
+    @_abc_1.abstractmethod
+    def RequestDrawdown(
+        self,
+        request: _loan_service_pb2.RequestDrawdownRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_loan_service_pb2.RequestDrawdownResponse, _abc.Awaitable[_loan_service_pb2.RequestDrawdownResponse]]:
+        """RequestDrawdown asks to draw on an ACTIVE loan (borrower). The amount
+        must fit within committed_amount minus drawn_amount, counting approved
+        drawdowns only: the lender's approval checks it again. Errors:
+        INVALID_ARGUMENT `AMOUNT_*` or `NOTE_*`; FAILED_PRECONDITION LOAN_NOT_ACTIVE or
+        DRAWDOWN_EXCEEDS_AVAILABLE. Audited as DRAWDOWN_REQUESTED.
+        """
+
+    @_abc_1.abstractmethod
+    def ApproveDrawdown(
+        self,
+        request: _loan_service_pb2.ApproveDrawdownRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_loan_service_pb2.ApproveDrawdownResponse, _abc.Awaitable[_loan_service_pb2.ApproveDrawdownResponse]]:
+        """ApproveDrawdown funds a REQUESTED drawdown of an ACTIVE loan (lender): its
+        amount is added to the loan's drawn and outstanding amounts by a new
+        ledger entry, in the same transaction. Two approvals never overdraw: the
+        second sees the first. Errors: NOT_FOUND DRAWDOWN_NOT_FOUND; ABORTED
+        ETAG_MISMATCH; FAILED_PRECONDITION LOAN_NOT_ACTIVE,
+        DRAWDOWN_ALREADY_DECIDED or DRAWDOWN_EXCEEDS_AVAILABLE. Audited as
+        DRAWDOWN_APPROVED.
+        """
+
+    @_abc_1.abstractmethod
+    def RejectDrawdown(
+        self,
+        request: _loan_service_pb2.RejectDrawdownRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_loan_service_pb2.RejectDrawdownResponse, _abc.Awaitable[_loan_service_pb2.RejectDrawdownResponse]]:
+        """RejectDrawdown refuses a REQUESTED drawdown, with a reason (lender, any
+        loan state); nothing is drawn. Errors: INVALID_ARGUMENT REASON_REQUIRED,
+        REASON_TOO_LONG; NOT_FOUND DRAWDOWN_NOT_FOUND; ABORTED ETAG_MISMATCH;
+        FAILED_PRECONDITION DRAWDOWN_ALREADY_DECIDED. Audited as DRAWDOWN_REJECTED.
+        """
+
+    @_abc_1.abstractmethod
+    def RecordRepayment(
+        self,
+        request: _loan_service_pb2.RecordRepaymentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_loan_service_pb2.RecordRepaymentResponse, _abc.Awaitable[_loan_service_pb2.RecordRepaymentResponse]]:
+        """RecordRepayment writes a repayment of at most the outstanding amount to
+        the ledger of an ACTIVE loan (lender). Errors: INVALID_ARGUMENT `AMOUNT_*`
+        or `NOTE_*`; FAILED_PRECONDITION LOAN_NOT_ACTIVE or
+        REPAYMENT_EXCEEDS_OUTSTANDING. Audited as REPAYMENT_RECORDED.
+        """
+
+    @_abc_1.abstractmethod
+    def ListLedgerEntries(
+        self,
+        request: _loan_service_pb2.ListLedgerEntriesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_loan_service_pb2.ListLedgerEntriesResponse, _abc.Awaitable[_loan_service_pb2.ListLedgerEntriesResponse]]:
+        """ListLedgerEntries pages through the loan's ledger, oldest first, with the
+        loan's balances now (either party, any state). Errors: INVALID_ARGUMENT
+        LOAN_ID_REQUIRED, PAGE_SIZE_NEGATIVE or PAGE_TOKEN_INVALID; NOT_FOUND
+        LOAN_NOT_FOUND.
+        """
+
+    @_abc_1.abstractmethod
+    def GetLoanReport(
+        self,
+        request: _loan_service_pb2.GetLoanReportRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_loan_service_pb2.GetLoanReportResponse, _abc.Awaitable[_loan_service_pb2.GetLoanReportResponse]]:
+        """GetLoanReport returns the loan with its parties, KPIs, ratchets, results,
+        margin adjustments, margin schedule, drawdowns, ledger, history and
+        reporting calendar, read in one snapshot so that the parts agree (either
+        party, any state). Like ListReportingObligations, it first records the
+        missed periods it finds. Errors: as GetMarginSchedule.
+        """
+
+    @_abc_1.abstractmethod
+    def ListReportingObligations(
+        self,
+        request: _loan_service_pb2.ListReportingObligationsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_loan_service_pb2.ListReportingObligationsResponse, _abc.Awaitable[_loan_service_pb2.ListReportingObligationsResponse]]:
+        """The reporting calendar.
+
+        ListReportingObligations lists, per KPI and observation period, the due
+        date of its result and where it stands today (either party, any state).
+        On an ACTIVE loan, a period found past its due date without a verified
+        result (MISSED or OVERDUE) is recorded as missed, once, whoever sees it
+        first: this call, GetLoanReport or the loans service's sweep (hourly by
+        default, LOANSUITE_REPORTING_SWEEP_SECONDS). Its KPI's ratchet, if any, steps the
+        margin up, and KPI_PERIOD_MISSED (plus MARGIN_ADJUSTED) is audited with
+        the loans service as the actor. Errors: INVALID_ARGUMENT LOAN_ID_REQUIRED
+        or KPI_NOT_IN_LOAN; NOT_FOUND LOAN_NOT_FOUND.
         """
 
 def add_LoanServiceServicer_to_server(servicer: LoanServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -82,21 +82,22 @@ def upgrade() -> None:
         sa.UniqueConstraint("token_hash", name="uq_refresh_tokens_token_hash"),
     )
     op.create_index("ix_refresh_tokens_user_id", "refresh_tokens", ["user_id"])
+    # Under this name since 0003; a database made before then is renamed by 0003.
     op.create_table(
-        "outbox_events",
+        "auth_outbox_events",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
         sa.Column("event_id", sa.String(36), nullable=False),
         sa.Column("payload", sa.Text(), nullable=False),
         _instant("create_time"),
         _instant("delivered_time", nullable=True),
-        sa.PrimaryKeyConstraint("id", name="pk_outbox_events"),
-        sa.UniqueConstraint("event_id", name="uq_outbox_events_event_id"),
+        sa.PrimaryKeyConstraint("id", name="pk_auth_outbox_events"),
+        sa.UniqueConstraint("event_id", name="uq_auth_outbox_events_event_id"),
     )
-    op.create_index("ix_outbox_events_pending", "outbox_events", ["delivered_time", "id"])
+    op.create_index("ix_auth_outbox_events_pending", "auth_outbox_events", ["delivered_time", "id"])
 
 
 def downgrade() -> None:
-    op.drop_table("outbox_events")
+    op.drop_table("auth_outbox_events")
     op.drop_table("refresh_tokens")
     op.drop_table("signing_keys")
     op.drop_table("users")

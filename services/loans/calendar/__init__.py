@@ -1,0 +1,1 @@
+"""The reporting calendar: observation periods, due dates, statuses, and missed periods."""

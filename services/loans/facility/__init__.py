@@ -1,0 +1,1 @@
+"""Facility terms and the margin schedule: base margin, reference rate, interest periods."""
