@@ -124,7 +124,11 @@ class Server:
 
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, on_signal)
-        stopping.wait()
+        # Python runs a signal's handler in the main thread, but the kernel may deliver the
+        # signal to any thread (grpc's among them): a wait without a timeout could then
+        # sleep through it. Waking every half second lets the handler run.
+        while not stopping.wait(0.5):
+            pass
         self.health.enter_graceful_shutdown()
         if drain > 0:
             log.info("draining: health reads NOT_SERVING", extra={"drain_seconds": drain})

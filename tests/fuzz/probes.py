@@ -140,8 +140,11 @@ def invoke(channel: grpc.Channel, call: Call) -> Outcome:
                 iter(payloads), metadata=call.metadata, timeout=UNARY_SECONDS
             )
         elif method.server_streaming:
+            # A request the transport refuses never opens the stream: give its refusal (after
+            # 4 MiB have crossed, for an oversized one) a unary call's time, not a moment's.
+            seconds = UNARY_SECONDS if call.transport_refuses else STREAM_SECONDS
             answers = channel.unary_stream(rpc.path, None, decode)(
-                payloads[0], metadata=call.metadata, timeout=STREAM_SECONDS
+                payloads[0], metadata=call.metadata, timeout=seconds
             )
         else:
             unary = channel.unary_unary(rpc.path, None, decode)
