@@ -31,6 +31,7 @@ from services.loans.loan.conversions import loan_form, loan_to_proto
 from services.loans.loan.schemas import parse_new_loan
 from services.loans.loan.use_cases import create_loan
 from services.shared import context
+from services.shared.call_metrics import for_method
 from services.shared.db import Database
 from services.shared.envelope import unary
 from services.shared.identity import (
@@ -41,7 +42,6 @@ from services.shared.identity import (
     TokenVerifier,
 )
 from services.shared.logs import BatchedHandler, JsonFormatter
-from services.shared.metrics import calls
 from services.shared.migrations import upgrade
 
 CALLER = Caller(user_id=str(uuid.uuid4()), organization_id=str(uuid.uuid4()), role=Role.BORROWER)
@@ -124,11 +124,16 @@ def main() -> None:
 
                 return get_loan(session, caller=CALLER, loan_id=loan.id)
 
+        def count(servicer: Echo) -> None:
+            rpc = for_method(servicer, Echo.GetLoan, "unary")
+            rpc.started()
+            rpc.handled("OK", 0.0003, None)
+
         pieces: dict[str, Callable[[], object]] = {
             "request id (made up)": lambda: context.request_id_from(metadata),
             "authenticate (token and user cached)": lambda: authenticator.authenticate(metadata),
             "envelope @unary around an empty method": lambda: echo.GetLoan(empty, ctx),
-            "metrics: count the call": lambda: calls.record("X.GetLoan", "OK"),
+            "metrics: count the call (started, handled, its time)": lambda: count(echo),
             "access log line (formatted, batched)": lambda: logger.info(
                 "call", extra={"rpc": "LoanServicer.GetLoan", "outcome": "OK", "elapsed_ms": 0.3}
             ),
