@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any, Final
@@ -23,6 +22,7 @@ from services.shared.validation import (
     Violation,
     check_characters,
     fail,
+    is_uuid,
     validated,
     violations,
 )
@@ -142,13 +142,9 @@ class NewAuditEvent(BaseModel):
     def _event_id(cls, raw: str) -> str:
         if not raw:
             raise fail("EVENT_ID_REQUIRED", "is required")
-        try:
-            canonical = str(uuid.UUID(raw))
-        except ValueError:
-            canonical = ""
         # Only the canonical spelling: the unique index compares strings, so
         # "ABC…" and "abc…" would otherwise be stored as two events.
-        if canonical != raw:
+        if not is_uuid(raw):
             raise fail(
                 "EVENT_ID_INVALID",
                 "must be a lowercase UUID such as {example}",
