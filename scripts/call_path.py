@@ -30,7 +30,7 @@ from services.loans.loan import queries
 from services.loans.loan.conversions import loan_form, loan_to_proto
 from services.loans.loan.schemas import parse_new_loan
 from services.loans.loan.use_cases import create_loan
-from services.shared import context
+from services.shared import context, tracing
 from services.shared.call_metrics import for_method
 from services.shared.db import Database
 from services.shared.envelope import unary
@@ -87,6 +87,7 @@ def main() -> None:
     authenticator = Authenticator(verifier, _Users())
     authenticator.authenticate(metadata)  # the token is verified once, then cached
 
+    tracing.configure_tracing("loans")  # as `loansuite serve`: ids made, nothing exported
     logger = logging.getLogger("call-path")
     handler = BatchedHandler(open("/dev/null", "w"))  # noqa: SIM115 - lives with the process
     handler.setFormatter(JsonFormatter())
@@ -124,6 +125,12 @@ def main() -> None:
 
                 return get_loan(session, caller=CALLER, loan_id=loan.id)
 
+        def span() -> None:
+            call = tracing.start_call_span("loansuite.loans.v1.LoanService", "GetLoan", metadata)
+            token = call.enter()
+            call.end("OK")
+            call.leave(token)
+
         def count(servicer: Echo) -> None:
             rpc = for_method(servicer, Echo.GetLoan, "unary")
             rpc.started()
@@ -134,6 +141,7 @@ def main() -> None:
             "authenticate (token and user cached)": lambda: authenticator.authenticate(metadata),
             "envelope @unary around an empty method": lambda: echo.GetLoan(empty, ctx),
             "metrics: count the call (started, handled, its time)": lambda: count(echo),
+            "trace: the call's span (SDK on, nothing exported)": span,
             "access log line (formatted, batched)": lambda: logger.info(
                 "call", extra={"rpc": "LoanServicer.GetLoan", "outcome": "OK", "elapsed_ms": 0.3}
             ),

@@ -18,6 +18,7 @@ from services.shared.errors import AppError
 from services.shared.files import UnsafePermissionsError
 from services.shared.logs import configure_logging
 from services.shared.settings import Settings
+from services.shared.tracing import configure_tracing
 
 __all__ = ["main"]
 
@@ -276,6 +277,11 @@ def _serve(args: argparse.Namespace) -> int:
     documents: dict[str, Any] = {}  # filled once the service is built (auth's JWKS)
     side_port = _side_port(args.service, settings, documents)
     if side_port is None:
+        return 2
+    try:
+        configure_tracing(args.service)  # exporters as OTEL_* say; none by default
+    except ValueError as exc:
+        print(f"loansuite: {exc}", file=sys.stderr)
         return 2
     wiring = importlib.import_module(f"services.{args.service}.wiring")
     try:

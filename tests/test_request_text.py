@@ -115,6 +115,9 @@ RULES: Final[dict[str, str]] = {
         )
     },
     "events.hash": "assigned on ingest: what a producer sends there is ignored",
+    # W3C ids: lowercase hex of their length or empty; anything else is refused on the field.
+    "events.trace_id": SINGLE,
+    "events.span_id": SINGLE,
 }
 OVERRIDES: Final[dict[tuple[str, str], str]] = {}
 # (rpc, path) → rule for every string field the descriptors hold.

@@ -12,10 +12,13 @@ escaped as ``\\uXXXX`` with lowercase hex (Python's
      "actor_user_id": str, "changes": [[field, old_value, new_value], ...],
      "event_id": str, "ingest_time": str, "occur_time": str,
      "organization_ids": [str, ...], "request_id": str, "resource_id": str,
-     "resource_type": str, "sequence": int, "source": str}
+     "resource_type": str, "sequence": int, "source": str,
+     "span_id": str, "trace_id": str}
 
 ``changes`` keeps the event's order; ``organization_ids`` is sorted (by code
-point). Instants are UTC with exactly six fraction digits and a ``Z``:
+point). ``trace_id`` and ``span_id`` (the trace of the call that caused the
+event) appear only when set, so events from before they existed keep their
+hashes. Instants are UTC with exactly six fraction digits and a ``Z``:
 ``2026-03-01T12:00:00.000000Z``. Every field a reader of the event sees is in
 the encoding, so an edit anywhere breaks the event's own link, and rehashing
 the edited event breaks the next one. Only a head published outside the
@@ -77,6 +80,8 @@ class ChainedEvent:
     ingest_time: datetime
     changes: Sequence[Sequence[str]]
     hash: str = ""
+    trace_id: str = ""
+    span_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -129,6 +134,10 @@ def canonical_encoding(event: ChainedEvent) -> bytes:
         "ingest_time": _instant(event.ingest_time),
         "changes": [list(change) for change in event.changes],
     }
+    if event.trace_id:
+        fields["trace_id"] = event.trace_id
+    if event.span_id:
+        fields["span_id"] = event.span_id
     return json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
 
 

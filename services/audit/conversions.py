@@ -53,6 +53,8 @@ def record_from_proto(event: pb.AuditEvent) -> AuditRecord:
         occur_time=_iso(event.occur_time, present=event.HasField("occur_time")),
         source=event.source,
         changes=[Change(c.field, c.old_value, c.new_value) for c in event.changes],
+        trace_id=event.trace_id,
+        span_id=event.span_id,
     )
 
 
@@ -96,6 +98,8 @@ def event_to_proto(event: AuditEvent) -> pb.AuditEvent:
         sequence=event.sequence,
         ingest_time=timestamp(event.ingest_time),
         hash=event.hash,
+        trace_id=event.trace_id,
+        span_id=event.span_id,
     )
 
 

@@ -221,6 +221,8 @@ class _EventLine(BaseModel):
     ingest_time: _Instant
     changes: list[list[str]]
     hash: str
+    trace_id: str = ""  # only in lines of events that carry a trace
+    span_id: str = ""
 
 
 def verify_file(path: Path, *, expected_head: Head | None = None) -> Verification:

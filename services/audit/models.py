@@ -26,6 +26,8 @@ EVENT_ID_LENGTH: Final = 36  # a UUID in canonical form
 # since PostgreSQL would reject them and SQLite would keep them silently.
 TEXT_LENGTH: Final = 200
 HASH_LENGTH: Final = 64  # SHA-256 in lowercase hex
+TRACE_ID_LENGTH: Final = 32  # W3C trace context ids in lowercase hex
+SPAN_ID_LENGTH: Final = 16
 
 # INTEGER on SQLite, as the first revision declared it (then for autoincrement;
 # sequences are now assigned by ingest, see use_cases.ingest_events).
@@ -61,6 +63,9 @@ class AuditEvent(Base):
     changes: Mapped[str] = mapped_column(Text)
     # See services/audit/chain.py for what it covers and how to recompute it.
     hash: Mapped[str] = mapped_column(String(HASH_LENGTH))
+    # The trace of the call that caused the event (W3C ids in hex); "" when none.
+    trace_id: Mapped[str] = mapped_column(String(TRACE_ID_LENGTH), server_default="")
+    span_id: Mapped[str] = mapped_column(String(SPAN_ID_LENGTH), server_default="")
 
     organizations: Mapped[list[AuditEventOrganization]] = relationship(
         lazy="selectin", order_by="AuditEventOrganization.organization_id", viewonly=True

@@ -43,6 +43,8 @@ _COLUMNS: Final = (
     AuditEvent.ingest_time,
     AuditEvent.changes,
     AuditEvent.hash,
+    AuditEvent.trace_id,
+    AuditEvent.span_id,
 )
 
 

@@ -43,6 +43,7 @@ MAX_BATCH_SIZE: Final = 1000
 # An error response stays small however broken the batch is.
 _MAX_VIOLATIONS: Final = 100
 _ACTION = re.compile(r"[A-Z][A-Z0-9_]*")
+_HEX = re.compile(r"[0-9a-f]+")
 # The proto nests the actor; the domain record keeps it flat.
 _PROTO_PATHS: Final = {
     "actor_user_id": "actor.user_id",
@@ -98,6 +99,13 @@ def _instant(raw: str | datetime | None) -> datetime | None:
     return value.astimezone(UTC)
 
 
+def _hex_id(raw: str, digits: int, reason: str) -> str:
+    """A W3C trace or span id: empty, or lowercase hex of its length and not all zeros."""
+    if raw and (not _HEX.fullmatch(raw) or len(raw) != digits or not raw.strip("0")):
+        raise fail(reason, "must be empty or {n} lowercase hex digits, not all zero", n=digits)
+    return raw
+
+
 _Word = Annotated[str, PlainValidator(_word)]
 _Value = Annotated[str, PlainValidator(_value)]
 _OrganizationId = Annotated[str, PlainValidator(_organization_id)]
@@ -136,6 +144,18 @@ class NewAuditEvent(BaseModel):
     occur_time: datetime
     source: str
     changes: tuple[EventChange, ...]
+    trace_id: str = ""
+    span_id: str = ""
+
+    @field_validator("trace_id", mode="plain")
+    @classmethod
+    def _trace_id(cls, raw: str) -> str:
+        return _hex_id(raw, 32, "TRACE_ID_INVALID")
+
+    @field_validator("span_id", mode="plain")
+    @classmethod
+    def _span_id(cls, raw: str) -> str:
+        return _hex_id(raw, 16, "SPAN_ID_INVALID")
 
     @field_validator("event_id", mode="plain")
     @classmethod
@@ -221,6 +241,8 @@ _REASONS: Final = frozenset(
         "VALUE_TOO_LONG",
         "VALUE_HAS_CONTROL_CHARACTERS",
         "VALUE_HAS_BIDI_CONTROLS",
+        "TRACE_ID_INVALID",
+        "SPAN_ID_INVALID",
     }
 )
 

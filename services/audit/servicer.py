@@ -17,6 +17,7 @@ from services.audit.heads import HeadsFile
 from services.audit.schemas import parse_events
 from services.audit.tail import Tails
 from services.audit.throttle import CallRate
+from services.shared import tracing
 from services.shared.db import Database
 from services.shared.envelope import streaming, unary
 from services.shared.identity import Authenticator
@@ -64,7 +65,14 @@ class AuditServicer(pb_grpc.AuditServiceServicer):
         for request in request_iterator:
             events = parse_events(conversions.records_from_proto(request.events))
             use_cases.check_sources(caller, events)
-            with self._db.write() as session:
+            with (
+                tracing.linked_span(
+                    "audit ingest",
+                    (tracing.Origin(e.trace_id, e.span_id) for e in events),
+                    kind=tracing.SpanKind.CONSUMER,
+                ),
+                self._db.write() as session,
+            ):
                 ingested = use_cases.ingest_events(session, events, now=datetime.now(UTC))
             if ingested.head is not None:
                 self._publish(ingested.head)

@@ -46,6 +46,8 @@ def to_proto(record: AuditRecord) -> pb.AuditEvent:
             pb.FieldChange(field=f, old_value=old, new_value=new) for f, old, new in record.changes
         ],
         source=record.source,
+        trace_id=record.trace_id,
+        span_id=record.span_id,
     )
 
 

@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 import prometheus_client as prom
 
-__all__ = ["CallCounter", "CallMetrics", "GrpcType", "calls", "for_method"]
+__all__ = ["CallCounter", "CallMetrics", "GrpcType", "Outcome", "calls", "for_method"]
 
 # Created-time series double every counter's lines, and no gRPC dashboard reads them.
 prom.disable_created_metrics()  # type: ignore[no-untyped-call]
@@ -53,6 +53,7 @@ class CallMetrics:
 
     def __init__(self, name: str, grpc_type: GrpcType, service: str, method: str) -> None:
         self.name = name  # as the log line names the call: LoanServicer.CreateLoan
+        self.service, self.method = service, method  # loansuite.loans.v1.LoanService, CreateLoan
         self._labels = (grpc_type, service, method)
         self._started = _STARTED.labels(*self._labels)
         self._handling = _HANDLING.labels(*self._labels)

@@ -33,8 +33,8 @@ from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 from loansuite.common.v1 import error_pb2
 
-from services.shared import context
-from services.shared.call_metrics import CallMetrics, GrpcType, for_method
+from services.shared import context, tracing
+from services.shared.call_metrics import CallMetrics, GrpcType, Outcome, for_method
 from services.shared.errors import AppError, Code, FieldViolation, error_for
 
 __all__ = [
@@ -177,20 +177,28 @@ def unary(
     def decorate(method: Handler[Self_, Req, Resp]) -> Handler[Self_, Req, Resp]:
         @functools.wraps(method)
         def handler(self: Self_, request: Req, ctx: grpc.ServicerContext) -> Resp:
-            request_id = context.request_id_from(ctx.invocation_metadata())
+            metadata = ctx.invocation_metadata()
+            request_id = context.request_id_from(metadata)
             token = context.set_request_id(request_id, ctx)
-            started = time.perf_counter()
             rpc = for_method(self, method, "unary")
+            span = tracing.start_call_span(rpc.service, rpc.method, metadata)
+            current = span.enter()
+            started = time.perf_counter()
             rpc.started()
+            outcome: Outcome = ("UNKNOWN", None)
             try:
                 response = _call(method, self, request, ctx, response_type, request_id)
                 ctx.set_trailing_metadata(((context.REQUEST_ID_HEADER, request_id),))
-                _record(rpc, response, started)
+                outcome = _record(rpc, response, started)
                 return response
             except AppError as exc:  # as_status: answered with a real gRPC status
-                _log_call(rpc, exc.code.name, started, grpc_code=exc.code.name, reason=exc.reason)
+                outcome = _log_call(
+                    rpc, exc.code.name, started, grpc_code=exc.code.name, reason=exc.reason
+                )
                 abort_with_error(ctx, exc, request_id)
-            finally:  # after the call's log line, which carries the request id
+            finally:  # after the call's log line, which carries the request and trace ids
+                span.end(*outcome)
+                span.leave(current)
                 context.reset_request_id(token)
 
         return handler
@@ -217,13 +225,12 @@ def _call(
         return response_type(error=internal_error(request_id))
 
 
-def _record(rpc: CallMetrics, response: Envelope, started: float) -> None:
+def _record(rpc: CallMetrics, response: Envelope, started: float) -> Outcome:
     """Classify the call by its envelope code, so an error never counts as a success."""
     if response.HasField("error"):
         error = response.error
-        _log_call(rpc, code_from_proto(error.code).name, started, reason=error.reason)
-    else:
-        _log_call(rpc, "OK", started)
+        return _log_call(rpc, code_from_proto(error.code).name, started, reason=error.reason)
+    return _log_call(rpc, "OK", started)
 
 
 def _log_call(
@@ -233,14 +240,16 @@ def _log_call(
     *,
     grpc_code: str = "OK",
     reason: str | None = None,
-) -> None:
+) -> Outcome:
     """Count and log a finished call: outcome is the Error's code (then reason is its
-    reason) or, without an Error, the gRPC code."""
+    reason) or, without an Error, the gRPC code. Returns what the call came to."""
     elapsed = time.perf_counter() - started
-    rpc.handled(grpc_code, elapsed, None if reason is None else (outcome, reason))
+    error = None if reason is None else (outcome, reason)
+    rpc.handled(grpc_code, elapsed, error)
     level = logging.ERROR if outcome == "INTERNAL" else logging.INFO
     extra = {"rpc": rpc.name, "outcome": outcome, "elapsed_ms": round(elapsed * 1000, 3)}
     log.log(level, "call", extra=extra)
+    return grpc_code, error
 
 
 def streaming(
@@ -253,11 +262,7 @@ def streaming(
         def handler(self: Self_, request: Req, ctx: grpc.ServicerContext) -> Iterator[Resp]:
             # A bidirectional method gets an iterator of requests, not one message.
             kind: GrpcType = "server_stream" if hasattr(request, "DESCRIPTOR") else "bidi_stream"
-            call = _StreamCall(
-                for_method(self, method, kind),
-                context.request_id_from(ctx.invocation_metadata()),
-                ctx,
-            )
+            call = _StreamCall(for_method(self, method, kind), ctx)
             ctx.set_trailing_metadata(((context.REQUEST_ID_HEADER, call.request_id),))
             responses = method(self, request, ctx)
             try:
@@ -288,9 +293,11 @@ class _StreamCall:
     that gRPC status and the Error as its detail, so clients' retry logic reconnects.
     """
 
-    def __init__(self, rpc: CallMetrics, request_id: str, ctx: grpc.ServicerContext) -> None:
+    def __init__(self, rpc: CallMetrics, ctx: grpc.ServicerContext) -> None:
+        metadata = ctx.invocation_metadata()
         self.rpc = rpc
-        self.request_id = request_id
+        self.request_id = context.request_id_from(metadata)
+        self.span = tracing.start_call_span(rpc.service, rpc.method, metadata)
         self.outcome = self.grpc_code = "OK"
         self.reason: str | None = None
         self._ctx = ctx
@@ -303,6 +310,7 @@ class _StreamCall:
         if self._finished:
             return None
         token = context.set_request_id(self.request_id, self._ctx)
+        current = self.span.enter()
         try:
             return next(responses)
         except StopIteration:
@@ -325,6 +333,7 @@ class _StreamCall:
             log.exception("unexpected failure")
             return self._fail(response_type(error=internal_error(self.request_id)), AppError())
         finally:
+            self.span.leave(current)
             context.reset_request_id(token)
 
     def _fail(self, response: Resp, exc: AppError) -> Resp:
@@ -334,12 +343,16 @@ class _StreamCall:
     def finish(self, responses: Iterator[Resp]) -> None:
         """Close the method's generator (running its cleanup), then log and count the call."""
         token = context.set_request_id(self.request_id)
+        current = self.span.enter()
+        outcome: Outcome = ("UNKNOWN", None)
         try:
             close = getattr(responses, "close", None)
             if close is not None:
                 close()
-            _log_call(
+            outcome = _log_call(
                 self.rpc, self.outcome, self._started, grpc_code=self.grpc_code, reason=self.reason
             )
         finally:
+            self.span.end(*outcome)
+            self.span.leave(current)
             context.reset_request_id(token)

@@ -26,6 +26,7 @@ import time
 from typing import Any, Final, TextIO
 
 from services.shared.context import current_request_id
+from services.shared.tracing import current_ids
 
 __all__ = [
     "FLUSH_SECONDS",
@@ -46,7 +47,8 @@ _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
 
 
 class JsonFormatter(logging.Formatter):
-    """Formats a record as JSON with time, level, logger, message, request_id and extras."""
+    """Formats a record as JSON: time, level, logger, message, request_id, trace_id and
+    span_id (when a trace is current), and extras."""
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
@@ -57,6 +59,9 @@ class JsonFormatter(logging.Formatter):
         }
         if request_id := current_request_id():
             entry["request_id"] = request_id
+        trace_id, span_id = current_ids()
+        if trace_id:
+            entry["trace_id"], entry["span_id"] = trace_id, span_id
         for key, value in record.__dict__.items():
             if key not in _STANDARD:
                 entry[key] = value

@@ -31,6 +31,7 @@ from services.shared.columns import UTCDateTime
 from services.shared.context import current_request_id
 from services.shared.db import Database, table_of
 from services.shared.identity import Caller
+from services.shared.tracing import Origin, current_origin
 
 __all__ = ["AuditRecord", "Change", "OutboxMixin", "RelayLock", "record_event"]
 
@@ -51,6 +52,12 @@ class AuditRecord:
     occur_time: str  # ISO 8601, UTC
     source: str
     changes: list[Change] = field(default_factory=list)
+    # The call that caused the event (tracing.Origin); rows written before tracing lack them.
+    trace_id: str = ""
+    span_id: str = ""
+
+    def origin(self) -> Origin:
+        return Origin(self.trace_id, self.span_id)
 
     def to_json(self) -> str:
         # vars(), not dataclasses.asdict(): asdict deep-copies every value, which showed
@@ -98,6 +105,7 @@ def record_event(
 ) -> AuditRecord:
     """Add an audit event to the outbox in the session's transaction."""
     now = now or datetime.now(UTC)
+    origin = current_origin()
     record = AuditRecord(
         event_id=str(uuid.uuid4()),
         action=action,
@@ -111,6 +119,8 @@ def record_event(
         occur_time=now.isoformat(),
         source=source,
         changes=[Change(*change) for change in changes or ()],
+        trace_id=origin.trace_id,
+        span_id=origin.span_id,
     )
     session.connection().execute(
         _insert(table_of(model)),

@@ -23,6 +23,7 @@ from typing import Any, Protocol
 from sqlalchemy import Select, Update, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
+from services.shared import tracing
 from services.shared.db import Database, table_of
 from services.shared.metrics import OutboxSnapshot, OutboxStats, outboxes
 from services.shared.outbox import AuditRecord, OutboxMixin, RelayLock
@@ -66,6 +67,7 @@ class OutboxRelay:
         self._db = db
         self._model = model
         self._sink = sink
+        self._source = source
         self._batch_size = batch_size
         self._poll = poll_seconds
         self._linger = linger_seconds
@@ -140,7 +142,14 @@ class OutboxRelay:
         self._unmarked.update(dict.fromkeys(ids))
         while len(self._unmarked) > _UNMARKED_CAP:
             del self._unmarked[next(iter(self._unmarked))]
-        return self._sink.send(records)
+        # A trace of its own that links to each call whose events it carries.
+        with tracing.linked_span(
+            f"{self._source} outbox deliver",
+            (record.origin() for record in records),
+            kind=tracing.SpanKind.PRODUCER,
+        ) as span:
+            span.set_attribute("loansuite.events", len(records))
+            return self._sink.send(records)
 
     def _mark(self, session: Session, acked: set[str]) -> None:
         if acked:

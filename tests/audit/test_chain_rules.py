@@ -47,6 +47,27 @@ def test_the_canonical_encoding_is_the_documented_one() -> None:
     )
 
 
+def test_trace_ids_are_encoded_when_set_and_an_event_without_them_hashes_as_before() -> None:
+    traced = dataclasses.replace(
+        EVENT, trace_id="4bf92f3577b34da6a3ce929d0e0e4736", span_id="00f067aa0ba902b7"
+    )
+
+    encoded = json.loads(canonical_encoding(traced))
+    assert encoded["trace_id"] == "4bf92f3577b34da6a3ce929d0e0e4736"
+    assert encoded["span_id"] == "00f067aa0ba902b7"
+    assert canonical_encoding(dataclasses.replace(traced, trace_id="", span_id="")) == (
+        canonical_encoding(EVENT)
+    )
+    # An edited trace id breaks the event's link, like any other field.
+    hashed = dataclasses.replace(traced, hash=link_hash(GENESIS, canonical_encoding(traced)).hex())
+    assert found([hashed]) == ("", 0, 1)
+    assert found([dataclasses.replace(hashed, span_id="00f067aa0ba902b8")]) == (
+        "HASH_MISMATCH",
+        1,
+        0,
+    )
+
+
 def chain(count: int) -> list[ChainedEvent]:
     events: list[ChainedEvent] = []
     previous = GENESIS

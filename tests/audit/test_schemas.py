@@ -85,6 +85,11 @@ def test_anonymous_events_without_organizations_are_valid() -> None:
             "changes[1].field",
             "CHANGE_FIELD_REQUIRED",
         ),
+        ({"trace_id": "4BF92F3577B34DA6A3CE929D0E0E4736"}, "trace_id", "TRACE_ID_INVALID"),
+        ({"trace_id": "0" * 32}, "trace_id", "TRACE_ID_INVALID"),
+        ({"trace_id": "4bf92f3577b34da6"}, "trace_id", "TRACE_ID_INVALID"),
+        ({"span_id": "00f067aa0ba902b7\n"}, "span_id", "SPAN_ID_INVALID"),
+        ({"span_id": "xyz"}, "span_id", "SPAN_ID_INVALID"),
         # The vocabulary producers write from their code never holds hidden characters.
         ({"source": "loans\u001b[2J"}, "source", "VALUE_HAS_CONTROL_CHARACTERS"),
         ({"resource_type": "loan\u202e"}, "resource_type", "VALUE_HAS_BIDI_CONTROLS"),

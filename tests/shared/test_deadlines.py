@@ -48,7 +48,9 @@ def test_a_caller_deadline_shorter_than_the_default_is_passed_on(
     servicer, stub = probe
     stub.VerifyChain(pb.VerifyChainRequest(), timeout=2.0)
 
-    assert 0 < servicer.seen[0] <= 2.0
+    # The deadline crosses the wire as a grpc-timeout in whole units, which may round it up
+    # by a few milliseconds; what matters is that the 2 s, not the 5 s default, was passed on.
+    assert 0 < servicer.seen[0] <= 2.1 < CALL_TIMEOUT
 
 
 def test_without_a_deadline_or_with_a_longer_one_the_default_holds(

@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from loansuite.common.v1 import error_pb2 as loansuite_dot_common_dot_v1_dot_error__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&loansuite/audit/v1/audit_service.proto\x12\x12loansuite.audit.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1floansuite/common/v1/error.proto\"?\n\x05\x41\x63tor\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x17\n\x0forganization_id\x18\x02 \x01(\t\x12\x0c\n\x04role\x18\x03 \x01(\t\"B\n\x0b\x46ieldChange\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x11\n\told_value\x18\x02 \x01(\t\x12\x11\n\tnew_value\x18\x03 \x01(\t\"\xf5\x02\n\nAuditEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x02 \x01(\t\x12\x15\n\rresource_type\x18\x03 \x01(\t\x12\x13\n\x0bresource_id\x18\x04 \x01(\t\x12(\n\x05\x61\x63tor\x18\x05 \x01(\x0b\x32\x19.loansuite.audit.v1.Actor\x12\x18\n\x10organization_ids\x18\x06 \x03(\t\x12\x12\n\nrequest_id\x18\x07 \x01(\t\x12.\n\noccur_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x07\x63hanges\x18\t \x03(\x0b\x32\x1f.loansuite.audit.v1.FieldChange\x12\x0e\n\x06source\x18\n \x01(\t\x12\x10\n\x08sequence\x18\x0b \x01(\x04\x12/\n\x0bingest_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04hash\x18\r \x01(\t\"E\n\x13IngestEventsRequest\x12.\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x1e.loansuite.audit.v1.AuditEvent\"{\n\x14IngestEventsResponse\x12,\n\x03\x61\x63k\x18\x01 \x01(\x0b\x32\x1d.loansuite.audit.v1.IngestAckH\x00\x12+\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x1a.loansuite.common.v1.ErrorH\x00\x42\x08\n\x06result\"\x1e\n\tIngestAck\x12\x11\n\tevent_ids\x18\x01 \x03(\t\"\xe6\x01\n\x10\x41uditEventFilter\x12\x15\n\rresource_type\x18\x01 \x01(\t\x12\x13\n\x0bresource_id\x18\x02 \x01(\t\x12\x15\n\ractor_user_id\x18\x03 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x04 \x01(\t\x12\x33\n\x0foccur_time_from\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\roccur_time_to\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0forganization_id\x18\x07 \x01(\t\"u\n\x16ListAuditEventsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x34\n\x06\x66ilter\x18\x03 \x01(\x0b\x32$.loansuite.audit.v1.AuditEventFilter\"\x84\x01\n\x17ListAuditEventsResponse\x12\x32\n\x04page\x18\x01 \x01(\x0b\x32\".loansuite.audit.v1.AuditEventPageH\x00\x12+\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x1a.loansuite.common.v1.ErrorH\x00\x42\x08\n\x06result\"Y\n\x0e\x41uditEventPage\x12.\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x1e.loansuite.audit.v1.AuditEvent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"+\n\tChainHead\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x0c\n\x04hash\x18\x02 \x01(\t\"J\n\x12VerifyChainRequest\x12\x34\n\rexpected_head\x18\x01 \x01(\x0b\x32\x1d.loansuite.audit.v1.ChainHead\"\x8b\x01\n\x13VerifyChainResponse\x12=\n\x0cverification\x18\x01 \x01(\x0b\x32%.loansuite.audit.v1.ChainVerificationH\x00\x12+\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x1a.loansuite.common.v1.ErrorH\x00\x42\x08\n\x06result\"\xcb\x01\n\x11\x43hainVerification\x12\x0e\n\x06intact\x18\x01 \x01(\x08\x12\x16\n\x0e\x63hecked_events\x18\x02 \x01(\x04\x12\x1a\n\x12\x66irst_bad_sequence\x18\x03 \x01(\x04\x12\x0f\n\x07problem\x18\x04 \x01(\t\x12+\n\x04head\x18\x05 \x01(\x0b\x32\x1d.loansuite.audit.v1.ChainHead\x12\x34\n\rexpected_head\x18\x06 \x01(\x0b\x32\x1d.loansuite.audit.v1.ChainHead\"q\n\x16TailAuditEventsRequest\x12\x0e\n\x06\x61\x63tion\x18\x01 \x01(\t\x12\x17\n\x0forganization_id\x18\x02 \x01(\t\x12\x1b\n\x0e\x61\x66ter_sequence\x18\x03 \x01(\x04H\x00\x88\x01\x01\x42\x11\n\x0f_after_sequence\"\x81\x01\n\x17TailAuditEventsResponse\x12/\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x1e.loansuite.audit.v1.AuditEventH\x00\x12+\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x1a.loansuite.common.v1.ErrorH\x00\x42\x08\n\x06result2\xaf\x03\n\x0c\x41uditService\x12\x65\n\x0cIngestEvents\x12\'.loansuite.audit.v1.IngestEventsRequest\x1a(.loansuite.audit.v1.IngestEventsResponse(\x01\x30\x01\x12j\n\x0fListAuditEvents\x12*.loansuite.audit.v1.ListAuditEventsRequest\x1a+.loansuite.audit.v1.ListAuditEventsResponse\x12^\n\x0bVerifyChain\x12&.loansuite.audit.v1.VerifyChainRequest\x1a\'.loansuite.audit.v1.VerifyChainResponse\x12l\n\x0fTailAuditEvents\x12*.loansuite.audit.v1.TailAuditEventsRequest\x1a+.loansuite.audit.v1.TailAuditEventsResponse0\x01\x42\xca\x01\n\x16\x63om.loansuite.audit.v1B\x11\x41uditServiceProtoP\x01Z@github.com/loansuite/loansuite/gen/go/loansuite/audit/v1;auditv1\xa2\x02\x03LAD\xaa\x02\x12Loansuite.Audit.V1\xba\x02\x11LoansuiteAuditV1_\xca\x02\x12Loansuite\\Audit\\V1\xea\x02\x14Loansuite::Audit::V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&loansuite/audit/v1/audit_service.proto\x12\x12loansuite.audit.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1floansuite/common/v1/error.proto\"?\n\x05\x41\x63tor\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x17\n\x0forganization_id\x18\x02 \x01(\t\x12\x0c\n\x04role\x18\x03 \x01(\t\"B\n\x0b\x46ieldChange\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x11\n\told_value\x18\x02 \x01(\t\x12\x11\n\tnew_value\x18\x03 \x01(\t\"\x98\x03\n\nAuditEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x02 \x01(\t\x12\x15\n\rresource_type\x18\x03 \x01(\t\x12\x13\n\x0bresource_id\x18\x04 \x01(\t\x12(\n\x05\x61\x63tor\x18\x05 \x01(\x0b\x32\x19.loansuite.audit.v1.Actor\x12\x18\n\x10organization_ids\x18\x06 \x03(\t\x12\x12\n\nrequest_id\x18\x07 \x01(\t\x12.\n\noccur_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x07\x63hanges\x18\t \x03(\x0b\x32\x1f.loansuite.audit.v1.FieldChange\x12\x0e\n\x06source\x18\n \x01(\t\x12\x10\n\x08sequence\x18\x0b \x01(\x04\x12/\n\x0bingest_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04hash\x18\r \x01(\t\x12\x10\n\x08trace_id\x18\x0e \x01(\t\x12\x0f\n\x07span_id\x18\x0f \x01(\t\"E\n\x13IngestEventsRequest\x12.\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x1e.loansuite.audit.v1.AuditEvent\"{\n\x14IngestEventsResponse\x12,\n\x03\x61\x63k\x18\x01 \x01(\x0b\x32\x1d.loansuite.audit.v1.IngestAckH\x00\x12+\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x1a.loansuite.common.v1.ErrorH\x00\x42\x08\n\x06result\"\x1e\n\tIngestAck\x12\x11\n\tevent_ids\x18\x01 \x03(\t\"\xe6\x01\n\x10\x41uditEventFilter\x12\x15\n\rresource_type\x18\x01 \x01(\t\x12\x13\n\x0bresource_id\x18\x02 \x01(\t\x12\x15\n\ractor_user_id\x18\x03 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x04 \x01(\t\x12\x33\n\x0foccur_time_from\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\roccur_time_to\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0forganization_id\x18\x07 \x01(\t\"u\n\x16ListAuditEventsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x34\n\x06\x66ilter\x18\x03 \x01(\x0b\x32$.loansuite.audit.v1.AuditEventFilter\"\x84\x01\n\x17ListAuditEventsResponse\x12\x32\n\x04page\x18\x01 \x01(\x0b\x32\".loansuite.audit.v1.AuditEventPageH\x00\x12+\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x1a.loansuite.common.v1.ErrorH\x00\x42\x08\n\x06result\"Y\n\x0e\x41uditEventPage\x12.\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x1e.loansuite.audit.v1.AuditEvent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"+\n\tChainHead\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x0c\n\x04hash\x18\x02 \x01(\t\"J\n\x12VerifyChainRequest\x12\x34\n\rexpected_head\x18\x01 \x01(\x0b\x32\x1d.loansuite.audit.v1.ChainHead\"\x8b\x01\n\x13VerifyChainResponse\x12=\n\x0cverification\x18\x01 \x01(\x0b\x32%.loansuite.audit.v1.ChainVerificationH\x00\x12+\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x1a.loansuite.common.v1.ErrorH\x00\x42\x08\n\x06result\"\xcb\x01\n\x11\x43hainVerification\x12\x0e\n\x06intact\x18\x01 \x01(\x08\x12\x16\n\x0e\x63hecked_events\x18\x02 \x01(\x04\x12\x1a\n\x12\x66irst_bad_sequence\x18\x03 \x01(\x04\x12\x0f\n\x07problem\x18\x04 \x01(\t\x12+\n\x04head\x18\x05 \x01(\x0b\x32\x1d.loansuite.audit.v1.ChainHead\x12\x34\n\rexpected_head\x18\x06 \x01(\x0b\x32\x1d.loansuite.audit.v1.ChainHead\"q\n\x16TailAuditEventsRequest\x12\x0e\n\x06\x61\x63tion\x18\x01 \x01(\t\x12\x17\n\x0forganization_id\x18\x02 \x01(\t\x12\x1b\n\x0e\x61\x66ter_sequence\x18\x03 \x01(\x04H\x00\x88\x01\x01\x42\x11\n\x0f_after_sequence\"\x81\x01\n\x17TailAuditEventsResponse\x12/\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x1e.loansuite.audit.v1.AuditEventH\x00\x12+\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x1a.loansuite.common.v1.ErrorH\x00\x42\x08\n\x06result2\xaf\x03\n\x0c\x41uditService\x12\x65\n\x0cIngestEvents\x12\'.loansuite.audit.v1.IngestEventsRequest\x1a(.loansuite.audit.v1.IngestEventsResponse(\x01\x30\x01\x12j\n\x0fListAuditEvents\x12*.loansuite.audit.v1.ListAuditEventsRequest\x1a+.loansuite.audit.v1.ListAuditEventsResponse\x12^\n\x0bVerifyChain\x12&.loansuite.audit.v1.VerifyChainRequest\x1a\'.loansuite.audit.v1.VerifyChainResponse\x12l\n\x0fTailAuditEvents\x12*.loansuite.audit.v1.TailAuditEventsRequest\x1a+.loansuite.audit.v1.TailAuditEventsResponse0\x01\x42\xca\x01\n\x16\x63om.loansuite.audit.v1B\x11\x41uditServiceProtoP\x01Z@github.com/loansuite/loansuite/gen/go/loansuite/audit/v1;auditv1\xa2\x02\x03LAD\xaa\x02\x12Loansuite.Audit.V1\xba\x02\x11LoansuiteAuditV1_\xca\x02\x12Loansuite\\Audit\\V1\xea\x02\x14Loansuite::Audit::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,33 +39,33 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_FIELDCHANGE']._serialized_start=193
   _globals['_FIELDCHANGE']._serialized_end=259
   _globals['_AUDITEVENT']._serialized_start=262
-  _globals['_AUDITEVENT']._serialized_end=635
-  _globals['_INGESTEVENTSREQUEST']._serialized_start=637
-  _globals['_INGESTEVENTSREQUEST']._serialized_end=706
-  _globals['_INGESTEVENTSRESPONSE']._serialized_start=708
-  _globals['_INGESTEVENTSRESPONSE']._serialized_end=831
-  _globals['_INGESTACK']._serialized_start=833
-  _globals['_INGESTACK']._serialized_end=863
-  _globals['_AUDITEVENTFILTER']._serialized_start=866
-  _globals['_AUDITEVENTFILTER']._serialized_end=1096
-  _globals['_LISTAUDITEVENTSREQUEST']._serialized_start=1098
-  _globals['_LISTAUDITEVENTSREQUEST']._serialized_end=1215
-  _globals['_LISTAUDITEVENTSRESPONSE']._serialized_start=1218
-  _globals['_LISTAUDITEVENTSRESPONSE']._serialized_end=1350
-  _globals['_AUDITEVENTPAGE']._serialized_start=1352
-  _globals['_AUDITEVENTPAGE']._serialized_end=1441
-  _globals['_CHAINHEAD']._serialized_start=1443
-  _globals['_CHAINHEAD']._serialized_end=1486
-  _globals['_VERIFYCHAINREQUEST']._serialized_start=1488
-  _globals['_VERIFYCHAINREQUEST']._serialized_end=1562
-  _globals['_VERIFYCHAINRESPONSE']._serialized_start=1565
-  _globals['_VERIFYCHAINRESPONSE']._serialized_end=1704
-  _globals['_CHAINVERIFICATION']._serialized_start=1707
-  _globals['_CHAINVERIFICATION']._serialized_end=1910
-  _globals['_TAILAUDITEVENTSREQUEST']._serialized_start=1912
-  _globals['_TAILAUDITEVENTSREQUEST']._serialized_end=2025
-  _globals['_TAILAUDITEVENTSRESPONSE']._serialized_start=2028
-  _globals['_TAILAUDITEVENTSRESPONSE']._serialized_end=2157
-  _globals['_AUDITSERVICE']._serialized_start=2160
-  _globals['_AUDITSERVICE']._serialized_end=2591
+  _globals['_AUDITEVENT']._serialized_end=670
+  _globals['_INGESTEVENTSREQUEST']._serialized_start=672
+  _globals['_INGESTEVENTSREQUEST']._serialized_end=741
+  _globals['_INGESTEVENTSRESPONSE']._serialized_start=743
+  _globals['_INGESTEVENTSRESPONSE']._serialized_end=866
+  _globals['_INGESTACK']._serialized_start=868
+  _globals['_INGESTACK']._serialized_end=898
+  _globals['_AUDITEVENTFILTER']._serialized_start=901
+  _globals['_AUDITEVENTFILTER']._serialized_end=1131
+  _globals['_LISTAUDITEVENTSREQUEST']._serialized_start=1133
+  _globals['_LISTAUDITEVENTSREQUEST']._serialized_end=1250
+  _globals['_LISTAUDITEVENTSRESPONSE']._serialized_start=1253
+  _globals['_LISTAUDITEVENTSRESPONSE']._serialized_end=1385
+  _globals['_AUDITEVENTPAGE']._serialized_start=1387
+  _globals['_AUDITEVENTPAGE']._serialized_end=1476
+  _globals['_CHAINHEAD']._serialized_start=1478
+  _globals['_CHAINHEAD']._serialized_end=1521
+  _globals['_VERIFYCHAINREQUEST']._serialized_start=1523
+  _globals['_VERIFYCHAINREQUEST']._serialized_end=1597
+  _globals['_VERIFYCHAINRESPONSE']._serialized_start=1600
+  _globals['_VERIFYCHAINRESPONSE']._serialized_end=1739
+  _globals['_CHAINVERIFICATION']._serialized_start=1742
+  _globals['_CHAINVERIFICATION']._serialized_end=1945
+  _globals['_TAILAUDITEVENTSREQUEST']._serialized_start=1947
+  _globals['_TAILAUDITEVENTSREQUEST']._serialized_end=2060
+  _globals['_TAILAUDITEVENTSRESPONSE']._serialized_start=2063
+  _globals['_TAILAUDITEVENTSRESPONSE']._serialized_end=2192
+  _globals['_AUDITSERVICE']._serialized_start=2195
+  _globals['_AUDITSERVICE']._serialized_end=2626
 # @@protoc_insertion_point(module_scope)

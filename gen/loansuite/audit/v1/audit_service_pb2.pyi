@@ -119,6 +119,8 @@ class AuditEvent(_message.Message):
     SEQUENCE_FIELD_NUMBER: _builtins.int
     INGEST_TIME_FIELD_NUMBER: _builtins.int
     HASH_FIELD_NUMBER: _builtins.int
+    TRACE_ID_FIELD_NUMBER: _builtins.int
+    SPAN_ID_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
     """Chosen by the producing service, a lowercase UUID; the audit log stores
     each id once.
@@ -147,6 +149,15 @@ class AuditEvent(_message.Message):
     hash: _builtins.str
     """Lowercase hex SHA-256 of the previous event's hash (32 zero bytes for
     sequence 1) followed by this event's canonical encoding, assigned on ingest.
+    """
+    trace_id: _builtins.str
+    """The W3C trace id of the call that caused the event, 32 lowercase hex
+    digits, to find its trace; empty when no trace was recorded (tracing off,
+    an operator command, events older than tracing).
+    """
+    span_id: _builtins.str
+    """The span of that call within the trace, 16 lowercase hex digits; empty
+    with trace_id. Audit's ingest of the event links to this span.
     """
     @_builtins.property
     def actor(self) -> Global___Actor:
@@ -191,10 +202,12 @@ class AuditEvent(_message.Message):
         sequence: _builtins.int = ...,
         ingest_time: _timestamp_pb2.Timestamp | None = ...,
         hash: _builtins.str = ...,
+        trace_id: _builtins.str = ...,
+        span_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "ingest_time", b"ingest_time", "occur_time", b"occur_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "actor", b"actor", "changes", b"changes", "event_id", b"event_id", "hash", b"hash", "ingest_time", b"ingest_time", "occur_time", b"occur_time", "organization_ids", b"organization_ids", "request_id", b"request_id", "resource_id", b"resource_id", "resource_type", b"resource_type", "sequence", b"sequence", "source", b"source"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "actor", b"actor", "changes", b"changes", "event_id", b"event_id", "hash", b"hash", "ingest_time", b"ingest_time", "occur_time", b"occur_time", "organization_ids", b"organization_ids", "request_id", b"request_id", "resource_id", b"resource_id", "resource_type", b"resource_type", "sequence", b"sequence", "source", b"source", "span_id", b"span_id", "trace_id", b"trace_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
