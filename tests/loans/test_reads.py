@@ -41,3 +41,17 @@ def test_a_write_that_rolled_back_never_shows_in_a_read(suite: Suite, borrower: 
     again = update_loan(suite.loans, borrower, loan.id, etag=loan.etag, name="Later")
     assert again.HasField("loan"), again.error  # the same version number, other content
     assert get_loan(suite.loans, borrower, loan.id).loan == again.loan
+
+
+def test_a_page_of_kept_and_new_loans_keeps_the_newest_first_order(suite: Suite) -> None:
+    borrower = suite.register()  # an organization of its own: these are all its loans
+    older = [new_loan(suite.loans, borrower) for _ in range(3)]
+    request = pb.ListLoansRequest(page_size=100)
+    first = suite.loans.ListLoans(request, metadata=borrower.metadata).page.loans  # now kept
+
+    newer = new_loan(suite.loans, borrower)  # read in full, the others come from what is kept
+    renamed = update_loan(suite.loans, borrower, older[1].id, etag=older[1].etag, name="Moved")
+    second = suite.loans.ListLoans(request, metadata=borrower.metadata).page.loans
+
+    assert [loan.id for loan in first] == [loan.id for loan in reversed(older)]
+    assert list(second) == [newer, older[2], renamed.loan, older[0]]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Final, Protocol
@@ -18,8 +18,10 @@ from services.shared.caches import ExpiringCache
 from services.shared.timestamps import timestamp
 
 __all__ = [
+    "LoanKey",
     "LoanLike",
     "committed_loan_to_proto",
+    "committed_loans_to_proto",
     "deletion_to_proto",
     "loan_form",
     "loan_to_proto",
@@ -66,6 +68,15 @@ def states_of(states: Iterable[pb.LoanState.ValueType]) -> list[LoanState]:
 
 def deletion_to_proto(loan_id: str, delete_time: datetime) -> pb.LoanDeletion:
     return pb.LoanDeletion(loan_id=loan_id, delete_time=timestamp(delete_time))
+
+
+class LoanKey(Protocol):
+    """What names one committed version of a loan."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def version(self) -> int: ...
 
 
 class LoanLike(Protocol):
@@ -144,6 +155,22 @@ def committed_loan_to_proto(loan: LoanLike) -> pb.Loan:
         message = loan_to_proto(loan)
         _COMMITTED.put(key, message, expires_at=math.inf)
     return message
+
+
+def committed_loans_to_proto(
+    keys: Sequence[LoanKey], read: Callable[[list[str]], Iterable[LoanLike]]
+) -> list[pb.Loan]:
+    """The messages of a page of committed loans, in the keys' order: those kept, and the
+    others read in full by ``read`` (ids in, rows out) and kept.
+
+    A loan that ``read`` no longer finds (it changed hands since the keys were read) is
+    left out; one that it finds at a newer version is given as it is now.
+    """
+    found = {key.id: _COMMITTED.get((key.id, key.version)) for key in keys}
+    if missing := [loan_id for loan_id, message in found.items() if message is None]:
+        for row in read(missing):
+            found[row.id] = committed_loan_to_proto(row)
+    return [message for key in keys if (message := found[key.id]) is not None]
 
 
 def loan_to_proto(loan: LoanLike) -> pb.Loan:

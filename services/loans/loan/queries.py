@@ -5,6 +5,11 @@ several times the row itself. These statements are built once (ListLoans: one
 per shape of filter) and run on a pooled connection; rows come back with the
 loan's columns as attributes, which is all the conversions read. Visibility is
 the same as for writes: a loan of another organization is NOT_FOUND.
+
+A page of ListLoans is read as keys first (id, version, create_time), since a
+loan's committed versions are converted to messages once and kept
+(conversions.committed_loans_to_proto); only the loans not kept are read in
+full, by id, with the same authorization filter.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ from services.shared.db import table_of
 from services.shared.errors import NotFoundError, ValidationError
 from services.shared.identity import Caller, Role
 
-__all__ = ["LoanRow", "find_loan", "page_of_loans"]
+__all__ = ["LoanRow", "find_loan", "loans_by_id", "page_of_loans"]
 
 LoanRow = Row[Any]  # a loan's columns by name, as Loan has them
 _LOANS: Final = table_of(Loan)
@@ -43,6 +48,12 @@ _GET: Final = select(_LOANS).where(
     _C.id == bindparam("loan_id"),
     or_(_C.borrower_organization_id == _ORG, _C.lender_organization_id == _ORG),
 )
+_BY_ID: Final = select(_LOANS).where(
+    _C.id.in_(bindparam("ids", expanding=True)),
+    or_(_C.borrower_organization_id == _ORG, _C.lender_organization_id == _ORG),
+)
+# What a page is read as: enough to order it, continue after it, and find kept messages.
+_KEYS: Final = (_C.id, _C.version, _C.create_time)
 Side = Literal["", "borrower", "lender"]
 
 
@@ -69,7 +80,8 @@ def page_of_loans(
     after: tuple[Any, str] | None,
     counterparty: str = "",
 ) -> list[LoanRow]:
-    """Up to limit loans of the caller's organization, newest first, after (time, id).
+    """The keys (id, version, create_time) of up to limit loans of the caller's organization,
+    newest first, after (time, id).
 
     With a counterparty, only loans with that organization on the other side.
     """
@@ -89,6 +101,13 @@ def page_of_loans(
     return list(connection.execute(statement, params))
 
 
+def loans_by_id(connection: Connection, *, caller: Caller, ids: Sequence[str]) -> list[LoanRow]:
+    """The loans of those ids that the caller's organization borrows or lends, in full."""
+    if not ids:
+        return []
+    return list(connection.execute(_BY_ID, {"ids": list(ids), "org": caller.organization_id}))
+
+
 @functools.cache
 def _list_statement(by_state: bool, after: bool, side: Side, limit: int) -> Select[Any]:
     """The ListLoans statement of one shape of filter and page size, built once.
@@ -101,10 +120,10 @@ def _list_statement(by_state: bool, after: bool, side: Side, limit: int) -> Sele
     """
     filters = _filters(by_state, after)
     if side:
-        return _newest(select(_LOANS).where(_party_to(side), *filters), limit)
-    borrowed = _newest(select(_LOANS).where(_C.borrower_organization_id == _ORG, *filters), limit)
+        return _newest(select(*_KEYS).where(_party_to(side), *filters), limit)
+    borrowed = _newest(select(*_KEYS).where(_C.borrower_organization_id == _ORG, *filters), limit)
     lent = _newest(
-        select(_LOANS).where(
+        select(*_KEYS).where(
             _C.lender_organization_id == _ORG, _C.borrower_organization_id != _ORG, *filters
         ),
         limit,

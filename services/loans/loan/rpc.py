@@ -74,9 +74,12 @@ class LoanRpcs(LoanRpcBase):
                 after=after,
                 counterparty=counterparty,
             )
-        page = pb.LoanPage(
-            loans=[conversions.committed_loan_to_proto(row) for row in loans[:limit]]
-        )
+            page = pb.LoanPage(
+                loans=conversions.committed_loans_to_proto(
+                    loans[:limit],
+                    lambda ids: queries.loans_by_id(connection, caller=caller, ids=ids),
+                )
+            )
         if len(loans) > limit:
             last = loans[limit - 1]
             page.next_page_token = self._pages.encode(
