@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -50,5 +52,58 @@ def suite(
 
 
 def pytest_sessionfinish() -> None:
-    """Stop the embedded PostgreSQL, if this session started one."""
+    """Stop the embedded PostgreSQL, if this session started one (each worker its own)."""
     POSTGRES.stop()
+
+
+# Parallel runs (pytest-xdist, see addopts in pyproject.toml): each worker runs whole
+# test files, so that a module's suite starts once, as in a serial run.
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
+    """`-n auto`: a worker per CPU this process may use and one more, at most four.
+
+    Much of the suite waits (for processes to start, for relays and polls), so one
+    worker more than the CPUs keeps them busy. At most four: each worker starts its
+    own embedded PostgreSQL, or opens its own pools on the LOANSUITE_TEST_PG server,
+    whose connections are limited. PYTEST_XDIST_AUTO_NUM_WORKERS still decides when set.
+    """
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return None
+    return min(4, len(os.sched_getaffinity(0)) + 1)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On a worker, put first the files that run longest, so no worker is left with one
+    at the end: those with a `slow` test, then an `e2e` one, then those driven by
+    Hypothesis, then the rest by their number of tests. A file's own order is kept;
+    the workers hand out files in this order (--no-loadscope-reorder)."""
+    if not hasattr(config, "workerinput"):
+        return
+    files: dict[str, list[pytest.Item]] = {}
+    for item in items:
+        files.setdefault(item.nodeid.split("::", 1)[0], []).append(item)
+
+    def rank(tests: list[pytest.Item]) -> tuple[int, int]:
+        module = getattr(tests[0], "module", None)
+        if any(test.get_closest_marker("slow") for test in tests):
+            kind = 0
+        elif any(test.get_closest_marker("e2e") for test in tests):
+            kind = 1
+        elif module is not None and _uses_hypothesis(module):
+            kind = 2
+        else:
+            kind = 3
+        return kind, -len(tests)
+
+    items[:] = [item for tests in sorted(files.values(), key=rank) for item in tests]
+
+
+def _uses_hypothesis(module: ModuleType) -> bool:
+    return any(
+        (source := inspect.getmodule(value)) is not None
+        and source.__name__.partition(".")[0] == "hypothesis"
+        for value in vars(module).values()
+    )

@@ -95,7 +95,15 @@ def test_the_configured_key_encryption_key_is_used_and_required(
     assert "LOANSUITE_KEY_ENCRYPTION_KEY" in str(refused.value)
 
 
-@pytest.mark.parametrize("value", ["short", "x" * 43 + "!", secrets.token_urlsafe(31)])
+# Named, not shown: every worker of a parallel run must collect the same test ids.
+@pytest.mark.parametrize(
+    "value",
+    [
+        "short",
+        "x" * 43 + "!",
+        pytest.param(secrets.token_urlsafe(31), id="31-random-bytes"),
+    ],
+)
 def test_a_malformed_key_encryption_key_is_a_one_line_error(tmp_path: Path, value: str) -> None:
     with pytest.raises(KeyEncryptionKeyError) as refused:
         load_key_encryption_key(value, tmp_path)

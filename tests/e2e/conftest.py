@@ -28,8 +28,7 @@ def processes(backend: str, tmp_path: Path) -> Iterator[Processes]:
     }
     suite = Processes(tmp_path, env, ports)
     try:
-        for service in SERVICES:
-            suite.start(service)
+        suite.start_all()
         yield suite
     finally:
         suite.stop_all()

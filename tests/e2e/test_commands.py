@@ -15,7 +15,7 @@ import pytest
 from loansuite.auth.v1 import auth_service_pb2 as auth_pb
 from loansuite.auth.v1 import auth_service_pb2_grpc as auth_grpc
 
-from tests.e2e.support import SERVICES, wait_serving
+from tests.e2e.support import SERVICES, children, wait_handling_sigterm, wait_serving
 from tests.support import LOANSUITE, free_port, log_in, sign_up
 
 pytestmark = pytest.mark.e2e
@@ -31,6 +31,7 @@ def test_up_runs_three_processes_and_stops_them_all_on_sigterm(tmp_path: Path) -
     try:
         for port in ports.values():
             wait_serving(port)
+        wait_handling_sigterm(*children(up.pid))
         assert sorted(p.name for p in (tmp_path / "var").glob("*.db")) == [
             "audit.db",
             "auth.db",
@@ -135,6 +136,7 @@ def _running(
     try:
         for port in ports.values():
             wait_serving(port)
+        wait_handling_sigterm(*children(up.pid))
         with grpc.insecure_channel(f"127.0.0.1:{ports['auth']}") as channel:
             yield auth_grpc.AuthServiceStub(channel)
     finally:

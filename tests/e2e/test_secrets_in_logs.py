@@ -90,8 +90,7 @@ def run(tmp_path: Path) -> Iterator[tuple[Processes, Secrets]]:
         env[f"LOANSUITE_{service.upper()}_DATABASE_URL"] = roles.database_url(service, password)
     processes = Processes(tmp_path, env, ports)
     try:
-        for service in SERVICES:
-            processes.start(service)
+        processes.start_all()
         yield processes, found
     finally:
         processes.stop_all()

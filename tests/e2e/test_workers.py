@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.support import wait_serving
+from tests.e2e.support import wait_handling_sigterm, wait_serving
 from tests.support import LOANSUITE, eventually, free_port
 
 pytestmark = pytest.mark.e2e
@@ -43,6 +43,7 @@ def workers(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
     try:
         wait_serving(port)
         eventually(lambda: len(children_of(supervisor.pid)) == 2, "two workers run")
+        wait_handling_sigterm(*children_of(supervisor.pid))
         yield supervisor, port
     finally:
         if supervisor.poll() is None:
