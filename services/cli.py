@@ -18,7 +18,6 @@ from services.shared.errors import AppError
 from services.shared.files import UnsafePermissionsError
 from services.shared.logs import configure_logging
 from services.shared.settings import Settings
-from services.shared.tracing import configure_tracing
 
 __all__ = ["main"]
 
@@ -278,11 +277,15 @@ def _serve(args: argparse.Namespace) -> int:
     side_port = _side_port(args.service, settings, documents)
     if side_port is None:
         return 2
+    from services.shared.server import StopSignals
+    from services.shared.tracing import configure_tracing
+
     try:
         configure_tracing(args.service)  # exporters as OTEL_* say; none by default
     except ValueError as exc:
         print(f"loansuite: {exc}", file=sys.stderr)
         return 2
+    signals = StopSignals()  # before the start: health reads SERVING before it returns
     wiring = importlib.import_module(f"services.{args.service}.wiring")
     try:
         server = wiring.start(settings, port=args.port)
@@ -302,7 +305,7 @@ def _serve(args: argparse.Namespace) -> int:
         },
     )
     documents.update(server.documents)
-    server.wait_for_signal(settings.grace_seconds, settings.drain_seconds)
+    server.wait_for_signal(settings.grace_seconds, settings.drain_seconds, signals)
     side_port.stop()
     return 0
 

@@ -33,7 +33,7 @@ from services.shared.errors import ServerStoppingError
 from services.shared.health import DrainingHealth
 from services.shared.tls import TlsConfig
 
-__all__ = ["Registration", "Server", "create_server"]
+__all__ = ["Registration", "Server", "StopSignals", "create_server"]
 
 log = logging.getLogger("loansuite.server")
 
@@ -112,30 +112,41 @@ class Server:
         for callback in reversed(self._on_stop):
             callback()
 
-    def wait_for_signal(self, grace: float, drain: float = 0.0) -> None:
+    def wait_for_signal(
+        self, grace: float, drain: float = 0.0, signals: StopSignals | None = None
+    ) -> None:
         """Serve until SIGTERM or SIGINT; drain for drain seconds, then stop gracefully.
 
-        A second signal cuts the drain short (an operator's second Ctrl-C).
+        A second signal cuts the drain short (an operator's second Ctrl-C). ``signals``
+        caught since before the server started; by default they are caught from now on.
         """
-        stopping, hurry = threading.Event(), threading.Event()
-
-        def on_signal(*_: object) -> None:
-            (hurry if stopping.is_set() else stopping).set()
-
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, on_signal)
+        signals = signals or StopSignals()
         # Python runs a signal's handler in the main thread, but the kernel may deliver the
         # signal to any thread (grpc's among them): a wait without a timeout could then
         # sleep through it. Waking every half second lets the handler run.
-        while not stopping.wait(0.5):
+        while not signals.stopping.wait(0.5):
             pass
         self.health.enter_graceful_shutdown()
         if drain > 0:
             log.info("draining: health reads NOT_SERVING", extra={"drain_seconds": drain})
-            hurry.wait(drain)
+            signals.hurry.wait(drain)
         log.info("stopping", extra={"grace_seconds": grace})
         self.stop(grace)
         log.info("stopped")
+
+
+class StopSignals:
+    """SIGTERM and SIGINT, caught from its making: the first asks for a stop, the second
+    for haste. Made before a service starts, so that a signal sent as soon as health
+    reads SERVING is never the default one, which ends the process without its stop."""
+
+    def __init__(self) -> None:
+        self.stopping, self.hurry = threading.Event(), threading.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._on_signal)
+
+    def _on_signal(self, *_: object) -> None:
+        (self.hurry if self.stopping.is_set() else self.stopping).set()
 
 
 def _end_stopping(ctx: grpc.ServicerContext) -> None:
