@@ -24,6 +24,7 @@ what it did before, and under load the batch grows by itself.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import logging
 import threading
 from collections.abc import Callable
@@ -53,10 +54,13 @@ class CommitFailedError(UnavailableError):
 class _Pending(Generic[T]):
     """One caller's write and, once its batch is settled, its outcome."""
 
-    __slots__ = ("error", "finished", "value", "wake", "work")
+    __slots__ = ("caller", "error", "finished", "value", "wake", "work")
 
     def __init__(self, work: Callable[[Session], T]) -> None:
         self.work = work
+        # The leader runs the write as its caller: the request id and trace that the
+        # write's audit event and log lines carry are the caller's, not the leader's.
+        self.caller = contextvars.copy_context()
         self.finished = False
         self.value: T | None = None
         self.error: BaseException | None = None
@@ -66,7 +70,7 @@ class _Pending(Generic[T]):
         info = _snapshot(session.info)
         try:
             with session.begin_nested():
-                self.value = self.work(session)
+                self.value = self.caller.run(self.work, session)
         except Exception as exc:  # this write alone is undone; the batch goes on
             _restore(session.info, info)
             self.error = exc
@@ -163,7 +167,7 @@ class GroupCommit:
             with self._begin() as session:
                 for pending in batch:
                     try:
-                        pending.value = pending.work(session)
+                        pending.value = pending.caller.run(pending.work, session)
                     except Exception as exc:
                         pending.error = exc
                         failed.append(pending)

@@ -24,7 +24,6 @@ nothing leaves the process unless the standard variables ask: ``OTEL_TRACES_EXPO
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -53,8 +52,6 @@ __all__ = [
     "start_call_span",
     "traced",
 ]
-
-log = logging.getLogger("loansuite.tracing")
 
 _tracer = trace.get_tracer("loansuite")
 # W3C trace context only: what every gRPC stack and proxy speaks. The global propagator

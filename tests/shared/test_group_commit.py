@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.orm import DeclarativeBase, Session
 
+from services.shared import context
 from services.shared.db import Database
 from services.shared.errors import NotFoundError, ValidationError
 from services.shared.group_commit import CommitFailedError
@@ -71,10 +72,13 @@ def items(db: Database) -> list[int]:
         return list(session.execute(text("SELECT id FROM items ORDER BY id")).scalars())
 
 
-def in_one_batch(db: Database, works: list[Callable[[Session], Any]]) -> list[Any]:
+def in_one_batch(
+    db: Database, works: list[Callable[[Session], Any]], request_ids: list[str] | None = None
+) -> list[Any]:
     """Run works concurrently in one batch, queued behind a gate that holds the leader.
 
-    Each entry of the result is the work's value or the exception it raised.
+    Each entry of the result is the work's value or the exception it raised. With
+    request_ids, each work's caller serves the call of that request id.
     """
     started, release = threading.Event(), threading.Event()
 
@@ -82,16 +86,20 @@ def in_one_batch(db: Database, works: list[Callable[[Session], Any]]) -> list[An
         started.set()
         release.wait(timeout=30)
 
-    def outcome(work: Callable[[Session], Any]) -> Any:
+    def outcome(work: Callable[[Session], Any], request_id: str = "") -> Any:
+        token = context.set_request_id(request_id)
         try:
             return db.submit(work)
         except Exception as exc:
             return exc
+        finally:
+            context.reset_request_id(token)
 
     with ThreadPoolExecutor(len(works) + 1) as pool:
         held = pool.submit(outcome, gate)
         assert started.wait(timeout=30), "the gate never started"
-        futures = [pool.submit(outcome, work) for work in works]
+        ids = request_ids or [""] * len(works)
+        futures = [pool.submit(outcome, work, ids[i]) for i, work in enumerate(works)]
         eventually(lambda: db.writes_waiting() == len(works), "the writes queue")
         release.set()
         assert held.result(timeout=30) is None
@@ -106,6 +114,16 @@ def test_writes_that_arrive_together_commit_together(db: Database) -> None:
     assert results == list(range(WRITERS))  # each caller gets its own answer
     assert items(db) == list(range(WRITERS))
     assert len(commits) == 2  # the gate alone, then every write that queued behind it
+
+
+def test_each_write_runs_in_its_callers_context(db: Database) -> None:
+    """The leader runs every write of the batch, each as its own caller: the request id
+    (and trace) that its audit event and its log lines carry is that caller's."""
+    ids = [f"request-{i}" for i in range(WRITERS)]
+
+    seen = in_one_batch(db, [lambda _: context.current_request_id()] * WRITERS, ids)
+
+    assert seen == ids
 
 
 def test_a_failing_write_rolls_back_only_itself(db: Database) -> None:
