@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import itertools
 import os
 import shutil
 import sys
@@ -29,7 +30,7 @@ from services.embedded_pg import EmbeddedPostgres, require_reachable
 from services.loans.wiring import start as start_loans
 from services.shared._types import Metadata
 from services.shared.db import database_url
-from services.shared.ports import free_port as free_port  # the tests' own, re-exported
+from services.shared.ports import why_taken
 from services.shared.server import Registration, Server, create_server
 from services.shared.settings import Settings
 
@@ -37,6 +38,22 @@ BACKENDS = ["sqlite", "postgresql"]
 PASSWORD = "correct horse battery"
 SERVICE_SECRET = "test-service-secret"
 LOANSUITE = str(Path(sys.executable).parent / "loansuite")  # the command this install provides
+
+# Ports for the servers tests start, a range of its own for each worker of a parallel run
+# (gw0, gw1, ...), below Linux's ephemeral range (32768-60999): no other worker, and no
+# outgoing connection, is handed one of them by the kernel between the pick and the bind.
+_PORT_RANGE = 2000
+_WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+_PORTS = itertools.cycle(range(20000 + _PORT_RANGE * _WORKER, 20000 + _PORT_RANGE * (_WORKER + 1)))
+
+
+def free_port() -> int:
+    """A port of this worker's range that nothing listens on now."""
+    for _ in range(_PORT_RANGE):
+        port = next(_PORTS)
+        if why_taken("127.0.0.1", port) is None:
+            return port
+    raise RuntimeError("every port of this worker's range is taken")
 
 
 class SessionPostgres:
