@@ -83,6 +83,11 @@ def test_both_parties_hear_of_a_change_and_a_deletion_has_no_etag(
     assert deleted.HasField("deletion"), deleted.error
     for watch in (borrower_watch, lender_watch):
         change = watch.change()
+        # A subscription promises the changes committed from then on. On a busy PostgreSQL
+        # the NOTIFY of the invitation, committed just before, may reach the bus after the
+        # subscription: heard late, it is still this loan's, and the deletion follows it.
+        while change.loan_id == loan.id and kind(change) == "CHANGE_KIND_LENDER_INVITED":
+            change = watch.change()
         assert (change.loan_id, kind(change), change.etag) == (
             loan.id,
             "CHANGE_KIND_DELETED",
