@@ -107,7 +107,12 @@ def test_up_on_embedded_postgresql_keeps_its_data_between_runs(tmp_path: Path) -
 
 def test_up_refuses_a_configured_postgresql_that_does_not_answer(tmp_path: Path) -> None:
     unreachable = f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/loans"
-    env = {**os.environ, "LOANSUITE_LOANS_DATABASE_URL": unreachable}
+    ports = {service: free_port() for service in SERVICES}  # not the defaults another test holds
+    env = {
+        **os.environ,
+        **{f"LOANSUITE_{s.upper()}_PORT": str(p) for s, p in ports.items()},
+        "LOANSUITE_LOANS_DATABASE_URL": unreachable,
+    }
 
     up = _refused_up(["--database", "postgresql", "--data-dir", str(tmp_path)], env)
 
