@@ -176,9 +176,10 @@ def test_up_names_the_service_that_died(tmp_path: Path) -> None:
     try:
         for port in ports.values():
             wait_serving(port)
-        children = Path(f"/proc/{up.pid}/task/{up.pid}/children").read_text().split()
-        loans = next(c for c in children if b"loans" in Path(f"/proc/{c}/cmdline").read_bytes())
-        os.kill(int(loans), signal.SIGKILL)
+        loans = next(
+            c for c in children(up.pid) if b"loans" in Path(f"/proc/{c}/cmdline").read_bytes()
+        )
+        os.kill(loans, signal.SIGKILL)
         code = up.wait(60)
     finally:
         if up.poll() is None:

@@ -11,23 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.support import wait_handling_sigterm, wait_serving
+from tests.e2e.support import children, wait_handling_sigterm, wait_serving
 from tests.support import LOANSUITE, eventually, free_port
 
 pytestmark = pytest.mark.e2e
-
-
-def children_of(pid: int) -> list[int]:
-    """The processes whose parent is pid (Linux /proc)."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:  # the process ended while we looked
-            continue
-        if int(fields[1]) == pid:
-            found.append(int(stat.parent.name))
-    return found
 
 
 def serve(tmp_path: Path, *args: str) -> subprocess.Popen[bytes]:
@@ -42,8 +29,8 @@ def workers(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
     supervisor = serve(tmp_path, "auth", "--workers", "2", "--port", str(port))
     try:
         wait_serving(port)
-        eventually(lambda: len(children_of(supervisor.pid)) == 2, "two workers run")
-        wait_handling_sigterm(*children_of(supervisor.pid))
+        eventually(lambda: len(children(supervisor.pid)) == 2, "two workers run")
+        wait_handling_sigterm(*children(supervisor.pid))
         yield supervisor, port
     finally:
         if supervisor.poll() is None:
@@ -55,7 +42,7 @@ def test_two_workers_share_the_port_and_stop_together(
     workers: tuple[subprocess.Popen[bytes], int],
 ) -> None:
     supervisor, port = workers
-    pids = children_of(supervisor.pid)
+    pids = children(supervisor.pid)
     for pid in pids:  # each worker listens on the port itself
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         assert cmdline[-3:-1] == [b"--port", str(port).encode()]
@@ -70,7 +57,7 @@ def test_a_worker_that_dies_stops_the_service_and_is_named(
     workers: tuple[subprocess.Popen[bytes], int], tmp_path: Path
 ) -> None:
     supervisor, _ = workers
-    dead, *others = children_of(supervisor.pid)
+    dead, *others = children(supervisor.pid)
 
     os.kill(dead, signal.SIGKILL)
 
