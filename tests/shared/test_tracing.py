@@ -83,15 +83,27 @@ def test_one_trace_runs_from_the_client_through_loans_and_auth_to_the_audit_inge
         return [e for e in listed.page.events if e.resource_id == created.loan.id]
 
     eventually(lambda: bool(audited()), "the LOAN_CREATED event is in the audit log")
+    [create] = named(
+        spans.get_finished_spans(), "loansuite.loans.v1.LoanService/CreateLoan", SpanKind.SERVER
+    )
+    create_trace, create_span = hex_ids(create)
+
+    def linked(name: str, kind: SpanKind) -> list[ReadableSpan]:
+        return [
+            s
+            for s in named(spans.get_finished_spans(), name, kind)
+            if create_span in linked_span_ids(s)
+        ]
+
+    # The relay's span ends when audit's reply reaches it, after audit's own spans have ended.
     eventually(
-        lambda: bool(named(spans.get_finished_spans(), "audit ingest", SpanKind.CONSUMER)),
-        "audit's ingest span has ended",
+        lambda: bool(linked("loans outbox deliver", SpanKind.PRODUCER))
+        and bool(linked("audit ingest", SpanKind.CONSUMER)),
+        "the relay's delivery and audit's ingest spans have ended",
     )
     finished = spans.get_finished_spans()
 
     # loans served the call as the child of the client's span, in the client's trace.
-    [create] = named(finished, "loansuite.loans.v1.LoanService/CreateLoan", SpanKind.SERVER)
-    create_trace, create_span = hex_ids(create)
     assert create_trace == TRACE_ID
     assert parent_span_id(create) == CLIENT_SPAN_ID
     assert create.attributes is not None
@@ -119,18 +131,8 @@ def test_one_trace_runs_from_the_client_through_loans_and_auth_to_the_audit_inge
     assert (event.trace_id, event.span_id) == (TRACE_ID, create_span)
 
     # ... and the relay's delivery and audit's ingest of it link back to that call.
-    deliveries = [
-        s
-        for s in named(finished, "loans outbox deliver", SpanKind.PRODUCER)
-        if create_span in linked_span_ids(s)
-    ]
-    ingests = [
-        s
-        for s in named(finished, "audit ingest", SpanKind.CONSUMER)
-        if create_span in linked_span_ids(s)
-    ]
-    assert deliveries
-    assert ingests
+    deliveries = linked("loans outbox deliver", SpanKind.PRODUCER)
+    ingests = linked("audit ingest", SpanKind.CONSUMER)
     assert {format(link.context.trace_id, "032x") for link in ingests[0].links} >= {TRACE_ID}
     # The ingest ran inside the IngestEvents call that the delivery made.
     [ingest_call] = [
