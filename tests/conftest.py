@@ -10,7 +10,7 @@ from types import ModuleType
 
 import pytest
 
-from tests.support import BACKENDS, POSTGRES, Databases, Suite, start_suite
+from tests.support import BACKENDS, POSTGRES, Databases, ServerModel, Suite, start_suite
 
 # The processes tests start take free HTTP side ports (never the fixed 9451-9453 that
 # another run may hold) and stop without a drain window, unless a test sets them.
@@ -37,10 +37,12 @@ def new_database_url(backend: str, tmp_path: Path) -> Iterator[Callable[[str], s
 def suite(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Suite]:
-    """One running suite per test module and backend."""
+    """One running suite per test module and backend, on the server model the module
+    names as SERVER_MODEL (the thread pool unless it does)."""
     directory = tmp_path_factory.mktemp(f"suite-{request.param}")
     databases = Databases(str(request.param), directory)
-    running, servers = start_suite(str(request.param), directory, databases)
+    model: ServerModel = getattr(request.module, "SERVER_MODEL", "thread")
+    running, servers = start_suite(str(request.param), directory, databases, model)
     try:
         yield running
     finally:

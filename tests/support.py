@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NoReturn
+from typing import Literal, NoReturn
 
 import grpc
 import psycopg
@@ -242,7 +242,12 @@ def eventually(
         time.sleep(interval)
 
 
-def start_suite(backend: str, directory: Path, databases: Databases) -> tuple[Suite, list[Server]]:
+ServerModel = Literal["thread", "aio"]
+
+
+def start_suite(
+    backend: str, directory: Path, databases: Databases, server_model: ServerModel = "thread"
+) -> tuple[Suite, list[Server]]:
     """Start auth, audit and loans, each knowing where the others listen."""
     ports = {service: free_port() for service in ("auth", "audit", "loans")}
     settings = Settings(
@@ -257,6 +262,7 @@ def start_suite(backend: str, directory: Path, databases: Databases) -> tuple[Su
         audit_port=ports["audit"],
         loans_port=ports["loans"],
         reporting_sweep_seconds=0,  # the tests that need a sweep run their own
+        server_model=server_model,
     )
     today = BusinessDate()
     servers = [start_auth(settings), start_audit(settings), start_loans(settings, today=today)]

@@ -16,6 +16,7 @@ from services.loans.servicer import LoanServicer
 from services.loans.watching.bus import DEFAULT_QUEUE_SIZE, ChangeBus
 from services.loans.watching.changes import pending_changes
 from services.loans.watching.pg_listener import PgChangeListener
+from services.shared.aio_handlers import CallMetadata, Inline
 from services.shared.audit_client import AuditSink, relay_channel
 from services.shared.auth_client import (
     RemoteKeyRing,
@@ -39,6 +40,22 @@ __all__ = ["start"]
 log = logging.getLogger("loansuite.loans")
 
 SERVICE_NAME = loan_service_pb2.DESCRIPTOR.services_by_name["LoanService"].full_name
+# Reads that wait on nothing but their own statements: under grpc.aio they run on the
+# event loop once the caller is known (token and user cached). GetLoanReport and
+# ListReportingObligations may first record a missed period, so they take a thread.
+INLINE_READS = frozenset(
+    f"/{SERVICE_NAME}/{method}"
+    for method in (
+        "GetLoan",
+        "ListLoans",
+        "ListLoanHistory",
+        "ListKpis",
+        "ListKpiResults",
+        "GetMarginSchedule",
+        "ListMarginAdjustments",
+        "ListLedgerEntries",
+    )
+)
 
 
 def start(
@@ -68,15 +85,16 @@ def start(
         AuditSink(audit_service_pb2_grpc.AuditServiceStub(audit_channel), credentials),
         source="loans",
     )
+    authenticator = _authenticator(settings, auth, credentials)
     servicer = LoanServicer(
         db,
-        _authenticator(settings, auth, credentials),
+        authenticator,
         PageTokens(secret, purpose="loans"),
         users=RemoteUserFinder(auth, credentials),
         bus=bus,
         today=today,
     )
-    server = _serve(servicer, settings, port, tls)
+    server = _serve(servicer, settings, port, tls, _inline(authenticator))
     relay.start(health=server.set_health)
     sweep = RetentionSweep(
         db, settings.retention(), outbox=OutboxEvent, idempotency=IdempotencyRecord, source="loans"
@@ -104,12 +122,24 @@ def _authenticator(
     )
 
 
+def _inline(authenticator: Authenticator) -> Inline:
+    def inline(method: str, metadata: CallMetadata) -> bool:
+        return method in INLINE_READS and authenticator.answers_at_once(metadata)
+
+    return inline
+
+
 def _serve(
-    servicer: LoanServicer, settings: Settings, port: int | None, tls: TlsConfig | None
+    servicer: LoanServicer,
+    settings: Settings,
+    port: int | None,
+    tls: TlsConfig | None,
+    inline: Inline,
 ) -> Server:
     registration = Registration(
         SERVICE_NAME,
         lambda s: loan_service_pb2_grpc.add_LoanServiceServicer_to_server(servicer, s),
+        inline,
     )
     return create_server(
         [registration],

@@ -131,6 +131,9 @@ class RemoteUserDirectory:
         self._ttl = ttl
         self._cache: ExpiringCache[str, Caller] = ExpiringCache(size)
 
+    def cached(self, user_id: str) -> bool:
+        return self._cache.get(user_id) is not None
+
     def load(self, user_id: str) -> Caller:
         caller = self._cache.get(user_id)
         if caller is not None:

@@ -34,6 +34,7 @@ from grpc_status import rpc_status
 from loansuite.common.v1 import error_pb2
 
 from services.shared import context, tracing
+from services.shared.aio_handlers import CallAborted, aborts_by_raising
 from services.shared.call_metrics import CallMetrics, GrpcType, Outcome, for_method
 from services.shared.errors import AppError, Code, FieldViolation, error_for
 
@@ -45,6 +46,7 @@ __all__ = [
     "error_from_message",
     "error_message",
     "internal_error",
+    "set_status",
     "status_of",
     "streaming",
     "unary",
@@ -121,7 +123,24 @@ def abort_with_error(ctx: grpc.ServicerContext, exc: AppError, request_id: str) 
 
     An error with a retry delay also carries a google.rpc.RetryInfo detail.
     """
-    ctx.abort_with_status(status_of(exc, request_id))
+    status = status_of(exc, request_id)
+    if aborts_by_raising(ctx):  # grpc.aio's own context: the coroutine around us aborts
+        raise CallAborted(status)
+    ctx.abort_with_status(status)
+    raise AssertionError("abort returned")  # grpc's abort raises; NoReturn must hold
+
+
+def set_status(ctx: grpc.ServicerContext, status: grpc.Status) -> None:
+    """Give the call the status it ends with when its handler returns."""
+    ctx.set_code(status.code)
+    ctx.set_details(status.details)
+    ctx.set_trailing_metadata(status.trailing_metadata)
+
+
+def _aborts_by_returning(ctx: grpc.ServicerContext) -> bool:
+    # grpc.aio's context for a handler on its thread pool: its abort waits for the event
+    # loop to send the status, and for a call that a stop has cancelled that never comes.
+    return not hasattr(ctx, "abort_with_status")
 
 
 def status_of(exc: AppError, request_id: str) -> grpc.Status:
@@ -322,6 +341,9 @@ class _StreamCall:
             response = self._fail(response_type(error=error_message(exc, self.request_id)), exc)
             if exc.as_status:
                 self.grpc_code = exc.code.name
+                if _aborts_by_returning(self._ctx):
+                    set_status(self._ctx, status_of(exc, self.request_id))
+                    return None
                 abort_with_error(self._ctx, exc, self.request_id)
             return response
         except Exception:

@@ -147,6 +147,10 @@ class UserDirectory(Protocol):
 
     def load(self, user_id: str) -> Caller: ...
 
+    def cached(self, user_id: str) -> bool:
+        """Whether load would answer without asking anyone."""
+        ...
+
 
 def bearer_token(metadata: Sequence[tuple[str, str | bytes]] | None) -> str:
     """The token of "authorization: Bearer <token>", or UnauthenticatedError."""
@@ -197,6 +201,10 @@ class TokenVerifier:
         claims = self._decode(token)
         self._verified.put(token, claims, expires_at=claims.expires_at)
         return claims
+
+    def cached(self, token: str) -> Claims | None:
+        """The claims of a token verified before and not yet expired; None otherwise."""
+        return self._verified.get(token)
 
     def _decode(self, token: str) -> Claims:
         try:
@@ -253,3 +261,14 @@ class Authenticator:
         if claims.role is Role.SERVICE:
             return Caller(user_id=claims.subject, organization_id="", role=Role.SERVICE)
         return self._users.load(claims.subject)
+
+    def answers_at_once(self, metadata: Sequence[tuple[str, str | bytes]] | None) -> bool:
+        """Whether authenticate would answer from its caches (or refuse) without a call to
+        auth or a signature to check: what a call must know to run on an event loop."""
+        try:
+            claims = self._verifier.cached(bearer_token(metadata))
+        except UnauthenticatedError:
+            return True  # no bearer token: refused at once
+        if claims is None:
+            return False
+        return claims.role is Role.SERVICE or self._users.cached(claims.subject)

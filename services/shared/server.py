@@ -7,9 +7,10 @@ streams end with UNAVAILABLE and the Error as its detail (Health/Watch too, so
 no watcher holds the grace), and calls in flight finish within the grace.
 
 Two server models share one set of (synchronous) servicers: grpcio's
-thread-pool server, and grpc.aio with the servicers run on its migration
-thread pool. ``Settings.server_model`` picks one; docs/BENCHMARKS.md records
-why the default is what it is.
+thread-pool server, and grpc.aio, where each unary call runs either on the
+event loop (the reads a service declares ``inline``) or on a thread pool
+(``services/shared/aio_handlers.py``). ``Settings.server_model`` picks one;
+docs/BENCHMARKS.md records why the default is what it is.
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from services.shared.aio_handlers import Inline, NativeHandlers
 from services.shared.context import request_id_from
-from services.shared.envelope import status_of
+from services.shared.envelope import set_status, status_of
 from services.shared.errors import ServerStoppingError
 from services.shared.health import DrainingHealth
 from services.shared.tls import TlsConfig
@@ -65,10 +67,19 @@ _STATUSES = {
 
 @dataclass(frozen=True)
 class Registration:
-    """One service to serve: its full proto name and how to add it to a server."""
+    """One service to serve: its full proto name and how to add it to a server.
+
+    Under grpc.aio, ``inline`` says which unary calls may run on the event loop itself:
+    only those that neither wait on another service nor on a commit.
+    """
 
     name: str
     add: Callable[[Any], None]
+    inline: Inline | None = None
+
+
+def _always(_method: str, _metadata: object) -> bool:
+    return True
 
 
 class Server:
@@ -151,10 +162,7 @@ class StopSignals:
 
 def _end_stopping(ctx: grpc.ServicerContext) -> None:
     """End a stream that is not running a handler as a stopping server does."""
-    status = status_of(ServerStoppingError(), request_id_from(ctx.invocation_metadata()))
-    ctx.set_code(status.code)
-    ctx.set_details(status.details)
-    ctx.set_trailing_metadata(status.trailing_metadata)
+    set_status(ctx, status_of(ServerStoppingError(), request_id_from(ctx.invocation_metadata())))
 
 
 _STOP_MARGIN_SECONDS = 5.0  # after the grace, for grpcio to cancel what is left
@@ -166,6 +174,10 @@ class _Engine:
     def __init__(self, max_workers: int, options: Options, max_calls: int | None) -> None:
         pool = futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rpc")
         self.server: Any = grpc.server(pool, options=options, maximum_concurrent_rpcs=max_calls)
+
+    def handlers(self, inline: Inline | None) -> Any:
+        """What a generated ``add_*_to_server`` function adds a servicer to."""
+        return self.server
 
     def start(self) -> None:
         self.server.start()
@@ -187,13 +199,16 @@ class _Engine:
 
 
 class _AioEngine(_Engine):
-    """grpc.aio on its own event-loop thread, running the servicers on a thread pool."""
+    """grpc.aio on its own event-loop thread: unary calls inline or on a thread pool,
+    streams on grpc.aio's own use of that pool."""
 
     def __init__(self, max_workers: int, options: Options, max_calls: int | None) -> None:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="aio", daemon=True)
         self._thread.start()
-        pool = futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rpc")
+        self._pool = pool = futures.ThreadPoolExecutor(
+            max_workers=max_workers, thread_name_prefix="rpc"
+        )
 
         async def make() -> grpc.aio.Server:
             return grpc.aio.server(
@@ -201,6 +216,9 @@ class _AioEngine(_Engine):
             )
 
         self.server = self._run(make())
+
+    def handlers(self, inline: Inline | None) -> Any:
+        return NativeHandlers(self.server, self._pool, inline)
 
     def _run(self, coroutine: Any) -> Any:
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
@@ -213,6 +231,13 @@ class _AioEngine(_Engine):
 
         def wait() -> None:
             stopping.result()
+            # A handler still on the pool (a stream's last step) hands its results to the
+            # loop: the loop must outlive it. Bounded, as the thread-pool server's stop is.
+            drained = threading.Thread(target=self._pool.shutdown, name="aio-stop", daemon=True)
+            drained.start()
+            drained.join(_STOP_MARGIN_SECONDS)
+            if drained.is_alive():
+                log.warning("handlers still running after the grace period; going on")
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join()
             self._loop.close()
@@ -249,10 +274,11 @@ def create_server(
     engine_class = _AioEngine if model == "aio" else _Engine
     engine = engine_class(max_workers, options, max_concurrent_rpcs)
     health_servicer = DrainingHealth()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, engine.server)
+    # Check reads a dict: it never waits on anything.
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, engine.handlers(_always))
     names = [r.name for r in registrations]
     for registration in registrations:
-        registration.add(engine.server)
+        registration.add(engine.handlers(registration.inline))
     health_name = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
     reflection.enable_server_reflection(
         [*names, health_name, reflection.SERVICE_NAME], engine.server

@@ -12,9 +12,9 @@ from loansuite.auth.v1 import auth_service_pb2_grpc as auth_grpc
 
 from services.audit.wiring import start as start_audit
 from services.auth.wiring import start as start_auth
-from tests.audit.support import ServerModel, Stack, audit_settings
+from tests.audit.support import Stack, audit_settings
 from tests.auth.support import auth_settings
-from tests.support import SERVICE_SECRET
+from tests.support import SERVICE_SECRET, ServerModel
 
 
 @pytest.fixture

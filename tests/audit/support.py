@@ -6,7 +6,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal, TypedDict, Unpack
+from typing import TypedDict, Unpack
 
 from google.protobuf.timestamp_pb2 import Timestamp
 from loansuite.audit.v1 import audit_service_pb2 as audit_pb
@@ -17,9 +17,15 @@ from loansuite.auth.v1 import auth_service_pb2_grpc as auth_grpc
 from services.auth.wiring import create_admin
 from services.shared._types import Metadata
 from services.shared.settings import Settings
-from tests.support import PASSWORD, SERVICE_SECRET, Account, bearer, log_in, sign_up
-
-ServerModel = Literal["thread", "aio"]
+from tests.support import (
+    PASSWORD,
+    SERVICE_SECRET,
+    Account,
+    ServerModel,
+    bearer,
+    log_in,
+    sign_up,
+)
 
 
 class Filters(TypedDict, total=False):

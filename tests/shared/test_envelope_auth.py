@@ -30,9 +30,15 @@ from tests.shared.envelope_support import (
 class _Directory:
     """The user directory at the process boundary: the profiles auth would return."""
 
+    def __init__(self, *, remembers: bool = True) -> None:
+        self.remembers = remembers
+
     def load(self, user_id: str) -> Caller:
         assert user_id == CALLER.user_id
         return CALLER
+
+    def cached(self, user_id: str) -> bool:
+        return self.remembers and user_id == CALLER.user_id
 
 
 def _token(key: Ed25519PrivateKey = SIGNING_KEY, *, kid: str = KID, **claims: Any) -> str:
@@ -91,3 +97,19 @@ def test_an_unacceptable_token_is_an_unauthenticated_envelope(
         reason,
     )
     assert response.error.request_id == "auth-1"
+
+
+def test_only_a_caller_already_known_is_answered_at_once() -> None:
+    """What lets a read run on grpc.aio's event loop: no signature to check, nobody to ask."""
+    keys = CachedKeyRing(lambda: {KID: SIGNING_KEY.public_key()})
+    directory = _Directory()
+    authenticator = Authenticator(TokenVerifier(keys, issuer=ISSUER, audience=AUDIENCE), directory)
+    metadata = (("authorization", f"Bearer {_token()}"),)
+
+    assert not authenticator.answers_at_once(metadata)  # the signature is still to check
+    assert authenticator.authenticate(metadata) == CALLER
+    assert authenticator.answers_at_once(metadata)
+    directory.remembers = False  # the profile expired: auth must be asked again
+    assert not authenticator.answers_at_once(metadata)
+    # Refused at once, without asking anyone: no token at all.
+    assert authenticator.answers_at_once(())

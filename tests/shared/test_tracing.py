@@ -97,8 +97,10 @@ def test_one_trace_runs_from_the_client_through_loans_and_auth_to_the_audit_inge
 
     # The relay's span ends when audit's reply reaches it, after audit's own spans have ended.
     eventually(
-        lambda: bool(linked("loans outbox deliver", SpanKind.PRODUCER))
-        and bool(linked("audit ingest", SpanKind.CONSUMER)),
+        lambda: (
+            bool(linked("loans outbox deliver", SpanKind.PRODUCER))
+            and bool(linked("audit ingest", SpanKind.CONSUMER))
+        ),
         "the relay's delivery and audit's ingest spans have ended",
     )
     finished = spans.get_finished_spans()

@@ -1,0 +1,202 @@
+"""grpc.aio with native handlers: the servicers stay synchronous, the calls do not wait for
+a thread unless they must.
+
+grpc.aio runs a synchronous handler on its thread pool: every call then crosses from the
+event loop to a pool thread and back, and under load those threads contend for the GIL.
+Here each unary handler is registered as a coroutine instead. A call that a service
+declares ``inline`` (a read whose caller is already known, so nothing it does waits on
+another service or on a commit) runs on the event loop itself; any other goes to the
+thread pool, where a write can wait for its group commit without holding up the loop.
+Streaming handlers keep grpc.aio's own thread pool.
+
+A server-streaming handler (a synchronous generator) is stepped on the thread pool, one
+response at a time, and ends when its call does: grpc.aio's own bridge hands responses
+over through a queue of one, and a producer whose call was cancelled with a response
+still queued waits forever, holding its thread past the server's stop. The handler sees
+a context with the thread-pool server's ``add_callback`` and ``is_active``. Handlers that
+read a request stream keep grpc.aio's bridge.
+
+The request is decoded here, so an undecodable one gets the INTERNAL status with the text
+the thread-pool server gives, not an UNKNOWN with a stack trace in the log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import AsyncIterator, Callable, Generator, Iterator, Sequence
+from concurrent import futures
+from typing import TYPE_CHECKING, Any
+
+import grpc
+
+__all__ = ["CallAborted", "CallMetadata", "Inline", "NativeHandlers"]
+
+CallMetadata = Sequence[tuple[str, str | bytes]]
+# (method name as in "/package.Service/Method", invocation metadata) -> run on the loop?
+Inline = Callable[[str, CallMetadata], bool]
+
+UNDECODABLE = "Exception deserializing request!"
+if TYPE_CHECKING:  # generic only in the stubs
+    MethodHandler = grpc.RpcMethodHandler[Any, Any]
+    GenericHandler = grpc.GenericRpcHandler[Any, Any]
+else:
+    MethodHandler, GenericHandler = grpc.RpcMethodHandler, grpc.GenericRpcHandler
+
+
+class CallAborted(Exception):
+    """Raised by a handler run as a coroutine's body to end its call with status.
+
+    grpc.aio's ``abort`` is a coroutine, which a synchronous handler cannot await; the
+    coroutine around it does.
+    """
+
+    def __init__(self, status: grpc.Status) -> None:
+        super().__init__(status.details)
+        self.status = status
+
+
+def aborts_by_raising(ctx: Any) -> bool:
+    """Whether ctx is grpc.aio's own context, whose abort must be awaited."""
+    abort = getattr(ctx, "abort_with_status", None)
+    return abort is not None and inspect.iscoroutinefunction(abort)
+
+
+class NativeHandlers:
+    """A grpc.aio server as generated ``add_*_to_server`` functions see it: each unary
+    handler they add is wrapped as a coroutine, inline or on ``pool``."""
+
+    def __init__(self, server: Any, pool: futures.Executor, inline: Inline | None = None) -> None:
+        self._server = server
+        self._pool = pool
+        self._inline = inline
+
+    def add_registered_method_handlers(
+        self, service: str, handlers: dict[str, MethodHandler]
+    ) -> None:
+        self._server.add_registered_method_handlers(
+            service,
+            {
+                name: self._native(f"/{service}/{name}", handler)
+                for name, handler in handlers.items()
+            },
+        )
+
+    def add_generic_rpc_handlers(self, handlers: Sequence[GenericHandler]) -> None:
+        self._server.add_generic_rpc_handlers(tuple(_Generic(h, self._native) for h in handlers))
+
+    def _native(self, method: str, handler: MethodHandler) -> MethodHandler:
+        if handler.request_streaming:
+            return handler
+        if handler.response_streaming:
+            return self._native_stream(handler)
+        if inspect.iscoroutinefunction(handler.unary_unary):
+            return handler
+        behavior: Callable[[Any, Any], Any] | None = handler.unary_unary
+        decode = handler.request_deserializer
+        assert behavior is not None  # neither side streams
+        inline, pool = self._inline, self._pool
+
+        async def serve(data: bytes, ctx: Any) -> Any:
+            try:
+                request = decode(data) if decode is not None else data
+            except Exception:
+                await ctx.abort(grpc.StatusCode.INTERNAL, UNDECODABLE)
+            try:
+                if inline is not None and inline(method, ctx.invocation_metadata()):
+                    return behavior(request, ctx)
+                loop = asyncio.get_running_loop()
+                return await loop.run_in_executor(pool, behavior, request, ctx)
+            except CallAborted as aborted:
+                status = aborted.status
+                await ctx.abort(status.code, status.details, status.trailing_metadata)
+
+        return grpc.unary_unary_rpc_method_handler(
+            serve, request_deserializer=None, response_serializer=handler.response_serializer
+        )
+
+    def _native_stream(self, handler: MethodHandler) -> MethodHandler:
+        behavior: Callable[[Any, Any], Any] | None = handler.unary_stream
+        assert behavior is not None
+        if inspect.isasyncgenfunction(behavior):
+            return handler
+        decode, pool = handler.request_deserializer, self._pool
+
+        async def serve(data: bytes, ctx: Any) -> AsyncIterator[Any]:
+            try:
+                request = decode(data) if decode is not None else data
+            except Exception:
+                await ctx.abort(grpc.StatusCode.INTERNAL, UNDECODABLE)
+            responses: Generator[Any, None, None] = behavior(
+                request, _PoolContext(ctx, asyncio.get_running_loop())
+            )
+            step = pool.submit(_next, responses)
+            try:
+                while (response := await asyncio.wrap_future(step)) is not _END:
+                    yield response
+                    step = pool.submit(_next, responses)
+            except CallAborted as aborted:
+                status = aborted.status
+                await ctx.abort(status.code, status.details, status.trailing_metadata)
+            finally:
+                # Ended early (cancelled, the client gone) the generator is closed, running
+                # its cleanup, once the step under way returns; never while it runs.
+                step.add_done_callback(lambda _: pool.submit(responses.close))
+
+        return grpc.unary_stream_rpc_method_handler(
+            serve, request_deserializer=None, response_serializer=handler.response_serializer
+        )
+
+
+_END = object()
+
+
+def _next(responses: Iterator[Any]) -> Any:
+    return next(responses, _END)
+
+
+class _PoolContext:
+    """grpc.aio's context as a handler on a pool thread sees it: the thread-pool server's
+    ``add_callback`` and ``is_active``, and ``send_initial_metadata`` without an await."""
+
+    def __init__(self, ctx: Any, loop: asyncio.AbstractEventLoop) -> None:
+        self._ctx = ctx
+        self._loop = loop
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._ctx, name)
+
+    def add_callback(self, callback: Callable[[], None]) -> bool:
+        self._ctx.add_done_callback(lambda _ctx: callback())
+        return True
+
+    def is_active(self) -> bool:
+        return not self._ctx.done()
+
+    def send_initial_metadata(self, metadata: CallMetadata) -> None:
+        sent = asyncio.run_coroutine_threadsafe(
+            self._ctx.send_initial_metadata(metadata), self._loop
+        )
+        sent.result()
+
+
+class _Generic(GenericHandler):
+    """A generic handler whose unary handlers come out native."""
+
+    def __init__(
+        self,
+        wrapped: GenericHandler,
+        native: Callable[[str, MethodHandler], MethodHandler],
+    ) -> None:
+        self._wrapped = wrapped
+        self._to_native = native
+
+    def service_name(self) -> str | None:
+        name = getattr(self._wrapped, "service_name", None)
+        return name() if name is not None else None
+
+    def service(self, details: grpc.HandlerCallDetails) -> MethodHandler | None:
+        handler = self._wrapped.service(details)
+        if handler is None:
+            return None
+        return self._to_native(details.method, handler)
