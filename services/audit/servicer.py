@@ -135,8 +135,7 @@ class AuditServicer(pb_grpc.AuditServiceServicer):
         use_cases.authorize_tail(caller)
         query = conversions.tail_query_from_proto(request)
         stopped = threading.Event()
-        # grpcio's thread-pool server calls it on cancellation, deadline and shutdown,
-        # which wakes the poll at once (see tail.py for grpc.aio).
+        # Called on cancellation, deadline and shutdown, which wakes the poll at once.
         context.add_callback(stopped.set)
         with self._tails.slot(caller.user_id, caller.organization_id):
             cursor = self._tails.start(query)

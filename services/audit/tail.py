@@ -10,12 +10,10 @@ too, so a cursor never skips a late commit. Each follower reads on its own
 pace in its own short read transactions; a slow one delays nobody, and
 neither SQLite (WAL) nor PostgreSQL makes a reader block a writer.
 
-A follower ends when its call ends (grpcio's thread-pool server reports
-cancellation, deadline and shutdown through the context's callbacks) and when
-the service closes; once ``close()`` returns, no follower touches the database.
-grpc.aio never calls those callbacks for a synchronous handler: there a
-cancelled follower keeps its slot and thread until the server stops, one more
-reason the thread-pool server is the default.
+A follower ends when its call ends (the server reports cancellation, deadline
+and shutdown through the context's callbacks; on grpc.aio the bridge in
+services/shared/aio_handlers.py does) and when the service closes; once
+``close()`` returns, no follower touches the database.
 """
 
 from __future__ import annotations

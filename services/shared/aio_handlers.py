@@ -7,7 +7,6 @@ Here each unary handler is registered as a coroutine instead. A call that a serv
 declares ``inline`` (a read whose caller is already known, so nothing it does waits on
 another service or on a commit) runs on the event loop itself; any other goes to the
 thread pool, where a write can wait for its group commit without holding up the loop.
-Streaming handlers keep grpc.aio's own thread pool.
 
 A server-streaming handler (a synchronous generator) is stepped on the thread pool, one
 response at a time, and ends when its call does: grpc.aio's own bridge hands responses
@@ -141,7 +140,7 @@ class NativeHandlers:
             finally:
                 # Ended early (cancelled, the client gone) the generator is closed, running
                 # its cleanup, once the step under way returns; never while it runs.
-                step.add_done_callback(lambda _: pool.submit(responses.close))
+                step.add_done_callback(lambda _: responses.close())
 
         return grpc.unary_stream_rpc_method_handler(
             serve, request_deserializer=None, response_serializer=handler.response_serializer
@@ -167,6 +166,9 @@ class _PoolContext:
         return getattr(self._ctx, name)
 
     def add_callback(self, callback: Callable[[], None]) -> bool:
+        """Call callback when the call ends; False, as on the thread pool, if it has."""
+        if self._ctx.done():
+            return False
         self._ctx.add_done_callback(lambda _ctx: callback())
         return True
 

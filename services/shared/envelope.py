@@ -138,8 +138,9 @@ def set_status(ctx: grpc.ServicerContext, status: grpc.Status) -> None:
 
 
 def _aborts_by_returning(ctx: grpc.ServicerContext) -> bool:
-    # grpc.aio's context for a handler on its thread pool: its abort waits for the event
-    # loop to send the status, and for a call that a stop has cancelled that never comes.
+    # grpc.aio's context for a handler it runs on its own thread pool (one that reads a
+    # request stream): its abort waits for the event loop to send the status, and for a
+    # call that a stop has cancelled that never comes.
     return not hasattr(ctx, "abort_with_status")
 
 

@@ -172,8 +172,10 @@ class _Engine:
     """The thread-pool server."""
 
     def __init__(self, max_workers: int, options: Options, max_calls: int | None) -> None:
-        pool = futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rpc")
-        self.server: Any = grpc.server(pool, options=options, maximum_concurrent_rpcs=max_calls)
+        self._pool = futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rpc")
+        self.server: Any = grpc.server(
+            self._pool, options=options, maximum_concurrent_rpcs=max_calls
+        )
 
     def handlers(self, inline: Inline | None) -> Any:
         """What a generated ``add_*_to_server`` function adds a servicer to."""
@@ -194,8 +196,19 @@ class _Engine:
         def wait() -> None:
             if not done.wait(grace + _STOP_MARGIN_SECONDS):
                 log.warning("server not stopped after the grace period; going on")
+            _drain(self._pool)
 
         return wait
+
+
+def _drain(pool: futures.ThreadPoolExecutor) -> None:
+    """Wait, bounded, for handlers still running after their calls were cancelled: what
+    runs on stop next releases the engines and channels they may still be using."""
+    drained = threading.Thread(target=pool.shutdown, name="drain-handlers", daemon=True)
+    drained.start()
+    drained.join(_STOP_MARGIN_SECONDS)
+    if drained.is_alive():
+        log.warning("handlers still running after the grace period; going on")
 
 
 class _AioEngine(_Engine):
@@ -232,12 +245,8 @@ class _AioEngine(_Engine):
         def wait() -> None:
             stopping.result()
             # A handler still on the pool (a stream's last step) hands its results to the
-            # loop: the loop must outlive it. Bounded, as the thread-pool server's stop is.
-            drained = threading.Thread(target=self._pool.shutdown, name="aio-stop", daemon=True)
-            drained.start()
-            drained.join(_STOP_MARGIN_SECONDS)
-            if drained.is_alive():
-                log.warning("handlers still running after the grace period; going on")
+            # loop: the loop must outlive it.
+            _drain(self._pool)
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join()
             self._loop.close()

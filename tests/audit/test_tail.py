@@ -79,6 +79,7 @@ class Tail:
         return False
 
 
+@pytest.mark.parametrize("server_model", ["thread", "aio"])
 def test_an_admin_sees_new_matching_events_in_log_order_and_nothing_else(stack: Stack) -> None:
     admin = stack.admin()
     stack.ingest([make_event("org-t", action="LOAN_APPROVED")])  # before the call: not sent
@@ -167,6 +168,7 @@ def _retried_refusal(stack: Stack, admin: Account) -> list[Item]:
             return items
 
 
+@pytest.mark.parametrize("server_model", ["thread", "aio"])
 def test_open_tails_are_bounded_per_admin_and_a_closed_one_frees_its_place(
     stack: Stack,
 ) -> None:
@@ -214,6 +216,7 @@ def test_past_the_process_limit_a_tail_is_refused_whoever_asks(audit_url: str) -
     assert refused.value.as_status
 
 
+@pytest.mark.parametrize("server_model", ["thread", "aio"])
 def test_a_stopping_server_ends_its_tails(stack: Stack) -> None:
     admin = stack.admin()
     server = start_audit(stack.audit_settings, port=0)
@@ -245,8 +248,6 @@ def test_a_stopping_server_ends_its_tails(stack: Stack) -> None:
 
 @pytest.mark.parametrize("server_model", ["aio"])
 def test_the_aio_server_model_refuses_alike(stack: Stack) -> None:
-    # Only refusals here: grpc.aio never tells a synchronous handler that its
-    # call was cancelled, so a live tail there lasts until the server stops.
     refused = Tail(stack, (*stack.user().metadata, ("x-request-id", "req-aio"))).take(2)
 
     response = refused[0]
