@@ -70,11 +70,20 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+# The last second formatted, and how: lines come many to a second.
+_last_second: tuple[int, str] = (-1, "")
+
+
 def _utc_millis(created: float) -> str:
     """ISO 8601 UTC with milliseconds, e.g. 2026-11-30T08:00:00.123+00:00."""
+    global _last_second
     seconds = int(created)
     millis = int((created - seconds) * 1000)
-    return f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(seconds))}.{millis:03d}+00:00"
+    second, text = _last_second
+    if second != seconds:
+        text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+        _last_second = (seconds, text)  # one tuple, replaced whole: safe across threads
+    return f"{text}.{millis:03d}+00:00"
 
 
 class BatchedHandler(logging.Handler):
@@ -148,6 +157,9 @@ class BatchedHandler(logging.Handler):
 
 def configure_logging(level: str = "INFO", *, service: str = "") -> None:
     """Send JSON logs to stderr; `service` is stamped on every line."""
+    # No line shows the thread or process, so records need not look them up (the
+    # logging HOWTO's "Optimization").
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     handler = BatchedHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     if service:

@@ -95,3 +95,22 @@ def test_warnings_are_kept_whatever_the_backlog(logger: logging.Logger) -> None:
     assert messages.count("call") == 2
     assert "broken" in messages
     assert "log lines dropped" in messages
+
+
+def test_each_line_has_its_own_time_across_seconds_and_days() -> None:
+    """The formatted second is kept between lines; a line of another second gets its own."""
+    formatter = JsonFormatter()
+    stamped = []
+    for created in (86399.25, 86399.75, 86400.0, 86400.5, 1.5, 86400.125):
+        record = logging.LogRecord("t", logging.INFO, __file__, 0, "m", (), None)
+        record.created = created
+        stamped.append(json.loads(formatter.format(record))["time"])
+
+    assert stamped == [
+        "1970-01-01T23:59:59.250+00:00",
+        "1970-01-01T23:59:59.750+00:00",
+        "1970-01-02T00:00:00.000+00:00",
+        "1970-01-02T00:00:00.500+00:00",
+        "1970-01-01T00:00:01.500+00:00",
+        "1970-01-02T00:00:00.125+00:00",
+    ]
