@@ -1,10 +1,10 @@
 """The loans service on grpc.aio with native handlers answers as on the thread pool.
 
-This module's suite runs on grpc.aio (SERVER_MODEL): the authorization matrix, the read
+This module's suite runs on grpc.aio (SERVER_MODEL). The authorization matrix, the read
 rules, the keyed write, a failed group commit (a real UNAVAILABLE status, raised on a
-pool thread) and WatchLoans, ended by the subscriber, by its token or by a stop, run
-again there, with reads inline on the event loop once the caller is
-known and everything else on the thread pool.
+pool thread) and WatchLoans (ended by the subscriber, by its token or by a stop) run
+again there: reads inline on the event loop once the caller is known, everything else
+on the thread pool.
 """
 
 from __future__ import annotations
