@@ -97,18 +97,14 @@ class NativeHandlers:
         inline, pool = self._inline, self._pool
 
         async def serve(data: bytes, ctx: Any) -> Any:
-            try:
-                request = decode(data) if decode is not None else data
-            except Exception:
-                await ctx.abort(grpc.StatusCode.INTERNAL, UNDECODABLE)
+            request = await _decoded(decode, data, ctx)
             try:
                 if inline is not None and inline(method, ctx.invocation_metadata()):
                     return behavior(request, ctx)
                 loop = asyncio.get_running_loop()
                 return await loop.run_in_executor(pool, behavior, request, ctx)
             except CallAborted as aborted:
-                status = aborted.status
-                await ctx.abort(status.code, status.details, status.trailing_metadata)
+                await _abort(ctx, aborted.status)
 
         return grpc.unary_unary_rpc_method_handler(
             serve, request_deserializer=None, response_serializer=handler.response_serializer
@@ -122,10 +118,7 @@ class NativeHandlers:
         decode, pool = handler.request_deserializer, self._pool
 
         async def serve(data: bytes, ctx: Any) -> AsyncIterator[Any]:
-            try:
-                request = decode(data) if decode is not None else data
-            except Exception:
-                await ctx.abort(grpc.StatusCode.INTERNAL, UNDECODABLE)
+            request = await _decoded(decode, data, ctx)
             responses: Generator[Any, None, None] = behavior(
                 request, _PoolContext(ctx, asyncio.get_running_loop())
             )
@@ -135,8 +128,7 @@ class NativeHandlers:
                     yield response
                     step = pool.submit(_next, responses)
             except CallAborted as aborted:
-                status = aborted.status
-                await ctx.abort(status.code, status.details, status.trailing_metadata)
+                await _abort(ctx, aborted.status)
             finally:
                 # Ended early (cancelled, the client gone) the generator is closed, running
                 # its cleanup, once the step under way returns; never while it runs.
@@ -148,6 +140,18 @@ class NativeHandlers:
 
 
 _END = object()
+
+
+async def _decoded(decode: Callable[[bytes], Any] | None, data: bytes, ctx: Any) -> Any:
+    """The request, or the call ended with the thread-pool server's INTERNAL."""
+    try:
+        return decode(data) if decode is not None else data
+    except Exception:
+        await ctx.abort(grpc.StatusCode.INTERNAL, UNDECODABLE)
+
+
+async def _abort(ctx: Any, status: grpc.Status) -> None:
+    await ctx.abort(status.code, status.details, status.trailing_metadata)
 
 
 def _next(responses: Iterator[Any]) -> Any:

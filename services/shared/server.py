@@ -213,7 +213,7 @@ def _drain(pool: futures.ThreadPoolExecutor) -> None:
 
 class _AioEngine(_Engine):
     """grpc.aio on its own event-loop thread: unary calls inline or on a thread pool,
-    streams on grpc.aio's own use of that pool."""
+    streams stepped on that pool (see aio_handlers.py)."""
 
     def __init__(self, max_workers: int, options: Options, max_calls: int | None) -> None:
         self._loop = asyncio.new_event_loop()
