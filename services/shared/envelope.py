@@ -37,6 +37,7 @@ from services.shared import context, tracing
 from services.shared.aio_handlers import CallAborted, aborts_by_raising
 from services.shared.call_metrics import CallMetrics, GrpcType, Outcome, for_method
 from services.shared.errors import AppError, Code, FieldViolation, error_for
+from services.shared.logs import log_call
 
 __all__ = [
     "Envelope",
@@ -267,8 +268,7 @@ def _log_call(
     error = None if reason is None else (outcome, reason)
     rpc.handled(grpc_code, elapsed, error)
     level = logging.ERROR if outcome == "INTERNAL" else logging.INFO
-    extra = {"rpc": rpc.name, "outcome": outcome, "elapsed_ms": round(elapsed * 1000, 3)}
-    log.log(level, "call", extra=extra)
+    log_call(log, level, rpc.name, outcome, round(elapsed * 1000, 3))
     return grpc_code, error
 
 

@@ -7,6 +7,11 @@ system call. A warning or an error is written at once, with whatever came
 before it; so is everything at exit. A process killed outright loses at most
 the last ``FLUSH_SECONDS`` of lines.
 
+The line every call writes (``log_call``) skips ``logging``'s record, filters
+and formatter when the handler it would reach is this module's alone: the same
+JSON, built from values that need no escaping, at a tenth of the cost. Any
+other set-up (a handler added for a test, a filter) gets the ordinary record.
+
 The buffer holds at most ``MAX_PENDING_LINES``: if the stream cannot take the
 lines as fast as they come (a stalled pipe), the newest INFO and DEBUG lines
 are dropped rather than memory growing, and the next write says how many.
@@ -34,6 +39,7 @@ __all__ = [
     "BatchedHandler",
     "JsonFormatter",
     "configure_logging",
+    "log_call",
 ]
 
 FLUSH_SECONDS: Final = 0.1
@@ -94,8 +100,11 @@ class BatchedHandler(logging.Handler):
         stream: TextIO,
         flush_seconds: float = FLUSH_SECONDS,
         max_pending: int = MAX_PENDING_LINES,
+        *,
+        service: str = "",
     ) -> None:
         super().__init__()
+        self.service = service  # stamped on every line when set
         self._stream = stream
         self._lines: collections.deque[str] = collections.deque()
         self._writing = threading.Lock()  # one batch at a time, in order
@@ -114,17 +123,27 @@ class BatchedHandler(logging.Handler):
         return passed
 
     def emit(self, record: logging.LogRecord) -> None:
-        urgent = record.levelno >= logging.WARNING
-        if not urgent and len(self._lines) >= self._max_pending:
+        if record.levelno < logging.WARNING and len(self._lines) >= self._max_pending:
             self._dropped += 1
             return
+        if self.service:
+            record.service = self.service
         try:
             line = self.format(record)
         except Exception:
             self.handleError(record)
             return
-        self._lines.append(line)  # deque.append is atomic: emit takes no lock of its own
-        if urgent:
+        self.append(line, record.levelno)
+
+    def append(self, line: str, level: int) -> None:
+        """Queue a formatted line; a warning or an error is written at once."""
+        if level < logging.WARNING:
+            if len(self._lines) >= self._max_pending:
+                self._dropped += 1
+                return
+            self._lines.append(line)  # deque.append is atomic: no lock of our own
+        else:
+            self._lines.append(line)
             self.flush()
 
     def flush(self) -> None:
@@ -146,7 +165,8 @@ class BatchedHandler(logging.Handler):
         )
         record.dropped = dropped
         record.max_pending = self._max_pending
-        self.filter(record)  # stamps the service, as on every other line
+        if self.service:
+            record.service = self.service
         return self.format(record)
 
     def _flush_forever(self) -> None:
@@ -160,19 +180,57 @@ def configure_logging(level: str = "INFO", *, service: str = "") -> None:
     # No line shows the thread or process, so records need not look them up (the
     # logging HOWTO's "Optimization").
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
-    handler = BatchedHandler(sys.stderr)
+    handler = BatchedHandler(sys.stderr, service=service)
     handler.setFormatter(JsonFormatter())
-    if service:
-        handler.addFilter(_stamp(service))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
 
 
-def _stamp(service: str) -> logging.Filter:
-    class _ServiceFilter(logging.Filter):
-        def filter(self, record: logging.LogRecord) -> bool:
-            record.service = service
-            return True
+def log_call(logger: logging.Logger, level: int, rpc: str, outcome: str, elapsed_ms: float) -> None:
+    """Log a finished call: ``{"message": "call", "rpc", "outcome", "elapsed_ms"}`` with the
+    time, level, logger, request id, trace ids and service, as ``JsonFormatter`` writes it.
 
-    return _ServiceFilter()
+    ``rpc`` is a method's full name from its descriptor, ``outcome`` a code's name, the
+    request id matches ``validation.REQUEST_ID`` (or was made here) and the trace ids are
+    hex: nothing needs escaping, so the line is put together directly when the batched
+    handler is the only one it would reach."""
+    handler = _sole_handler(logger, level)
+    if handler is None or not logger.isEnabledFor(level):
+        extra = {"rpc": rpc, "outcome": outcome, "elapsed_ms": elapsed_ms}
+        logger.log(level, "call", extra=extra)
+        return
+    line = (
+        f'{{"time": "{_utc_millis(time.time())}", "level": "{logging.getLevelName(level)}", '
+        f'"logger": "{logger.name}", "message": "call"'
+    )
+    if request_id := current_request_id():
+        line += f', "request_id": "{request_id}"'
+    trace_id, span_id = current_ids()
+    if trace_id:
+        line += f', "trace_id": "{trace_id}", "span_id": "{span_id}"'
+    line += f', "rpc": "{rpc}", "outcome": "{outcome}", "elapsed_ms": {elapsed_ms}'
+    if handler.service:
+        line += f', "service": "{handler.service}"'
+    handler.append(line + "}", level)
+
+
+def _sole_handler(logger: logging.Logger, level: int) -> BatchedHandler | None:
+    """The batched handler, when it is the only one a record from `logger` reaches, takes
+    `level`, and no filter or other formatter stands between; else None."""
+    if logger.filters:
+        return None
+    found: logging.Logger | None = logger
+    while found is not None and not found.handlers:
+        found = found.parent if found.propagate else None
+    if found is None or len(found.handlers) != 1 or (found.propagate and found.parent):
+        return None
+    handler = found.handlers[0]
+    if (
+        isinstance(handler, BatchedHandler)
+        and not handler.filters
+        and type(handler.formatter) is JsonFormatter
+        and handler.level <= level
+    ):
+        return handler
+    return None
