@@ -20,20 +20,46 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, TypeVar
 
 from sqlalchemy import Connection, Engine, FromClause, Table, create_engine, event
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from services.shared.files import create_private_file, private_directory, private_file
 from services.shared.group_commit import GroupCommit
 
-__all__ = ["Database", "MappedClass", "database_url", "libpq_dsn", "table_of"]
+__all__ = [
+    "Database",
+    "MappedClass",
+    "database_url",
+    "hold_read_connections",
+    "libpq_dsn",
+    "table_of",
+]
 
 T = TypeVar("T")
+
+# A kept read connection unused this long is pinged before its next read, as the pool
+# pings every connection it hands out: a database restarted meanwhile fails no call.
+_HELD_PING_AFTER_SECONDS = 1.0
+_holding = threading.local()  # .on: this thread keeps one read connection per database
+
+
+def hold_read_connections() -> None:
+    """Let this thread keep its single-read connection of each database between reads.
+
+    For an event loop's thread, where reads run one after another and never overlap:
+    a read then skips the pool's checkout, reset and return, and on PostgreSQL the
+    ping the pool sends before handing out a connection. A pool thread must not
+    call this: each would keep a connection of its own for good.
+    """
+    _holding.on = True
+
 
 _SQLITE_PRAGMAS = (
     "PRAGMA journal_mode=WAL",
@@ -74,6 +100,7 @@ class Database:
         )
         self._after_commit: list[Callable[[Session], None]] = []
         self._group = GroupCommit(self.write)
+        self._held: dict[int, tuple[Connection, list[float]]] = {}  # thread id: (it, [last used])
 
     @contextlib.contextmanager
     def write(self) -> Iterator[Session]:
@@ -111,16 +138,60 @@ class Database:
         What a read loads through the ORM costs several times more than the row: a
         read that needs no unit of work (GetLoan, ListLoans) runs one prebuilt Core
         statement here, with no transaction around it. Several statements that must
-        agree with each other belong in ``read()``.
+        agree with each other belong in ``read()``. On a thread that holds its read
+        connections (``hold_read_connections``) the connection is that thread's own.
         """
-        with self._single_reads.connect() as connection:
+        if not getattr(_holding, "on", False):
+            with self._single_reads.connect() as connection:
+                yield connection
+            return
+        connection, used = self._held_connection()
+        kept = False
+        try:
             yield connection
+            kept = True
+        except Exception as exc:
+            # A refusal raised after the read leaves the connection as it was; a failed
+            # statement may not, so the next read takes another.
+            kept = not isinstance(exc, SQLAlchemyError)
+            raise
+        finally:
+            if kept:
+                used[0] = time.monotonic()
+            else:
+                self._held.pop(threading.get_ident(), None)
+                connection.close()
+
+    def _held_connection(self) -> tuple[Connection, list[float]]:
+        """This thread's kept read connection: pinged if idle a while, new if lost."""
+        thread = threading.get_ident()
+        held = self._held.get(thread)
+        if held is not None:
+            connection, used = held
+            if time.monotonic() - used[0] < _HELD_PING_AFTER_SECONDS or self._alive(connection):
+                return held
+            connection.invalidate()  # the pool opens a new one in its place
+            connection.close()
+        held = self._held[thread] = (self._single_reads.connect(), [time.monotonic()])
+        return held
+
+    def _alive(self, connection: Connection) -> bool:
+        try:
+            dbapi = connection.connection.dbapi_connection
+            return dbapi is not None and bool(self.engine.dialect.do_ping(dbapi))
+        except Exception:
+            return False
 
     def on_commit(self, callback: Callable[[Session], None]) -> None:
         """Run callback after each committed write transaction (e.g. to wake a relay)."""
         self._after_commit.append(callback)
 
     def dispose(self) -> None:
+        """Close every connection; the kept read connections first (their threads have
+        stopped reading by now)."""
+        for connection, _used in list(self._held.values()):
+            connection.close()
+        self._held.clear()
         self.engine.dispose()
 
 

@@ -30,6 +30,7 @@ from grpc_reflection.v1alpha import reflection
 
 from services.shared.aio_handlers import Inline, NativeHandlers
 from services.shared.context import request_id_from
+from services.shared.db import hold_read_connections
 from services.shared.envelope import set_status, status_of
 from services.shared.errors import ServerStoppingError
 from services.shared.health import DrainingHealth
@@ -219,6 +220,8 @@ class _AioEngine(_Engine):
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="aio", daemon=True)
         self._thread.start()
+        # Reads on the loop run one at a time: each database lends the loop one connection.
+        self._loop.call_soon_threadsafe(hold_read_connections)
         self._pool = pool = futures.ThreadPoolExecutor(
             max_workers=max_workers, thread_name_prefix="rpc"
         )
