@@ -27,7 +27,7 @@ from typing import Any, ClassVar, Protocol, TypeVar
 
 from sqlalchemy import Connection, Engine, FromClause, Table, create_engine, event
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DisconnectionError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from services.shared.files import create_private_file, private_directory, private_file
@@ -44,9 +44,10 @@ __all__ = [
 
 T = TypeVar("T")
 
-# A kept read connection unused this long is pinged before its next read, as the pool
-# pings every connection it hands out: a database restarted meanwhile fails no call.
-_HELD_PING_AFTER_SECONDS = 1.0
+# A connection unused this long is pinged before it is used again, so a database
+# restarted meanwhile fails no call; one in steady use is not, which on PostgreSQL
+# saves a round trip per read and per group commit.
+PING_AFTER_SECONDS = 1.0
 _holding = threading.local()  # .on: this thread keeps one read connection per database
 
 
@@ -54,8 +55,7 @@ def hold_read_connections() -> None:
     """Let this thread keep its single-read connection of each database between reads.
 
     For an event loop's thread, where reads run one after another and never overlap:
-    a read then skips the pool's checkout, reset and return, and on PostgreSQL the
-    ping the pool sends before handing out a connection. A pool thread must not
+    a read then skips the pool's checkout, reset and return. A pool thread must not
     call this: each would keep a connection of its own for good.
     """
     _holding.on = True
@@ -84,9 +84,8 @@ class Database:
         if self.is_sqlite:
             self.engine = _sqlite_engine(self.url, pool_size)
         else:
-            self.engine = create_engine(
-                self.url, pool_size=pool_size, max_overflow=2 * pool_size, pool_pre_ping=True
-            )
+            self.engine = create_engine(self.url, pool_size=pool_size, max_overflow=2 * pool_size)
+            _ping_when_idle(self.engine)
         writer = self.engine.execution_options(sqlite_begin="IMMEDIATE")
         self._reads = sessionmaker(self.engine, expire_on_commit=False)
         # One statement is its own consistent snapshot: a single-statement read needs no
@@ -168,7 +167,7 @@ class Database:
         held = self._held.get(thread)
         if held is not None:
             connection, used = held
-            if time.monotonic() - used[0] < _HELD_PING_AFTER_SECONDS or self._alive(connection):
+            if time.monotonic() - used[0] < PING_AFTER_SECONDS or self._alive(connection):
                 return held
             connection.invalidate()  # the pool opens a new one in its place
             connection.close()
@@ -245,6 +244,30 @@ def _sqlite_engine(url: URL, pool_size: int) -> Engine:
             conn.exec_driver_sql(f"BEGIN {mode}")
 
     return engine
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """Ping a pooled connection before handing it out only if it sat unused a while.
+
+    ``pool_pre_ping`` pings on every checkout: a round trip for every read on
+    PostgreSQL. A connection back from a call a moment ago is alive as far as a ping
+    could tell. A failed ping raises DisconnectionError, on which the pool replaces
+    the connection (and, as for any disconnect, the idle ones opened before it).
+    """
+
+    @event.listens_for(engine, "checkin")
+    def _checked_in(_dbapi_connection: Any, record: Any) -> None:
+        record.info["checked_in"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        checked_in = record.info.get("checked_in")
+        if checked_in is None or time.monotonic() - checked_in < PING_AFTER_SECONDS:
+            return  # new, or in use a moment ago
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception as exc:
+            raise DisconnectionError("the connection was lost while idle") from exc
 
 
 def _private_sqlite_files(path: Path) -> None:

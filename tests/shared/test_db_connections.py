@@ -1,5 +1,6 @@
-"""Read connections an event loop's thread keeps: one per database, used read after read,
-replaced when a statement fails, and pinged after a pause so a lost one fails no read.
+"""Connections: pinged after a pause, so one lost meanwhile fails no call; and the read
+connections an event loop's thread keeps, one per database, used read after read and
+replaced when a statement fails.
 
 Real SQLite and PostgreSQL databases; the loop's thread is a plain thread that asks to
 hold its connections, as the grpc.aio engine's thread does.
@@ -12,12 +13,13 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+import psycopg
 import pytest
 from sqlalchemy import Connection, text
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from services.shared import db as db_module
-from services.shared.db import Database, hold_read_connections
+from services.shared.db import Database, hold_read_connections, libpq_dsn
 from services.shared.errors import NotFoundError
 
 T = TypeVar("T")
@@ -108,17 +110,12 @@ def test_a_connection_lost_while_idle_is_replaced_before_the_next_read(
     loop_thread: Callable[[Callable[[], Any]], Any],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(db_module, "_HELD_PING_AFTER_SECONDS", 0.0)  # every read counts as idle
+    monkeypatch.setattr(db_module, "PING_AFTER_SECONDS", 0.0)  # every read counts as idle
 
-    def backend_pid() -> int:
-        with db.reading() as connection:
-            return int(connection.execute(text("SELECT pg_backend_pid()")).scalar_one())
+    lost = loop_thread(lambda: backend_pid(db))
+    terminate(db, lost)
 
-    lost = loop_thread(backend_pid)
-    with db.engine.connect() as other:
-        other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": lost})
-
-    replaced = loop_thread(backend_pid)  # no error: the ping found the connection gone
+    replaced = loop_thread(lambda: backend_pid(db))  # no error: the ping found it lost
 
     assert replaced != lost
 
@@ -151,3 +148,36 @@ def test_threads_that_do_not_hold_take_pooled_connections(db: Database) -> None:
     assert len(seen) == 2
     assert seen[0] is not seen[1]
     assert db.engine.pool.checkedout() == 0  # type: ignore[attr-defined]  # both given back
+
+
+def backend_pid(db: Database) -> int:
+    with db.reading() as connection:
+        return int(connection.execute(text("SELECT pg_backend_pid()")).scalar_one())
+
+
+def terminate(db: Database, pid: int) -> None:
+    """End the server process of a connection back in the pool, from a new connection."""
+    with psycopg.connect(libpq_dsn(db.url), autocommit=True) as other:
+        other.execute("SELECT pg_terminate_backend(%s)", (pid,))
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_a_pooled_connection_idle_a_while_is_pinged_and_one_in_use_is_not(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # In steady use: no ping, so the one call that finds its connection lost fails...
+    monkeypatch.setattr(db_module, "PING_AFTER_SECONDS", 3600.0)
+    lost = backend_pid(db)
+    terminate(db, lost)
+    with pytest.raises(DBAPIError) as failed:
+        backend_pid(db)
+    assert failed.value.connection_invalidated
+    assert backend_pid(db) != lost  # ...and the pool replaced it
+
+    # Idle past the bound: the ping finds it lost, and the pool hands out another.
+    monkeypatch.setattr(db_module, "PING_AFTER_SECONDS", 0.0)
+    lost = backend_pid(db)
+    terminate(db, lost)
+    assert backend_pid(db) != lost
+    with db.write() as session:  # writes take pooled connections the same way
+        session.execute(text("INSERT INTO items (note) VALUES ('after')"))
