@@ -41,7 +41,7 @@ from services.shared.identity import (
     Role,
     TokenVerifier,
 )
-from services.shared.logs import BatchedHandler, JsonFormatter
+from services.shared.logs import BatchedHandler, JsonFormatter, log_call
 from services.shared.migrations import upgrade
 
 CALLER = Caller(user_id=str(uuid.uuid4()), organization_id=str(uuid.uuid4()), role=Role.BORROWER)
@@ -141,8 +141,11 @@ def main() -> None:
             "authenticate (token and user cached)": lambda: authenticator.authenticate(metadata),
             "envelope @unary around an empty method": lambda: echo.GetLoan(empty, ctx),
             "metrics: count the call (started, handled, its time)": lambda: count(echo),
-            "trace: the call's span (SDK on, nothing exported)": span,
-            "access log line (formatted, batched)": lambda: logger.info(
+            "trace: the call's span (nothing exported: unrecorded, ids made)": span,
+            "access log line (put together directly, batched)": lambda: log_call(
+                logger, logging.INFO, "loansuite.loans.v1.LoanService/GetLoan", "OK", 0.3
+            ),
+            "the same line through logging's record and formatter": lambda: logger.info(
                 "call", extra={"rpc": "LoanServicer.GetLoan", "outcome": "OK", "elapsed_ms": 0.3}
             ),
             "GetLoan query (prebuilt, one statement)": read_row,

@@ -73,3 +73,29 @@ def test_an_unknown_exporter_is_one_line_and_no_server(processes: Processes) -> 
     assert "OTEL_TRACES_EXPORTER" in started.stderr
     assert "carrier-pigeon" in started.stderr
     assert "Traceback" not in started.stderr
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_with_nothing_exported_the_call_still_carries_the_callers_trace(
+    processes: Processes,
+) -> None:
+    """No exporter, the default: spans are not recorded, but the log line names the
+    caller's trace and a span of the call's own, and a call without one starts a trace."""
+    assert "OTEL_TRACES_EXPORTER" not in processes.env
+    with grpc.insecure_channel(f"127.0.0.1:{processes.ports['auth']}") as channel:
+        stub = auth_grpc.AuthServiceStub(channel)
+        request = auth_pb.LoginRequest(email="nobody@example.com", password="not the password")
+        stub.Login(request, metadata=(("traceparent", TRACEPARENT),))
+        stub.Login(request)
+    assert processes.stop("auth") == 0
+
+    log = processes.log("auth")
+    assert console_spans(log) == []
+    calls = [json.loads(line) for line in log.splitlines() if '"message": "call"' in line]
+    joined, started = [c for c in calls if c["rpc"].endswith(".Login")]
+    assert joined["trace_id"] == TRACE_ID
+    assert len(joined["span_id"]) == 16
+    assert joined["span_id"] != TRACEPARENT.split("-")[2]
+    assert len(started["trace_id"]) == 32
+    assert started["trace_id"] != TRACE_ID
