@@ -22,6 +22,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, TypeVar
 
@@ -75,6 +76,14 @@ _SQLITE_PRAGMAS = (
 _SQLITE_COMPANIONS = ("-wal", "-shm", "-journal")
 
 
+@dataclass(slots=True)
+class _Held:
+    """A read connection a thread keeps, and when it last finished a read."""
+
+    connection: Connection
+    used: float
+
+
 class Database:
     """One service's database: an engine, its transactions and commit hooks."""
 
@@ -99,7 +108,7 @@ class Database:
         )
         self._after_commit: list[Callable[[Session], None]] = []
         self._group = GroupCommit(self.write)
-        self._held: dict[int, tuple[Connection, list[float]]] = {}  # thread id: (it, [last used])
+        self._held: dict[int, _Held] = {}  # by thread id
 
     @contextlib.contextmanager
     def write(self) -> Iterator[Session]:
@@ -144,10 +153,10 @@ class Database:
             with self._single_reads.connect() as connection:
                 yield connection
             return
-        connection, used = self._held_connection()
+        held = self._held_connection()
         kept = False
         try:
-            yield connection
+            yield held.connection
             kept = True
         except Exception as exc:
             # A refusal raised after the read leaves the connection as it was; a failed
@@ -156,30 +165,24 @@ class Database:
             raise
         finally:
             if kept:
-                used[0] = time.monotonic()
+                held.used = time.monotonic()
             else:
                 self._held.pop(threading.get_ident(), None)
-                connection.close()
+                held.connection.close()
 
-    def _held_connection(self) -> tuple[Connection, list[float]]:
+    def _held_connection(self) -> _Held:
         """This thread's kept read connection: pinged if idle a while, new if lost."""
         thread = threading.get_ident()
         held = self._held.get(thread)
         if held is not None:
-            connection, used = held
-            if time.monotonic() - used[0] < PING_AFTER_SECONDS or self._alive(connection):
+            if time.monotonic() - held.used < PING_AFTER_SECONDS or _answers_ping(
+                self.engine, held.connection.connection.dbapi_connection
+            ):
                 return held
-            connection.invalidate()  # the pool opens a new one in its place
-            connection.close()
-        held = self._held[thread] = (self._single_reads.connect(), [time.monotonic()])
+            held.connection.invalidate()  # the pool opens a new one in its place
+            held.connection.close()
+        held = self._held[thread] = _Held(self._single_reads.connect(), time.monotonic())
         return held
-
-    def _alive(self, connection: Connection) -> bool:
-        try:
-            dbapi = connection.connection.dbapi_connection
-            return dbapi is not None and bool(self.engine.dialect.do_ping(dbapi))
-        except Exception:
-            return False
 
     def on_commit(self, callback: Callable[[Session], None]) -> None:
         """Run callback after each committed write transaction (e.g. to wake a relay)."""
@@ -188,8 +191,8 @@ class Database:
     def dispose(self) -> None:
         """Close every connection; the kept read connections first (their threads have
         stopped reading by now)."""
-        for connection, _used in list(self._held.values()):
-            connection.close()
+        for held in list(self._held.values()):
+            held.connection.close()
         self._held.clear()
         self.engine.dispose()
 
@@ -264,10 +267,16 @@ def _ping_when_idle(engine: Engine) -> None:
         checked_in = record.info.get("checked_in")
         if checked_in is None or time.monotonic() - checked_in < PING_AFTER_SECONDS:
             return  # new, or in use a moment ago
-        try:
-            engine.dialect.do_ping(dbapi_connection)
-        except Exception as exc:
-            raise DisconnectionError("the connection was lost while idle") from exc
+        if not _answers_ping(engine, dbapi_connection):
+            raise DisconnectionError("the connection was lost while idle")
+
+
+def _answers_ping(engine: Engine, dbapi_connection: Any) -> bool:
+    """Whether the driver connection answers the dialect's ping (SELECT 1 and the like)."""
+    try:
+        return dbapi_connection is not None and bool(engine.dialect.do_ping(dbapi_connection))
+    except Exception:
+        return False
 
 
 def _private_sqlite_files(path: Path) -> None:

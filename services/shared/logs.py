@@ -195,8 +195,10 @@ def log_call(logger: logging.Logger, level: int, rpc: str, outcome: str, elapsed
     request id matches ``validation.REQUEST_ID`` (or was made here) and the trace ids are
     hex: nothing needs escaping, so the line is put together directly when the batched
     handler is the only one it would reach."""
+    if not logger.isEnabledFor(level):
+        return
     handler = _sole_handler(logger, level)
-    if handler is None or not logger.isEnabledFor(level):
+    if handler is None:
         extra = {"rpc": rpc, "outcome": outcome, "elapsed_ms": elapsed_ms}
         logger.log(level, "call", extra=extra)
         return

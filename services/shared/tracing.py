@@ -110,11 +110,9 @@ def _start_span(
             name, context=parent, kind=kind, attributes=attributes, links=links
         )
     above = trace.get_current_span(parent).get_span_context()
-    if above.is_valid:  # the caller's decision stands, and so does its trace id's kind
+    if above.is_valid:  # the caller's sampled flag stands, and so does its trace id's kind
         trace_id, state = above.trace_id, above.trace_state
-        flags = (_SAMPLED if above.trace_flags.sampled else 0) | (
-            above.trace_flags & TraceFlags.RANDOM_TRACE_ID
-        )
+        flags = above.trace_flags & (TraceFlags.SAMPLED | TraceFlags.RANDOM_TRACE_ID)
     else:  # a new trace: sampled, its id random
         trace_id, state = ids.generate_trace_id(), None
         flags = _SAMPLED | (TraceFlags.RANDOM_TRACE_ID if ids.is_trace_id_random() else 0)
@@ -229,9 +227,7 @@ class Origin:
             return None
         if len(self.trace_id) != 32 or len(self.span_id) != 16:
             return None
-        linked = SpanContext(
-            trace_id, span_id, is_remote=True, trace_flags=TraceFlags(TraceFlags.SAMPLED)
-        )
+        linked = SpanContext(trace_id, span_id, is_remote=True, trace_flags=_SAMPLED)
         return Link(linked) if linked.is_valid else None
 
 
