@@ -105,7 +105,7 @@ def main() -> None:
         new_loan = parse_new_loan(**loan_form(request))
         loan = db.submit(lambda session: create_loan(session, caller=CALLER, new_loan=new_loan))
         with db.reading() as connection:
-            row = queries.find_loan(connection, caller=CALLER, loan_id=loan.id)
+            row = queries.loans_by_id(connection, caller=CALLER, ids=[loan.id])[0]
 
         class Echo:
             @unary(pb.GetLoanResponse)
@@ -115,9 +115,13 @@ def main() -> None:
         echo, empty = Echo(), pb.GetLoanRequest()
         ctx = cast(grpc.ServicerContext, _Context(metadata))
 
+        def read_version() -> object:
+            with db.reading() as connection:
+                return queries.find_loan_version(connection, caller=CALLER, loan_id=loan.id)
+
         def read_row() -> object:
             with db.reading() as connection:
-                return queries.find_loan(connection, caller=CALLER, loan_id=loan.id)
+                return queries.loans_by_id(connection, caller=CALLER, ids=[loan.id])
 
         def read_orm() -> object:
             with db.read() as session:
@@ -148,7 +152,8 @@ def main() -> None:
             "the same line through logging's record and formatter": lambda: logger.info(
                 "call", extra={"rpc": "LoanServicer.GetLoan", "outcome": "OK", "elapsed_ms": 0.3}
             ),
-            "GetLoan query (prebuilt, one statement)": read_row,
+            "GetLoan query: the loan's version (on the driver's cursor)": read_version,
+            "a loan read in full (prebuilt Core statement), as on a miss": read_row,
             "GetLoan through an ORM Session": read_orm,
             "loan_to_proto (row)": lambda: loan_to_proto(row),
             "GetLoanResponse serialized": lambda: pb.GetLoanResponse(

@@ -1,4 +1,4 @@
-"""GetLoan and ListLoans as prebuilt Core statements: the authorization filter in the query.
+"""GetLoan and ListLoans as prebuilt statements: the authorization filter in the query.
 
 A read needs no unit of work, and loading a loan through an ORM Session cost
 several times the row itself. These statements are built once (ListLoans: one
@@ -6,17 +6,18 @@ per shape of filter) and run on a pooled connection; rows come back with the
 loan's columns as attributes, which is all the conversions read. Visibility is
 the same as for writes: a loan of another organization is NOT_FOUND.
 
-A page of ListLoans is read as keys first (id, version, create_time), since a
-loan's committed versions are converted to messages once and kept
-(conversions.committed_loans_to_proto); only the loans not kept are read in
-full, by id, with the same authorization filter.
+GetLoan and a page of ListLoans are read as keys first (id, version; a page
+also create_time), since a loan's committed versions are converted to messages
+once and kept (conversions.committed_loans_to_proto); only the loans not kept
+are read in full, by id, with the same authorization filter. GetLoan's key is
+two plain columns of one row, read on the driver's cursor (driver_select.py).
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, NamedTuple
 
 from sqlalchemy import (
     BindParameter,
@@ -35,18 +36,21 @@ from services.loans.aggregate import is_uuid, require_party
 from services.loans.models import Loan
 from services.loans.vocabulary import LoanState
 from services.shared.db import table_of
+from services.shared.driver_select import DriverSelect
 from services.shared.errors import NotFoundError, ValidationError
 from services.shared.identity import Caller, Role
 
-__all__ = ["LoanRow", "find_loan", "loans_by_id", "page_of_loans"]
+__all__ = ["LoanRow", "LoanVersion", "find_loan_version", "loans_by_id", "page_of_loans"]
 
 LoanRow = Row[Any]  # a loan's columns by name, as Loan has them
 _LOANS: Final = table_of(Loan)
 _C = _LOANS.c
 _ORG: BindParameter[Any] = bindparam("org")
-_GET: Final = select(_LOANS).where(
-    _C.id == bindparam("loan_id"),
-    or_(_C.borrower_organization_id == _ORG, _C.lender_organization_id == _ORG),
+_GET_VERSION: Final = DriverSelect(
+    select(_C.id, _C.version).where(
+        _C.id == bindparam("loan_id"),
+        or_(_C.borrower_organization_id == _ORG, _C.lender_organization_id == _ORG),
+    )
 )
 _BY_ID: Final = select(_LOANS).where(
     _C.id.in_(bindparam("ids", expanding=True)),
@@ -57,18 +61,25 @@ _KEYS: Final = (_C.id, _C.version, _C.create_time)
 Side = Literal["", "borrower", "lender"]
 
 
-def find_loan(connection: Connection, *, caller: Caller, loan_id: str) -> LoanRow:
-    """A loan the caller's organization borrows or lends; any other is NOT_FOUND."""
+class LoanVersion(NamedTuple):
+    """One committed version of a loan: what names its kept message."""
+
+    id: str
+    version: int
+
+
+def find_loan_version(connection: Connection, *, caller: Caller, loan_id: str) -> LoanVersion:
+    """The current version of a loan the caller's organization borrows or lends; any
+    other is NOT_FOUND."""
     require_party(caller)
     if not loan_id:
         raise ValidationError([("loan_id", "LOAN_ID_REQUIRED", "is required")])
     row = None
-    if is_uuid(loan_id):
-        params = {"loan_id": loan_id, "org": caller.organization_id}
-        row = connection.execute(_GET, params).first()
+    if is_uuid(loan_id):  # anything else names no loan
+        row = _GET_VERSION.first(connection, {"loan_id": loan_id, "org": caller.organization_id})
     if row is None:
         raise NotFoundError("no such loan", reason="LOAN_NOT_FOUND")
-    return row
+    return LoanVersion(*row)
 
 
 def page_of_loans(

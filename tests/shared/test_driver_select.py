@@ -1,0 +1,148 @@
+"""DriverSelect: a prebuilt SELECT run on the driver's cursor gives what Connection.execute
+gives, refuses what would need SQLAlchemy's processing, and fails as SQLAlchemy fails.
+
+Real SQLite and PostgreSQL databases.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+import pytest
+from sqlalchemy import (
+    BindParameter,
+    Column,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    bindparam,
+    insert,
+    literal,
+    or_,
+    select,
+)
+from sqlalchemy.exc import DBAPIError
+
+from services.shared import db as db_module
+from services.shared.columns import UTCDateTime
+from services.shared.db import Database, libpq_dsn
+from services.shared.driver_select import DriverSelect
+
+_METADATA = MetaData()
+_ITEMS = Table(
+    "items",
+    _METADATA,
+    Column("id", String(36), primary_key=True),
+    Column("owner", String(36), nullable=False),
+    Column("other", String(36)),
+    Column("version", Integer, nullable=False),
+    Column("made", UTCDateTime, nullable=False),
+)
+_OWNER: BindParameter[Any] = bindparam("owner")
+_VISIBLE = select(_ITEMS.c.id, _ITEMS.c.version).where(
+    _ITEMS.c.id == bindparam("id"), or_(_ITEMS.c.owner == _OWNER, _ITEMS.c.other == _OWNER)
+)
+
+
+@pytest.fixture
+def db(new_database_url: Callable[[str], str]) -> Iterator[Database]:
+    database = Database(new_database_url("driver"))
+    _METADATA.create_all(database.engine)
+    made = datetime(2027, 1, 1, tzinfo=UTC)
+    with database.engine.begin() as conn:
+        conn.execute(
+            insert(_ITEMS),
+            [
+                {"id": "a", "owner": "o1", "other": "o2", "version": 3, "made": made},
+                {"id": "b", "owner": "o2", "other": None, "version": 1, "made": made},
+            ],
+        )
+    try:
+        yield database
+    finally:
+        database.dispose()
+
+
+def test_it_reads_what_execute_reads_with_a_parameter_used_twice(db: Database) -> None:
+    query = DriverSelect(_VISIBLE)
+    cases = [
+        {"id": "a", "owner": "o1"},  # the owner
+        {"id": "a", "owner": "o2"},  # the other side
+        {"id": "b", "owner": "o2"},
+        {"id": "b", "owner": "o1"},  # not o1's: no row
+        {"id": "z", "owner": "o1"},  # no such item
+    ]
+    with db.reading() as connection:
+        for params in cases:
+            expected = connection.execute(_VISIBLE, params).first()
+            assert query.first(connection, params) == (expected and tuple(expected))
+    with db.reading() as connection:  # compiled once per dialect, then reused
+        assert query.first(connection, {"id": "a", "owner": "o1"}) == ("a", 3)
+        assert query.first(connection, {"owner": "o2", "id": "b"}) == ("b", 1)
+
+
+def test_one_parameter_alone_is_bound_as_a_sequence_of_one(db: Database) -> None:
+    query = DriverSelect(select(_ITEMS.c.owner).where(_ITEMS.c.id == bindparam("id")))
+    with db.reading() as connection:
+        assert query.first(connection, {"id": "b"}) == ("o2",)
+
+
+@pytest.mark.parametrize(
+    ("statement", "refusal"),
+    [
+        (select(_ITEMS.c.id, _ITEMS.c.made), "made: its type converts values on the way out"),
+        (select(_ITEMS.c.id).where(_ITEMS.c.version == 3), "only plain named parameters"),
+        (
+            select(_ITEMS.c.id).where(_ITEMS.c.id.in_(bindparam("ids", expanding=True))),
+            "only plain named parameters",
+        ),
+        (
+            select(_ITEMS.c.id).where(_ITEMS.c.made < bindparam("before", type_=UTCDateTime())),
+            "before: its type converts values on the way in",
+        ),
+        (select(literal("x")), "only plain named parameters"),
+    ],
+)
+def test_what_needs_processing_is_refused_when_first_compiled(
+    db: Database, statement: object, refusal: str
+) -> None:
+    query = DriverSelect(statement)  # type: ignore[arg-type]
+    with db.reading() as connection, pytest.raises(TypeError, match=refusal):
+        query.first(connection, {"ids": ["a"], "before": datetime.now(UTC)})
+
+
+def test_a_driver_error_is_sqlalchemys_and_leaves_the_connection_usable(db: Database) -> None:
+    query = DriverSelect(select(_ITEMS.c.id).where(_ITEMS.c.id == bindparam("id")))
+    with db.engine.begin() as conn:
+        conn.exec_driver_sql("DROP TABLE items")
+    with db.reading() as connection:
+        with pytest.raises(DBAPIError) as failed:
+            query.first(connection, {"id": "a"})
+        assert "items" in str(failed.value.orig)
+        assert not failed.value.connection_invalidated
+        assert not connection.invalidated
+        assert connection.exec_driver_sql("SELECT 1").scalar_one() == 1
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_a_lost_connection_is_invalidated_and_replaced(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(db_module, "PING_AFTER_SECONDS", 3600.0)  # no ping: the read finds it
+    query = DriverSelect(select(_ITEMS.c.id).where(_ITEMS.c.id == bindparam("id")))
+    with db.reading() as connection:
+        lost = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+    with psycopg.connect(libpq_dsn(db.url), autocommit=True) as other:
+        other.execute("SELECT pg_terminate_backend(%s)", (lost,))
+    with db.reading() as connection:
+        with pytest.raises(DBAPIError) as failed:
+            query.first(connection, {"id": "a"})
+        assert failed.value.connection_invalidated
+        assert connection.invalidated
+    with db.reading() as connection:  # the pool opened another in its place
+        assert connection.exec_driver_sql("SELECT pg_backend_pid()").scalar_one() != lost
+        assert query.first(connection, {"id": "a"}) == ("a",)
