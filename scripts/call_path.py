@@ -105,7 +105,7 @@ def main() -> None:
         new_loan = parse_new_loan(**loan_form(request))
         loan = db.submit(lambda session: create_loan(session, caller=CALLER, new_loan=new_loan))
         with db.reading() as connection:
-            row = queries.loans_by_id(connection, caller=CALLER, ids=[loan.id])[0]
+            row = queries.find_loan(connection, caller=CALLER, loan_id=loan.id)
 
         class Echo:
             @unary(pb.GetLoanResponse)
@@ -121,7 +121,7 @@ def main() -> None:
 
         def read_row() -> object:
             with db.reading() as connection:
-                return queries.loans_by_id(connection, caller=CALLER, ids=[loan.id])
+                return queries.find_loan(connection, caller=CALLER, loan_id=loan.id)
 
         def read_orm() -> object:
             with db.read() as session:
@@ -153,7 +153,7 @@ def main() -> None:
                 "call", extra={"rpc": "LoanServicer.GetLoan", "outcome": "OK", "elapsed_ms": 0.3}
             ),
             "GetLoan query: the loan's version (on the driver's cursor)": read_version,
-            "a loan read in full (prebuilt Core statement), as on a miss": read_row,
+            "the loan in full (prebuilt Core statement), when not kept": read_row,
             "GetLoan through an ORM Session": read_orm,
             "loan_to_proto (row)": lambda: loan_to_proto(row),
             "GetLoanResponse serialized": lambda: pb.GetLoanResponse(

@@ -23,6 +23,7 @@ __all__ = [
     "committed_loan_to_proto",
     "committed_loans_to_proto",
     "deletion_to_proto",
+    "kept_loan",
     "loan_form",
     "loan_to_proto",
     "states_of",
@@ -157,6 +158,11 @@ def committed_loan_to_proto(loan: LoanLike) -> pb.Loan:
     return message
 
 
+def kept_loan(key: LoanKey) -> pb.Loan | None:
+    """The message of a committed version, if a read converted it before (and it is kept)."""
+    return _COMMITTED.get((key.id, key.version))
+
+
 def committed_loans_to_proto(
     keys: Sequence[LoanKey], read: Callable[[list[str]], Iterable[LoanLike]]
 ) -> list[pb.Loan]:
@@ -166,7 +172,7 @@ def committed_loans_to_proto(
     A loan that ``read`` no longer finds (it changed hands since the keys were read) is
     left out; one that it finds at a newer version is given as it is now.
     """
-    found = {key.id: _COMMITTED.get((key.id, key.version)) for key in keys}
+    found = {key.id: kept_loan(key) for key in keys}
     if missing := [loan_id for loan_id, message in found.items() if message is None]:
         for row in read(missing):
             found[row.id] = committed_loan_to_proto(row)

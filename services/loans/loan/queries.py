@@ -16,8 +16,8 @@ two plain columns of one row, read on the driver's cursor (driver_select.py).
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
-from typing import Any, Final, Literal, NamedTuple
+from collections.abc import Callable, Sequence
+from typing import Any, Final, Literal, NamedTuple, TypeVar
 
 from sqlalchemy import (
     BindParameter,
@@ -40,18 +40,26 @@ from services.shared.driver_select import DriverSelect
 from services.shared.errors import NotFoundError, ValidationError
 from services.shared.identity import Caller, Role
 
-__all__ = ["LoanRow", "LoanVersion", "find_loan_version", "loans_by_id", "page_of_loans"]
+__all__ = [
+    "LoanRow",
+    "LoanVersion",
+    "find_loan",
+    "find_loan_version",
+    "loans_by_id",
+    "page_of_loans",
+]
 
 LoanRow = Row[Any]  # a loan's columns by name, as Loan has them
+T = TypeVar("T")
 _LOANS: Final = table_of(Loan)
 _C = _LOANS.c
 _ORG: BindParameter[Any] = bindparam("org")
-_GET_VERSION: Final = DriverSelect(
-    select(_C.id, _C.version).where(
-        _C.id == bindparam("loan_id"),
-        or_(_C.borrower_organization_id == _ORG, _C.lender_organization_id == _ORG),
-    )
+_VISIBLE: Final = (
+    _C.id == bindparam("loan_id"),
+    or_(_C.borrower_organization_id == _ORG, _C.lender_organization_id == _ORG),
 )
+_GET: Final = select(_LOANS).where(*_VISIBLE)
+_GET_VERSION: Final = DriverSelect(select(_C.id, _C.version).where(*_VISIBLE))
 _BY_ID: Final = select(_LOANS).where(
     _C.id.in_(bindparam("ids", expanding=True)),
     or_(_C.borrower_organization_id == _ORG, _C.lender_organization_id == _ORG),
@@ -71,15 +79,27 @@ class LoanVersion(NamedTuple):
 def find_loan_version(connection: Connection, *, caller: Caller, loan_id: str) -> LoanVersion:
     """The current version of a loan the caller's organization borrows or lends; any
     other is NOT_FOUND."""
+    return LoanVersion(
+        *_visible(caller, loan_id, lambda params: _GET_VERSION.first(connection, params))
+    )
+
+
+def find_loan(connection: Connection, *, caller: Caller, loan_id: str) -> LoanRow:
+    """A loan the caller's organization borrows or lends, in full; any other is NOT_FOUND."""
+    return _visible(caller, loan_id, lambda params: connection.execute(_GET, params).first())
+
+
+def _visible(caller: Caller, loan_id: str, read: Callable[[dict[str, str]], T | None]) -> T:
+    """What read finds of a loan by id with the caller's organization on a side."""
     require_party(caller)
     if not loan_id:
         raise ValidationError([("loan_id", "LOAN_ID_REQUIRED", "is required")])
     row = None
     if is_uuid(loan_id):  # anything else names no loan
-        row = _GET_VERSION.first(connection, {"loan_id": loan_id, "org": caller.organization_id})
+        row = read({"loan_id": loan_id, "org": caller.organization_id})
     if row is None:
         raise NotFoundError("no such loan", reason="LOAN_NOT_FOUND")
-    return LoanVersion(*row)
+    return row
 
 
 def page_of_loans(

@@ -15,7 +15,7 @@ from services.loans.loan.schemas import parse_new_loan
 from services.loans.rpc import LoanRpcBase, Write, mutation
 from services.shared.auth_client import DirectoryUser
 from services.shared.envelope import unary
-from services.shared.errors import NotFoundError, UnavailableError, ValidationError
+from services.shared.errors import UnavailableError, ValidationError
 from services.shared.identity import Caller
 from services.shared.paging import page_size
 from services.shared.validation import text_field
@@ -44,14 +44,12 @@ class LoanRpcs(LoanRpcBase):
         """Return a loan that the caller's organization borrows or lends."""
         caller = self._caller(context)
         with self._db.reading() as connection:
-            key = queries.find_loan_version(connection, caller=caller, loan_id=request.loan_id)
-            # Kept since that version was first read; else read in full (and kept).
-            found = conversions.committed_loans_to_proto(
-                [key], lambda ids: queries.loans_by_id(connection, caller=caller, ids=ids)
-            )
-        if not found:  # it changed hands between the two reads
-            raise NotFoundError("no such loan", reason="LOAN_NOT_FOUND")
-        return pb.GetLoanResponse(loan=found[0])
+            version = queries.find_loan_version(connection, caller=caller, loan_id=request.loan_id)
+            loan = conversions.kept_loan(version)
+            if loan is None:  # not read since it was committed: read in full, and kept
+                row = queries.find_loan(connection, caller=caller, loan_id=version.id)
+                loan = conversions.committed_loan_to_proto(row)
+        return pb.GetLoanResponse(loan=loan)
 
     @unary(pb.ListLoansResponse)
     def ListLoans(
