@@ -40,12 +40,15 @@ __all__ = ["start"]
 log = logging.getLogger("loansuite.loans")
 
 SERVICE_NAME = loan_service_pb2.DESCRIPTOR.services_by_name["LoanService"].full_name
-# Reads that wait on nothing but their own statements: under grpc.aio they run on the
-# event loop once the caller is known (token and user cached). GetLoanReport and
-# ListReportingObligations may first record a missed period, so they take a thread.
-INLINE_READS = frozenset(
+# Calls that wait on nothing but their own statements and, for a write, its group
+# commit: under grpc.aio they run on the event loop once the caller is known (token and
+# user cached), a write suspended while it waits (shared/suspend.py). GetLoanReport and
+# ListReportingObligations may first record a missed period, in a transaction of their
+# own, and InviteLender asks auth for the lender: those take a thread.
+ON_THE_LOOP = frozenset(
     f"/{SERVICE_NAME}/{method}"
     for method in (
+        # reads
         "GetLoan",
         "ListLoans",
         "ListLoanHistory",
@@ -54,6 +57,30 @@ INLINE_READS = frozenset(
         "GetMarginSchedule",
         "ListMarginAdjustments",
         "ListLedgerEntries",
+        # writes
+        "CreateLoan",
+        "UpdateLoan",
+        "DeleteLoan",
+        "SubmitLoan",
+        "ApproveLoan",
+        "RejectLoan",
+        "WithdrawLoan",
+        "ActivateLoan",
+        "CloseLoan",
+        "CreateKpi",
+        "UpdateKpi",
+        "DeleteKpi",
+        "AcceptKpi",
+        "RejectKpi",
+        "CreateMarginRatchet",
+        "UpdateMarginRatchet",
+        "DeleteMarginRatchet",
+        "ReportKpiResult",
+        "VerifyKpiResult",
+        "RequestDrawdown",
+        "ApproveDrawdown",
+        "RejectDrawdown",
+        "RecordRepayment",
     )
 )
 
@@ -124,7 +151,7 @@ def _authenticator(
 
 def _inline(authenticator: Authenticator) -> Inline:
     def inline(method: str, metadata: CallMetadata) -> bool:
-        return method in INLINE_READS and authenticator.answers_at_once(metadata)
+        return method in ON_THE_LOOP and authenticator.answers_at_once(metadata)
 
     return inline
 

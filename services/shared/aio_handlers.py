@@ -4,9 +4,10 @@ a thread unless they must.
 grpc.aio runs a synchronous handler on its thread pool: every call then crosses from the
 event loop to a pool thread and back, and under load those threads contend for the GIL.
 Here each unary handler is registered as a coroutine instead. A call that a service
-declares ``inline`` (a read whose caller is already known, so nothing it does waits on
-another service or on a commit) runs on the event loop itself; any other goes to the
-thread pool, where a write can wait for its group commit without holding up the loop.
+declares ``inline`` (its caller already known, so nothing it does waits on another
+service) runs on the event loop itself, and a write among them is suspended while it
+waits for its group commit (suspend.py), so the loop serves other calls meanwhile; any
+other goes to the thread pool.
 
 A server-streaming handler (a synchronous generator) is stepped on the thread pool, one
 response at a time, and ends when its call does: grpc.aio's own bridge hands responses
@@ -28,6 +29,8 @@ from concurrent import futures
 from typing import TYPE_CHECKING, Any
 
 import grpc
+
+from services.shared.suspend import run_suspendable
 
 __all__ = ["CallAborted", "CallMetadata", "Inline", "NativeHandlers"]
 
@@ -100,7 +103,7 @@ class NativeHandlers:
             request = await _decoded(decode, data, ctx)
             try:
                 if inline is not None and inline(method, ctx.invocation_metadata()):
-                    return behavior(request, ctx)
+                    return await run_suspendable(behavior, request, ctx)
                 loop = asyncio.get_running_loop()
                 return await loop.run_in_executor(pool, behavior, request, ctx)
             except CallAborted as aborted:

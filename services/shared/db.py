@@ -190,7 +190,8 @@ class Database:
 
     def dispose(self) -> None:
         """Close every connection; the kept read connections first (their threads have
-        stopped reading by now)."""
+        stopped reading by now), after the last batch of writes."""
+        self._group.close()
         for held in list(self._held.values()):
             held.connection.close()
         self._held.clear()

@@ -17,22 +17,29 @@ writes that arrive while another batch is committing wait, then go together:
 - callers that came in meanwhile form the next batch; the oldest of them
   leads it.
 
-No extra thread: the leader is one of the callers, so a lone write costs
-what it did before, and under load the batch grows by itself.
+No extra thread for callers on threads: the leader is one of them, so a lone
+write costs what it did before, and under load the batch grows by itself. A
+caller on an event loop (suspend.py) cannot lead, since a batch would hold up
+the loop: its write waits as a future, and when such a write is to lead, one
+thread of the group commit's own leads for it. Its batch is settled on the
+loop with one call per batch.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import contextvars
 import logging
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final, Generic, TypeVar
 
 from sqlalchemy.orm import Session
 
 from services.shared.errors import UnavailableError
+from services.shared.suspend import can_suspend, wait_for
 
 __all__ = ["DEFAULT_MAX_BATCH", "CommitFailedError", "GroupCommit"]
 
@@ -54,9 +61,11 @@ class CommitFailedError(UnavailableError):
 class _Pending(Generic[T]):
     """One caller's write and, once its batch is settled, its outcome."""
 
-    __slots__ = ("caller", "error", "finished", "value", "wake", "work")
+    __slots__ = ("caller", "error", "finished", "settled", "value", "wake", "work")
 
-    def __init__(self, work: Callable[[Session], T]) -> None:
+    def __init__(
+        self, work: Callable[[Session], T], settled: asyncio.Future[None] | None = None
+    ) -> None:
         self.work = work
         # The leader runs the write as its caller: the request id and trace that the
         # write's audit event and log lines carry are the caller's, not the leader's.
@@ -64,7 +73,10 @@ class _Pending(Generic[T]):
         self.finished = False
         self.value: T | None = None
         self.error: BaseException | None = None
-        self.wake = threading.Event()  # set once: finished, or it is this caller's turn to lead
+        # A caller on a thread: set once, finished or its turn to lead. On a loop: done
+        # once finished (it never leads).
+        self.wake = threading.Event()
+        self.settled = settled
 
     def run(self, session: Session) -> None:
         info = _snapshot(session.info)
@@ -99,6 +111,8 @@ class GroupCommit:
         self._queue: list[_Pending[Any]] = []
         self._leading = False
         self._lock = threading.Lock()
+        # Leads for callers on a loop; its one thread starts with the first such write.
+        self._leader = ThreadPoolExecutor(1, thread_name_prefix="group-commit")
 
     def waiting(self) -> int:
         """How many writes wait for the next batch."""
@@ -106,17 +120,39 @@ class GroupCommit:
             return len(self._queue)
 
     def run(self, work: Callable[[Session], T]) -> T:
-        """Run work in its own savepoint of a shared transaction; return once that committed."""
+        """Run work in its own savepoint of a shared transaction; return once that committed.
+
+        On an event loop (``suspend.can_suspend()``) the caller is suspended meanwhile.
+        """
+        if can_suspend():
+            settled: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            pending = _Pending(work, settled)
+            if self._enqueue(pending):
+                self._leader.submit(self._lead)
+            wait_for(settled)
+            return pending.outcome()
         pending = _Pending(work)
+        if not self._enqueue(pending):
+            pending.wake.wait()
+            if pending.finished:
+                return pending.outcome()
+        self._lead()  # this caller's own write is at the head of the queue
+        return pending.outcome()
+
+    def close(self) -> None:
+        """Stop the thread that leads for callers on a loop, once its batch is done."""
+        self._leader.shutdown(wait=True)
+
+    def _enqueue(self, pending: _Pending[Any]) -> bool:
+        """Queue a write; True if no batch is in progress, so that it leads the next."""
         with self._lock:
             self._queue.append(pending)
             leads = not self._leading
             self._leading = True
-        if not leads:
-            pending.wake.wait()
-            if pending.finished:
-                return pending.outcome()
-        # This caller leads: its own write is at the head of the queue.
+        return leads
+
+    def _lead(self) -> None:
+        """Commit the oldest waiting writes as a batch, then hand over."""
         with self._lock:
             batch = self._queue[: self._max_batch]
             del self._queue[: self._max_batch]
@@ -124,15 +160,17 @@ class GroupCommit:
             self._commit(batch)
         finally:
             self._hand_over()
-        return pending.outcome()
 
     def _hand_over(self) -> None:
         """Wake the oldest waiting write to lead the next batch, or stop leading."""
         with self._lock:
-            if self._queue:
-                self._queue[0].wake.set()
-            else:
+            head = self._queue[0] if self._queue else None
+            if head is None:
                 self._leading = False
+            elif head.settled is None:
+                head.wake.set()
+        if head is not None and head.settled is not None:
+            self._leader.submit(self._lead)
 
     def _commit(self, batch: list[_Pending[Any]]) -> None:
         try:
@@ -149,9 +187,16 @@ class GroupCommit:
             if not isinstance(exc, Exception):
                 raise  # an interpreter exit: the callers were answered, this thread ends
         finally:
+            on_loops: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
             for pending in batch:
                 pending.finished = True
-                pending.wake.set()
+                if pending.settled is None:
+                    pending.wake.set()
+                else:
+                    on_loops.setdefault(pending.settled.get_loop(), []).append(pending.settled)
+            for loop, settled in on_loops.items():
+                with contextlib.suppress(RuntimeError):  # a loop closed since: no one to tell
+                    loop.call_soon_threadsafe(_settle, settled)
 
     def _all_at_once(self, batch: list[_Pending[Any]]) -> bool:
         """Try the batch with no savepoints; False, with nothing written, if a write raised.
@@ -177,6 +222,12 @@ class GroupCommit:
                 failed[0].error = None
                 return False
         return True
+
+
+def _settle(settled: list[asyncio.Future[None]]) -> None:
+    for future in settled:
+        if not future.done():  # its call may have been cancelled meanwhile
+            future.set_result(None)
 
 
 class _Undo(Exception):
