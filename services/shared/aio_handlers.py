@@ -13,8 +13,9 @@ A server-streaming handler (a synchronous generator) is stepped on the thread po
 response at a time, and ends when its call does: grpc.aio's own bridge hands responses
 over through a queue of one, and a producer whose call was cancelled with a response
 still queued waits forever, holding its thread past the server's stop. The handler sees
-a context with the thread-pool server's ``add_callback`` and ``is_active``. Handlers that
-read a request stream keep grpc.aio's bridge.
+a context with the thread-pool server's ``add_callback`` and ``is_active``. A handler that
+reads a request stream runs on the pool as well, reading through ``_Requests``, which
+gives up once its call ends (see there).
 
 The request is decoded here, so an undecodable one gets the INTERNAL status with the text
 the thread-pool server gives, not an UNKNOWN with a stack trace in the log.
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import threading
 from collections.abc import AsyncIterator, Callable, Generator, Iterator, Sequence
 from concurrent import futures
 from typing import TYPE_CHECKING, Any
@@ -89,7 +91,7 @@ class NativeHandlers:
 
     def _native(self, method: str, handler: MethodHandler) -> MethodHandler:
         if handler.request_streaming:
-            return handler
+            return self._native_request_stream(handler)
         if handler.response_streaming:
             return self._native_stream(handler)
         if inspect.iscoroutinefunction(handler.unary_unary):
@@ -141,8 +143,118 @@ class NativeHandlers:
             serve, request_deserializer=None, response_serializer=handler.response_serializer
         )
 
+    def _native_request_stream(self, handler: MethodHandler) -> MethodHandler:
+        """A handler that reads a request stream, on the pool; it reads through _Requests."""
+        behavior: Callable[[Any, Any], Any] | None = handler.stream_stream or handler.stream_unary
+        assert behavior is not None
+        if inspect.iscoroutinefunction(behavior) or inspect.isasyncgenfunction(behavior):
+            return handler
+        decode, pool, encode = handler.request_deserializer, self._pool, handler.response_serializer
+
+        if not handler.response_streaming:
+
+            async def serve_one(messages: AsyncIterator[bytes], ctx: Any) -> Any:
+                loop = asyncio.get_running_loop()
+                requests = _Requests(messages, decode, loop)
+                try:
+                    return await loop.run_in_executor(
+                        pool, behavior, requests, _PoolContext(ctx, loop)
+                    )
+                except CallAborted as aborted:
+                    await _abort(ctx, aborted.status)
+                finally:
+                    requests.end()
+
+            return grpc.stream_unary_rpc_method_handler(
+                serve_one, request_deserializer=None, response_serializer=encode
+            )
+
+        async def serve(messages: AsyncIterator[bytes], ctx: Any) -> AsyncIterator[Any]:
+            loop = asyncio.get_running_loop()
+            requests = _Requests(messages, decode, loop)
+            responses: Generator[Any, None, None] = behavior(requests, _PoolContext(ctx, loop))
+            step = pool.submit(_next, responses)
+            try:
+                while (response := await asyncio.wrap_future(step)) is not _END:
+                    yield response
+                    step = pool.submit(_next, responses)
+            except CallAborted as aborted:
+                await _abort(ctx, aborted.status)
+            finally:
+                requests.end()  # a read under way gives up: the step waiting on it returns
+                step.add_done_callback(lambda _: responses.close())
+
+        return grpc.stream_stream_rpc_method_handler(
+            serve, request_deserializer=None, response_serializer=encode
+        )
+
 
 _END = object()
+
+
+class _Requests:
+    """A call's request stream as a handler on a pool thread reads it.
+
+    Each ``next`` waits for the loop to read the next message. Once the call ends
+    (``end``, from the coroutine that serves it, however it ends) a read under way and
+    any later one raise ``grpc.RpcError``, as the thread-pool server's request iterator
+    does for a cancelled call: no pool thread waits for a loop that has moved on, or
+    stopped. grpc.aio's own bridge left such a thread waiting when a peer vanished
+    mid-stream, and the process could not exit.
+    """
+
+    def __init__(
+        self,
+        messages: AsyncIterator[bytes],
+        decode: Callable[[bytes], Any] | None,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        self._messages = messages
+        self._decode = decode
+        self._loop = loop
+        self._lock = threading.Lock()
+        self._ended = False
+        self._reading: futures.Future[bytes] | None = None
+
+    def __iter__(self) -> _Requests:
+        return self
+
+    def __next__(self) -> Any:
+        with self._lock:
+            if self._ended:
+                raise grpc.RpcError()
+            reading = self._reading = asyncio.run_coroutine_threadsafe(
+                _read(self._messages), self._loop
+            )
+        try:
+            data = reading.result()
+        except futures.CancelledError:
+            raise grpc.RpcError() from None
+        if data is _END:
+            raise StopIteration
+        if self._decode is None:
+            return data
+        try:
+            return self._decode(data)
+        except Exception:
+            raise CallAborted(_Status(grpc.StatusCode.INTERNAL, UNDECODABLE)) from None
+
+    def end(self) -> None:
+        with self._lock:
+            self._ended = True
+            if self._reading is not None:
+                self._reading.cancel()
+
+
+async def _read(messages: AsyncIterator[bytes]) -> Any:
+    return await anext(messages, _END)
+
+
+class _Status(grpc.Status):
+    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+        self.code = code
+        self.details = details
+        self.trailing_metadata = ()
 
 
 async def _decoded(decode: Callable[[bytes], Any] | None, data: bytes, ctx: Any) -> Any:

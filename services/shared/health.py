@@ -9,8 +9,9 @@ reconnects elsewhere.
 
 from __future__ import annotations
 
+import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from typing import Any
 
 import grpc
@@ -61,9 +62,12 @@ class DrainingHealth(health.HealthServicer):
         send_response_callback: Callable[[Any], None] | None = None,
     ) -> Any:
         if send_response_callback is None:
-            # grpc.aio runs it blocking, on a thread of its own: that stream ends when the
-            # server's grace runs out, as before.
-            return super().Watch(request, context)
+            # grpc.aio steps a blocking generator on a pool thread (aio_handlers.py): one
+            # fed by the same callback, ended by end_watches or by the call's end.
+            responses: queue.SimpleQueue[Any] = queue.SimpleQueue()
+            context.add_callback(lambda: responses.put(None))
+            self.Watch(request, context, responses.put)
+            return _until_none(responses)
         watch = _Watch(context, send_response_callback)
         with self._watches_lock:
             ending = self._ending
@@ -86,3 +90,9 @@ class DrainingHealth(health.HealthServicer):
     def _forget(self, watch: _Watch) -> None:
         with self._watches_lock:
             self._watches.discard(watch)
+
+
+def _until_none(responses: queue.SimpleQueue[Any]) -> Generator[Any, None, None]:
+    """What arrives on responses up to the None that ends the stream (a generator, which
+    the handler closes when its call ends)."""
+    yield from iter(responses.get, None)

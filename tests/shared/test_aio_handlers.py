@@ -6,6 +6,7 @@ ran it, or ends its call with an error that must reach the client as a gRPC stat
 
 from __future__ import annotations
 
+import queue
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -32,10 +33,33 @@ def _refuse(_request: bytes, ctx: Any) -> bytes:
     abort_with_error(ctx, ServerStoppingError(), "probe-1")
 
 
+# What each Echo call's handler saw of its request stream, and the threads it ran on.
+ECHOED: list[list[str]] = []
+ECHO_THREADS: set[threading.Thread] = set()
+
+
+def _echo(requests: Iterator[str], _ctx: Any) -> Iterator[bytes]:
+    """Answers each request with its text reversed, on whichever thread reads them."""
+    seen: list[str] = []
+    ECHOED.append(seen)
+    ECHO_THREADS.add(threading.current_thread())
+    for text in requests:
+        ECHO_THREADS.add(threading.current_thread())
+        seen.append(text)
+        yield text[::-1].encode()
+    seen.append("<end of stream>")
+
+
+def _count(requests: Iterator[str], _ctx: Any) -> bytes:
+    return str(sum(1 for _ in requests)).encode()
+
+
 def _add(server: Any) -> None:
     handlers = {
         "Where": grpc.unary_unary_rpc_method_handler(_where),
         "Refuse": grpc.unary_unary_rpc_method_handler(_refuse),
+        "Echo": grpc.stream_stream_rpc_method_handler(_echo, request_deserializer=bytes.decode),
+        "Count": grpc.stream_unary_rpc_method_handler(_count, request_deserializer=bytes.decode),
     }
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
 
@@ -79,3 +103,56 @@ def test_an_error_with_a_status_ends_the_call_with_it_on_either_path(
     error = error_pb2.Error()
     assert status.details[0].Unpack(error)
     assert (error.reason, error.request_id) == ("SERVER_STOPPING", "probe-1")
+
+
+def test_a_request_stream_is_read_on_the_pool_to_its_end(channel: grpc.Channel) -> None:
+    echo = channel.stream_stream(f"/{SERVICE}/Echo", None, None)
+    count = channel.stream_unary(f"/{SERVICE}/Count", None, None)
+
+    assert list(echo(iter([b"abc", b"xy"]), timeout=5)) == [b"cba", b"yx"]
+    assert ECHOED[-1] == ["abc", "xy", "<end of stream>"]
+    assert count(iter([b"a", b"b", b"c"]), timeout=5) == b"3"
+
+
+def test_a_request_that_does_not_decode_ends_its_stream_with_internal(
+    channel: grpc.Channel,
+) -> None:
+    echo = channel.stream_stream(f"/{SERVICE}/Echo", None, None)
+    with pytest.raises(grpc.RpcError) as raised:
+        list(echo(iter([b"ok", b"\xff\xfe"]), timeout=5))
+    assert raised.value.code() is grpc.StatusCode.INTERNAL
+    assert raised.value.details() == "Exception deserializing request!"
+
+
+def test_handlers_waiting_for_requests_leave_no_thread_behind_at_stop() -> None:
+    """One client goes away mid-stream, another stays, each while its handler waits on a
+    pool thread for the next request. Once stop returns, every thread that ran them has
+    ended: none is left waiting for a request that cannot come (the process could not
+    exit with one)."""
+    registration = Registration(SERVICE, _add, _inline)
+    server: Server = create_server([registration], f"127.0.0.1:{free_port()}", model="aio")
+    first: queue.SimpleQueue[bytes] = queue.SimpleQueue()
+    second: queue.SimpleQueue[bytes] = queue.SimpleQueue()
+    ECHO_THREADS.clear()
+    stopped = False
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{server.port}") as opened:
+            echo = opened.stream_stream(f"/{SERVICE}/Echo", None, None)
+            gone = echo(iter(first.get, b""), timeout=30)
+            first.put(b"one")
+            assert next(gone) == b"eno"
+            gone.cancel()  # this client goes away mid-stream
+
+            stays = echo(iter(second.get, b""), timeout=30)
+            second.put(b"two")
+            assert next(stays) == b"owt"
+            server.stop(0.2)  # the open stream ends once the grace is over
+            stopped = True
+    finally:
+        if not stopped:
+            server.stop(0)
+        for requests in (first, second):
+            requests.put(b"")  # the client's own request threads end too
+    ran_on = [thread for thread in ECHO_THREADS if thread.name.startswith("rpc")]
+    assert ran_on  # the handlers ran on the pool...
+    assert not [thread for thread in ran_on if thread.is_alive()]  # ...which has ended
