@@ -16,7 +16,7 @@ from services.loans.servicer import LoanServicer
 from services.loans.watching.bus import DEFAULT_QUEUE_SIZE, ChangeBus
 from services.loans.watching.changes import pending_changes
 from services.loans.watching.pg_listener import PgChangeListener
-from services.shared.aio_handlers import CallMetadata, Inline
+from services.shared.aio_handlers import CallMetadata, Inline, Placement
 from services.shared.audit_client import AuditSink, relay_channel
 from services.shared.auth_client import (
     RemoteKeyRing,
@@ -40,15 +40,13 @@ __all__ = ["start"]
 log = logging.getLogger("loansuite.loans")
 
 SERVICE_NAME = loan_service_pb2.DESCRIPTOR.services_by_name["LoanService"].full_name
-# Calls that wait on nothing but their own statements and, for a write, its group
-# commit: under grpc.aio they run on the event loop once the caller is known (token and
-# user cached), a write suspended while it waits (shared/suspend.py). GetLoanReport and
+# Calls that wait on nothing but their own statements: under grpc.aio they run on the
+# event loop once the caller is known (token and user cached). GetLoanReport and
 # ListReportingObligations may first record a missed period, in a transaction of their
 # own, and InviteLender asks auth for the lender: those take a thread.
-ON_THE_LOOP = frozenset(
+READS_ON_THE_LOOP = frozenset(
     f"/{SERVICE_NAME}/{method}"
     for method in (
-        # reads
         "GetLoan",
         "ListLoans",
         "ListLoanHistory",
@@ -57,7 +55,12 @@ ON_THE_LOOP = frozenset(
         "GetMarginSchedule",
         "ListMarginAdjustments",
         "ListLedgerEntries",
-        # writes
+    )
+)
+# ...and writes that also wait for their group commit, suspended (shared/suspend.py).
+WRITES_ON_THE_LOOP = frozenset(
+    f"/{SERVICE_NAME}/{method}"
+    for method in (
         "CreateLoan",
         "UpdateLoan",
         "DeleteLoan",
@@ -150,8 +153,12 @@ def _authenticator(
 
 
 def _inline(authenticator: Authenticator) -> Inline:
-    def inline(method: str, metadata: CallMetadata) -> bool:
-        return method in ON_THE_LOOP and authenticator.answers_at_once(metadata)
+    def inline(method: str, metadata: CallMetadata) -> Placement:
+        if method in READS_ON_THE_LOOP:
+            return "loop" if authenticator.answers_at_once(metadata) else "pool"
+        if method in WRITES_ON_THE_LOOP:
+            return "suspendable" if authenticator.answers_at_once(metadata) else "pool"
+        return "pool"
 
     return inline
 

@@ -4,10 +4,10 @@ a thread unless they must.
 grpc.aio runs a synchronous handler on its thread pool: every call then crosses from the
 event loop to a pool thread and back, and under load those threads contend for the GIL.
 Here each unary handler is registered as a coroutine instead. A call that a service
-declares ``inline`` (its caller already known, so nothing it does waits on another
-service) runs on the event loop itself, and a write among them is suspended while it
-waits for its group commit (suspend.py), so the loop serves other calls meanwhile; any
-other goes to the thread pool.
+places on the loop (its caller already known, so nothing it does waits on another
+service) runs on the event loop itself; a write placed there runs in a greenlet,
+suspended while it waits for its group commit (suspend.py), so the loop serves other
+calls meanwhile. Any other call goes to the thread pool.
 
 A server-streaming handler (a synchronous generator) is stepped on the thread pool, one
 response at a time, and ends when its call does: grpc.aio's own bridge hands responses
@@ -28,17 +28,21 @@ import inspect
 import threading
 from collections.abc import AsyncIterator, Callable, Generator, Iterator, Sequence
 from concurrent import futures
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import grpc
 
 from services.shared.suspend import run_suspendable
 
-__all__ = ["CallAborted", "CallMetadata", "Inline", "NativeHandlers"]
+__all__ = ["CallAborted", "CallMetadata", "Inline", "NativeHandlers", "Placement"]
 
 CallMetadata = Sequence[tuple[str, str | bytes]]
-# (method name as in "/package.Service/Method", invocation metadata) -> run on the loop?
-Inline = Callable[[str, CallMetadata], bool]
+# Where a unary call runs: on the thread pool; on the event loop; or on the loop in a
+# greenlet, suspended where it waits for its group commit (a write). The greenlet costs
+# a few microseconds more, so a call that never waits runs on the loop as it is.
+Placement = Literal["pool", "loop", "suspendable"]
+# (method name as in "/package.Service/Method", invocation metadata) -> where it runs
+Inline = Callable[[str, CallMetadata], Placement]
 
 UNDECODABLE = "Exception deserializing request!"
 if TYPE_CHECKING:  # generic only in the stubs
@@ -104,7 +108,10 @@ class NativeHandlers:
         async def serve(data: bytes, ctx: Any) -> Any:
             request = await _decoded(decode, data, ctx)
             try:
-                if inline is not None and inline(method, ctx.invocation_metadata()):
+                placement = "pool" if inline is None else inline(method, ctx.invocation_metadata())
+                if placement == "loop":
+                    return behavior(request, ctx)
+                if placement == "suspendable":
                     return await run_suspendable(behavior, request, ctx)
                 loop = asyncio.get_running_loop()
                 return await loop.run_in_executor(pool, behavior, request, ctx)

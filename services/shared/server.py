@@ -28,7 +28,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from services.shared.aio_handlers import Inline, NativeHandlers
+from services.shared.aio_handlers import Inline, NativeHandlers, Placement
 from services.shared.context import request_id_from
 from services.shared.db import hold_read_connections
 from services.shared.envelope import set_status, status_of
@@ -70,8 +70,9 @@ _STATUSES = {
 class Registration:
     """One service to serve: its full proto name and how to add it to a server.
 
-    Under grpc.aio, ``inline`` says which unary calls may run on the event loop itself:
-    only those that neither wait on another service nor on a commit.
+    Under grpc.aio, ``inline`` says where each unary call runs (aio_handlers.Placement):
+    on the event loop only what waits on no other service, in a greenlet if it waits
+    for a commit.
     """
 
     name: str
@@ -79,8 +80,8 @@ class Registration:
     inline: Inline | None = None
 
 
-def _always(_method: str, _metadata: object) -> bool:
-    return True
+def _always(_method: str, _metadata: object) -> Placement:
+    return "loop"
 
 
 class Server:

@@ -16,6 +16,7 @@ import pytest
 from grpc_status import rpc_status
 from loansuite.common.v1 import error_pb2
 
+from services.shared.aio_handlers import Placement
 from services.shared.envelope import abort_with_error
 from services.shared.errors import ServerStoppingError
 from services.shared.server import Registration, Server, create_server
@@ -23,6 +24,7 @@ from tests.support import free_port
 
 SERVICE = "loansuite.probe.v1.Probe"
 INLINE = ("x-probe-inline", "yes")
+SUSPENDABLE = ("x-probe-inline", "suspendable")
 
 
 def _where(_request: bytes, _ctx: Any) -> bytes:
@@ -64,9 +66,11 @@ def _add(server: Any) -> None:
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
 
 
-def _inline(method: str, metadata: Any) -> bool:
+def _inline(method: str, metadata: Any) -> Placement:
     assert method.startswith(f"/{SERVICE}/")
-    return INLINE in tuple(metadata)
+    if SUSPENDABLE in tuple(metadata):
+        return "suspendable"
+    return "loop" if INLINE in tuple(metadata) else "pool"
 
 
 @pytest.fixture(scope="module")
@@ -78,9 +82,12 @@ def channel() -> Iterator[grpc.Channel]:
     server.stop(0)
 
 
-def test_a_call_declared_inline_runs_on_the_event_loop(channel: grpc.Channel) -> None:
+@pytest.mark.parametrize("metadata", [INLINE, SUSPENDABLE], ids=["loop", "suspendable"])
+def test_a_call_placed_on_the_loop_runs_there(
+    channel: grpc.Channel, metadata: tuple[str, str]
+) -> None:
     where = channel.unary_unary(f"/{SERVICE}/Where", None, None)
-    assert where(b"", metadata=(INLINE,), timeout=5) == b"aio"
+    assert where(b"", metadata=(metadata,), timeout=5) == b"aio"
 
 
 def test_any_other_unary_call_runs_on_the_thread_pool(channel: grpc.Channel) -> None:
@@ -88,7 +95,9 @@ def test_any_other_unary_call_runs_on_the_thread_pool(channel: grpc.Channel) -> 
     assert where(b"", timeout=5).startswith(b"rpc")
 
 
-@pytest.mark.parametrize("metadata", [(INLINE,), ()], ids=["inline", "pool"])
+@pytest.mark.parametrize(
+    "metadata", [(INLINE,), (SUSPENDABLE,), ()], ids=["loop", "suspendable", "pool"]
+)
 def test_an_error_with_a_status_ends_the_call_with_it_on_either_path(
     channel: grpc.Channel, metadata: tuple[tuple[str, str], ...]
 ) -> None:
@@ -140,12 +149,12 @@ def test_handlers_waiting_for_requests_leave_no_thread_behind_at_stop() -> None:
             echo = opened.stream_stream(f"/{SERVICE}/Echo", None, None)
             gone = echo(iter(first.get, b""), timeout=30)
             first.put(b"one")
-            assert next(gone) == b"eno"
+            assert next(iter(gone)) == b"eno"
             gone.cancel()  # this client goes away mid-stream
 
             stays = echo(iter(second.get, b""), timeout=30)
             second.put(b"two")
-            assert next(stays) == b"owt"
+            assert next(iter(stays)) == b"owt"
             server.stop(0.2)  # the open stream ends once the grace is over
             stopped = True
     finally:

@@ -198,9 +198,10 @@ def test_writes_from_a_loop_and_from_threads_share_a_batch(db: Database) -> None
 
     assert outcomes == list(range(8))
     notes = dict(rows(db))
-    assert [notes[i] for i in range(8)] == [*(f"loop-{i}" for i in range(4)), *(
-        f"thread-{i}" for i in range(4, 8)
-    )]
+    assert [notes[i] for i in range(8)] == [
+        *(f"loop-{i}" for i in range(4)),
+        *(f"thread-{i}" for i in range(4, 8)),
+    ]
     assert len(commits) == 2
 
 
@@ -211,7 +212,8 @@ def test_a_refused_write_on_a_loop_gets_its_own_error_and_the_rest_commit(db: Da
 
     outcomes, _ = on_a_loop_behind_a_gate(db, [insert(1), refused, insert(2)])
 
-    assert outcomes[0] == 1 and outcomes[2] == 2
+    assert outcomes[0] == 1
+    assert outcomes[2] == 2
     assert isinstance(outcomes[1], NotFoundError)
     assert sorted(i for i, _ in rows(db)) == [1, 2]
 
