@@ -131,20 +131,9 @@ class NativeHandlers:
 
         async def serve(data: bytes, ctx: Any) -> AsyncIterator[Any]:
             request = await _decoded(decode, data, ctx)
-            responses: Generator[Any, None, None] = behavior(
-                request, _PoolContext(ctx, asyncio.get_running_loop())
-            )
-            step = pool.submit(_next, responses)
-            try:
-                while (response := await asyncio.wrap_future(step)) is not _END:
-                    yield response
-                    step = pool.submit(_next, responses)
-            except CallAborted as aborted:
-                await _abort(ctx, aborted.status)
-            finally:
-                # Ended early (cancelled, the client gone) the generator is closed, running
-                # its cleanup, once the step under way returns; never while it runs.
-                step.add_done_callback(lambda _: responses.close())
+            responses = behavior(request, _PoolContext(ctx, asyncio.get_running_loop()))
+            async for response in _stepped(responses, pool, ctx):
+                yield response
 
         return grpc.unary_stream_rpc_method_handler(
             serve, request_deserializer=None, response_serializer=handler.response_serializer
@@ -179,17 +168,11 @@ class NativeHandlers:
         async def serve(messages: AsyncIterator[bytes], ctx: Any) -> AsyncIterator[Any]:
             loop = asyncio.get_running_loop()
             requests = _Requests(messages, decode, loop)
-            responses: Generator[Any, None, None] = behavior(requests, _PoolContext(ctx, loop))
-            step = pool.submit(_next, responses)
-            try:
-                while (response := await asyncio.wrap_future(step)) is not _END:
-                    yield response
-                    step = pool.submit(_next, responses)
-            except CallAborted as aborted:
-                await _abort(ctx, aborted.status)
-            finally:
-                requests.end()  # a read under way gives up: the step waiting on it returns
-                step.add_done_callback(lambda _: responses.close())
+            responses = behavior(requests, _PoolContext(ctx, loop))
+            # However the call ends, a read under way gives up, so the step waiting on it
+            # returns.
+            async for response in _stepped(responses, pool, ctx, requests.end):
+                yield response
 
         return grpc.stream_stream_rpc_method_handler(
             serve, request_deserializer=None, response_serializer=encode
@@ -197,6 +180,29 @@ class NativeHandlers:
 
 
 _END = object()
+
+
+async def _stepped(
+    responses: Generator[Any, None, None],
+    pool: futures.Executor,
+    ctx: Any,
+    on_end: Callable[[], None] | None = None,
+) -> AsyncIterator[Any]:
+    """A synchronous handler's responses, each produced on pool; a CallAborted it raises
+    ends the call with its status."""
+    step = pool.submit(_next, responses)
+    try:
+        while (response := await asyncio.wrap_future(step)) is not _END:
+            yield response
+            step = pool.submit(_next, responses)
+    except CallAborted as aborted:
+        await _abort(ctx, aborted.status)
+    finally:
+        if on_end is not None:
+            on_end()
+        # Ended early (cancelled, the client gone) the generator is closed, running its
+        # cleanup, once the step under way returns; never while it runs.
+        step.add_done_callback(lambda _: responses.close())
 
 
 class _Requests:
