@@ -38,10 +38,10 @@ def suite(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Suite]:
     """One running suite per test module and backend, on the server model the module
-    names as SERVER_MODEL (the thread pool unless it does)."""
+    names as SERVER_MODEL (grpc.aio, the default, unless it does)."""
     directory = tmp_path_factory.mktemp(f"suite-{request.param}")
     databases = Databases(str(request.param), directory)
-    model: ServerModel = getattr(request.module, "SERVER_MODEL", "thread")
+    model: ServerModel = getattr(request.module, "SERVER_MODEL", "aio")
     running, servers = start_suite(str(request.param), directory, databases, model)
     try:
         yield running

@@ -6,11 +6,12 @@ the listener closes (new calls get UNAVAILABLE from the transport), open
 streams end with UNAVAILABLE and the Error as its detail (Health/Watch too, so
 no watcher holds the grace), and calls in flight finish within the grace.
 
-Two server models share one set of (synchronous) servicers: grpcio's
-thread-pool server, and grpc.aio, where each unary call runs either on the
-event loop (the reads a service declares ``inline``) or on a thread pool
-(``services/shared/aio_handlers.py``). ``Settings.server_model`` picks one;
-docs/BENCHMARKS.md records why the default is what it is.
+Two server models share one set of (synchronous) servicers: grpc.aio, the
+default, where each unary call runs either on the event loop (what a service
+places there: reads, and writes suspended while they wait for their commit) or
+on a thread pool (``services/shared/aio_handlers.py``); and grpcio's
+thread-pool server. ``Settings.server_model`` picks one; the README's "Server
+model" and docs/BENCHMARKS.md record why the default is what it is.
 """
 
 from __future__ import annotations
@@ -214,7 +215,7 @@ def _drain(pool: futures.ThreadPoolExecutor) -> None:
 
 
 class _AioEngine(_Engine):
-    """grpc.aio on its own event-loop thread: unary calls inline or on a thread pool,
+    """grpc.aio on its own event-loop thread: unary calls on the loop or on a thread pool,
     streams stepped on that pool (see aio_handlers.py)."""
 
     def __init__(self, max_workers: int, options: Options, max_calls: int | None) -> None:
@@ -263,7 +264,7 @@ def create_server(
     address: str,
     *,
     max_workers: int = 32,
-    model: Literal["thread", "aio"] = "thread",
+    model: Literal["thread", "aio"] = "aio",
     reuse_port: bool = False,
     max_concurrent_rpcs: int | None = None,
     tls: TlsConfig | None = None,

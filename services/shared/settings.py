@@ -64,7 +64,9 @@ class Settings(BaseSettings):
     # How long a loaded user profile is trusted; a deactivated user stops
     # working within this time.
     user_cache_ttl_seconds: float = 10.0
-    server_model: Literal["thread", "aio"] = "thread"
+    # grpc.aio: reads and writes whose caller is known run on the event loop
+    # (README "Server model"); "thread" is grpcio's thread-pool server.
+    server_model: Literal["thread", "aio"] = "aio"
     max_workers: int = 32
     # Calls in progress or queued for a thread, streams included; past it a new call
     # is refused with RESOURCE_EXHAUSTED rather than queued without bound.
