@@ -65,8 +65,10 @@ class DrainingHealth(health.HealthServicer):
             # grpc.aio steps a blocking generator on a pool thread (aio_handlers.py): one
             # fed by the same callback, ended by end_watches or by the call's end.
             responses: queue.SimpleQueue[Any] = queue.SimpleQueue()
-            context.add_callback(lambda: responses.put(None))
-            self.Watch(request, context, responses.put)
+            if context.add_callback(lambda: responses.put(None)):
+                self.Watch(request, context, responses.put)
+            else:  # the call ended already
+                responses.put(None)
             return _until_none(responses)
         watch = _Watch(context, send_response_callback)
         with self._watches_lock:
