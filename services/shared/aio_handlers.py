@@ -34,7 +34,7 @@ import grpc
 
 from services.shared.suspend import run_suspendable
 
-__all__ = ["CallAborted", "CallMetadata", "Inline", "NativeHandlers", "Placement"]
+__all__ = ["CallAborted", "CallMetadata", "CallStatus", "Inline", "NativeHandlers", "Placement"]
 
 CallMetadata = Sequence[tuple[str, str | bytes]]
 # Where a unary call runs: on the thread pool; on the event loop; or on the loop in a
@@ -50,6 +50,20 @@ if TYPE_CHECKING:  # generic only in the stubs
     GenericHandler = grpc.GenericRpcHandler[Any, Any]
 else:
     MethodHandler, GenericHandler = grpc.RpcMethodHandler, grpc.GenericRpcHandler
+
+
+class CallStatus(grpc.Status):
+    """A grpc.Status to end a call with: code, details and trailing metadata."""
+
+    def __init__(
+        self,
+        code: grpc.StatusCode,
+        details: str,
+        trailing: tuple[tuple[str, str | bytes], ...] = (),
+    ) -> None:
+        self.code = code
+        self.details = details
+        self.trailing_metadata = trailing
 
 
 class CallAborted(Exception):
@@ -250,7 +264,7 @@ class _Requests:
         try:
             return self._decode(data)
         except Exception:
-            raise CallAborted(_Status(grpc.StatusCode.INTERNAL, UNDECODABLE)) from None
+            raise CallAborted(CallStatus(grpc.StatusCode.INTERNAL, UNDECODABLE)) from None
 
     def end(self) -> None:
         with self._lock:
@@ -261,13 +275,6 @@ class _Requests:
 
 async def _read(messages: AsyncIterator[bytes]) -> Any:
     return await anext(messages, _END)
-
-
-class _Status(grpc.Status):
-    def __init__(self, code: grpc.StatusCode, details: str) -> None:
-        self.code = code
-        self.details = details
-        self.trailing_metadata = ()
 
 
 async def _decoded(decode: Callable[[bytes], Any] | None, data: bytes, ctx: Any) -> Any:

@@ -34,7 +34,7 @@ from grpc_status import rpc_status
 from loansuite.common.v1 import error_pb2
 
 from services.shared import context, tracing
-from services.shared.aio_handlers import CallAborted, aborts_by_raising
+from services.shared.aio_handlers import CallAborted, CallStatus, aborts_by_raising
 from services.shared.call_metrics import CallMetrics, GrpcType, Outcome, for_method
 from services.shared.errors import AppError, Code, FieldViolation, error_for
 from services.shared.logs import log_call
@@ -159,7 +159,7 @@ def status_of(exc: AppError, request_id: str) -> grpc.Status:
     )
     rich = rpc_status.to_status(status)
     trailing = (*rich.trailing_metadata, (context.REQUEST_ID_HEADER, request_id))
-    return _Status(rich.code, rich.details, trailing)
+    return CallStatus(rich.code, rich.details, trailing)
 
 
 def _duration(delay: timedelta) -> duration_pb2.Duration:
@@ -167,17 +167,6 @@ def _duration(delay: timedelta) -> duration_pb2.Duration:
     duration = duration_pb2.Duration()
     duration.FromSeconds(max(0, math.ceil(delay.total_seconds())))
     return duration
-
-
-class _Status(grpc.Status):
-    """A grpc.Status to abort with: code, details and trailing metadata."""
-
-    def __init__(
-        self, code: grpc.StatusCode, details: str, trailing: tuple[tuple[str, str | bytes], ...]
-    ) -> None:
-        self.code = code
-        self.details = details
-        self.trailing_metadata = trailing
 
 
 def internal_error(request_id: str) -> error_pb2.Error:
