@@ -44,48 +44,48 @@ SERVICE_NAME = loan_service_pb2.DESCRIPTOR.services_by_name["LoanService"].full_
 # event loop once the caller is known (token and user cached). GetLoanReport and
 # ListReportingObligations may first record a missed period, in a transaction of their
 # own, and InviteLender asks auth for the lender: those take a thread.
-READS_ON_THE_LOOP = frozenset(
-    f"/{SERVICE_NAME}/{method}"
-    for method in (
-        "GetLoan",
-        "ListLoans",
-        "ListLoanHistory",
-        "ListKpis",
-        "ListKpiResults",
-        "GetMarginSchedule",
-        "ListMarginAdjustments",
-        "ListLedgerEntries",
-    )
+_READS_ON_THE_LOOP = (
+    "GetLoan",
+    "ListLoans",
+    "ListLoanHistory",
+    "ListKpis",
+    "ListKpiResults",
+    "GetMarginSchedule",
+    "ListMarginAdjustments",
+    "ListLedgerEntries",
 )
 # ...and writes that also wait for their group commit, suspended (shared/suspend.py).
-WRITES_ON_THE_LOOP = frozenset(
-    f"/{SERVICE_NAME}/{method}"
-    for method in (
-        "CreateLoan",
-        "UpdateLoan",
-        "DeleteLoan",
-        "SubmitLoan",
-        "ApproveLoan",
-        "RejectLoan",
-        "WithdrawLoan",
-        "ActivateLoan",
-        "CloseLoan",
-        "CreateKpi",
-        "UpdateKpi",
-        "DeleteKpi",
-        "AcceptKpi",
-        "RejectKpi",
-        "CreateMarginRatchet",
-        "UpdateMarginRatchet",
-        "DeleteMarginRatchet",
-        "ReportKpiResult",
-        "VerifyKpiResult",
-        "RequestDrawdown",
-        "ApproveDrawdown",
-        "RejectDrawdown",
-        "RecordRepayment",
-    )
+_WRITES_ON_THE_LOOP = (
+    "CreateLoan",
+    "UpdateLoan",
+    "DeleteLoan",
+    "SubmitLoan",
+    "ApproveLoan",
+    "RejectLoan",
+    "WithdrawLoan",
+    "ActivateLoan",
+    "CloseLoan",
+    "CreateKpi",
+    "UpdateKpi",
+    "DeleteKpi",
+    "AcceptKpi",
+    "RejectKpi",
+    "CreateMarginRatchet",
+    "UpdateMarginRatchet",
+    "DeleteMarginRatchet",
+    "ReportKpiResult",
+    "VerifyKpiResult",
+    "RequestDrawdown",
+    "ApproveDrawdown",
+    "RejectDrawdown",
+    "RecordRepayment",
 )
+# Where each of them runs once its caller is known; any other call, or one whose caller
+# is not known yet, takes a thread.
+ON_THE_LOOP: dict[str, Placement] = {
+    **{f"/{SERVICE_NAME}/{method}": "loop" for method in _READS_ON_THE_LOOP},
+    **{f"/{SERVICE_NAME}/{method}": "suspendable" for method in _WRITES_ON_THE_LOOP},
+}
 
 
 def start(
@@ -154,10 +154,9 @@ def _authenticator(
 
 def _inline(authenticator: Authenticator) -> Inline:
     def inline(method: str, metadata: CallMetadata) -> Placement:
-        if method in READS_ON_THE_LOOP:
-            return "loop" if authenticator.answers_at_once(metadata) else "pool"
-        if method in WRITES_ON_THE_LOOP:
-            return "suspendable" if authenticator.answers_at_once(metadata) else "pool"
+        placement = ON_THE_LOOP.get(method, "pool")
+        if placement == "pool" or authenticator.answers_at_once(metadata):
+            return placement
         return "pool"
 
     return inline
