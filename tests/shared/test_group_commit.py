@@ -20,6 +20,7 @@ from services.shared.db import Database
 from services.shared.errors import NotFoundError, ValidationError
 from services.shared.group_commit import CommitFailedError
 from services.shared.idempotency import IdempotencyKey, IdempotencyMixin, keyed, run_idempotent
+from tests.shared.group_commit_support import commits_of, items_database, submitted
 from tests.support import eventually
 
 WRITERS = 12
@@ -35,27 +36,9 @@ class Record(IdempotencyMixin, Base):
 
 @pytest.fixture
 def db(new_database_url: Callable[[str], str]) -> Iterator[Database]:
-    database = Database(new_database_url("group"))
-    Base.metadata.create_all(database.engine)
-    with database.engine.begin() as conn:
-        conn.execute(text("CREATE TABLE parents (id INTEGER PRIMARY KEY)"))
-        conn.execute(
-            text(
-                "CREATE TABLE items (id INTEGER PRIMARY KEY, note TEXT NOT NULL,"
-                " parent_id INTEGER REFERENCES parents (id) DEFERRABLE INITIALLY DEFERRED)"
-            )
-        )
-    try:
+    with items_database(new_database_url("group")) as database:
+        Base.metadata.create_all(database.engine)
         yield database
-    finally:
-        database.dispose()
-
-
-def commits_of(db: Database) -> list[int]:
-    """Counts db's committed write transactions from now on (one entry per commit)."""
-    seen: list[int] = []
-    db.on_commit(lambda _session: seen.append(1))
-    return seen
 
 
 def insert(item_id: int, parent_id: int | None = None) -> Callable[[Session], int]:
@@ -86,20 +69,11 @@ def in_one_batch(
         started.set()
         release.wait(timeout=30)
 
-    def outcome(work: Callable[[Session], Any], request_id: str = "") -> Any:
-        token = context.set_request_id(request_id)
-        try:
-            return db.submit(work)
-        except Exception as exc:
-            return exc
-        finally:
-            context.reset_request_id(token)
-
     with ThreadPoolExecutor(len(works) + 1) as pool:
-        held = pool.submit(outcome, gate)
+        held = pool.submit(submitted, db, gate)
         assert started.wait(timeout=30), "the gate never started"
         ids = request_ids or [""] * len(works)
-        futures = [pool.submit(outcome, work, ids[i]) for i, work in enumerate(works)]
+        futures = [pool.submit(submitted, db, work, ids[i]) for i, work in enumerate(works)]
         eventually(lambda: db.writes_waiting() == len(works), "the writes queue")
         release.set()
         assert held.result(timeout=30) is None

@@ -24,6 +24,7 @@ from services.shared.db import Database
 from services.shared.errors import NotFoundError
 from services.shared.group_commit import CommitFailedError
 from services.shared.suspend import can_suspend, run_suspendable, wait_for
+from tests.shared.group_commit_support import commits_of, items_database, submitted
 from tests.support import eventually
 
 _NOTE: contextvars.ContextVar[str] = contextvars.ContextVar("note", default="")
@@ -99,19 +100,8 @@ def test_code_not_run_suspendable_cannot_wait_this_way() -> None:
 
 @pytest.fixture
 def db(new_database_url: Callable[[str], str]) -> Iterator[Database]:
-    database = Database(new_database_url("suspended"))
-    with database.engine.begin() as conn:
-        conn.execute(text("CREATE TABLE parents (id INTEGER PRIMARY KEY)"))
-        conn.execute(
-            text(
-                "CREATE TABLE items (id INTEGER PRIMARY KEY, note TEXT NOT NULL,"
-                " parent_id INTEGER REFERENCES parents (id) DEFERRABLE INITIALLY DEFERRED)"
-            )
-        )
-    try:
+    with items_database(new_database_url("suspended")) as database:
         yield database
-    finally:
-        database.dispose()
 
 
 def insert(item_id: int, parent_id: int | None = None) -> Callable[[Session], int]:
@@ -140,22 +130,14 @@ def on_a_loop_behind_a_gate(
         started.set()
         release.wait(timeout=30)
 
-    def submit(work: Callable[[Session], Any], request_id: str) -> Any:
-        token = context.set_request_id(request_id)
-        try:
-            return db.submit(work)
-        except Exception as exc:
-            return exc
-        finally:
-            context.reset_request_id(token)
-
     async def main(pool: ThreadPoolExecutor) -> tuple[list[Any], int]:
         loop = asyncio.get_running_loop()
         on_loop = len(works) - on_threads
         calls = [
-            run_suspendable(submit, work, f"loop-{i}") for i, work in enumerate(works[:on_loop])
+            run_suspendable(submitted, db, work, f"loop-{i}")
+            for i, work in enumerate(works[:on_loop])
         ] + [
-            loop.run_in_executor(pool, submit, work, f"thread-{i}")
+            loop.run_in_executor(pool, submitted, db, work, f"thread-{i}")
             for i, work in enumerate(works[on_loop:], on_loop)
         ]
         waiting = asyncio.gather(*calls)
@@ -167,17 +149,11 @@ def on_a_loop_behind_a_gate(
         return await asyncio.wait_for(waiting, 30), ticks
 
     with ThreadPoolExecutor(on_threads + 1) as pool:
-        held = pool.submit(submit, gate, "gate")
+        held = pool.submit(submitted, db, gate, "gate")
         assert started.wait(timeout=30), "the gate never started"
         outcomes, ticks = asyncio.run(main(pool))
         assert held.result(timeout=30) is None
     return outcomes, ticks
-
-
-def commits_of(db: Database) -> list[int]:
-    seen: list[int] = []
-    db.on_commit(lambda _session: seen.append(1))
-    return seen
 
 
 def test_writes_waiting_on_a_loop_commit_together_each_as_its_caller(db: Database) -> None:
