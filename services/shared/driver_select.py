@@ -6,53 +6,70 @@ wraps the result: about 20 µs on SQLite for a row of two columns, where the
 driver itself takes 4 µs. A ``DriverSelect`` compiles its statement once per
 dialect and runs the SQL text on the connection's DBAPI cursor.
 
-It takes only what needs none of SQLAlchemy's processing on the way, and says
-so when built: named parameters given at each call, and columns whose values
-the driver returns as they are (text and integers; not dates, which SQLite
-keeps as text). A driver error is raised as SQLAlchemy's own ``DBAPIError``
-(so callers handle one family of errors), and a lost connection is
-invalidated, as ``Connection.execute`` would.
+What SQLAlchemy would do on the way is done here from lists made once: a
+parameter or a column whose type converts values (a date SQLite keeps as text,
+an exact decimal, an enum) goes through the type's own processor for the
+dialect, so a row holds what ``Connection.execute`` gives. A column's
+processor can depend on the type the driver reports for it (psycopg's numeric
+types), so the processors are looked up from the first result's description.
+Rows are named tuples of the selected columns' keys.
+
+Parameters must be named and given at each call: a statement with a value of
+its own or an expanding parameter is refused when first compiled. A driver
+error is raised as SQLAlchemy's own ``DBAPIError`` (so callers handle one
+family of errors), and a lost connection is invalidated, as
+``Connection.execute`` would.
 """
 
 from __future__ import annotations
 
+import collections
 import operator
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, Dialect, Select
 from sqlalchemy.exc import DBAPIError
 
-__all__ = ["DriverSelect"]
+__all__ = ["DriverRow", "DriverSelect"]
 
-_Compiled = tuple[str, Callable[[Mapping[str, Any]], Any]]
+Processor = Callable[[Any], Any]
+# A named tuple of the selected columns' keys: its attributes are known at run time only.
+DriverRow = Any
+_Arguments = Callable[[Mapping[str, Any]], Any]
+_MakeRow = Callable[[Sequence[Any]], tuple[Any, ...]]
 
 
 class DriverSelect:
     """One SELECT, compiled per dialect on first use and run on the DBAPI cursor."""
 
     def __init__(self, statement: Select[Any]) -> None:
-        self._statement = statement
-        self._compiled: dict[str, _Compiled] = {}  # by dialect name
+        self.statement = statement
+        keys = [column.key or "" for column in statement.selected_columns]
+        if "" in keys:
+            raise TypeError("every selected column needs a name")
+        row_type = collections.namedtuple("Row", keys)  # type: ignore[misc]  # names known at run time
+        self._row: Callable[..., tuple[Any, ...]] = row_type._make
+        self._plans: dict[str, _Plan] = {}  # by dialect name
 
-    def first(self, connection: Connection, params: Mapping[str, Any]) -> tuple[Any, ...] | None:
-        """The first row of the statement with these parameters, as a tuple, or None."""
+    def first(self, connection: Connection, params: Mapping[str, Any]) -> DriverRow | None:
+        """The first row of the statement with these parameters, as a named tuple, or None."""
         dialect = connection.dialect
-        compiled = self._compiled.get(dialect.name)
-        if compiled is None:
-            compiled = self._compiled[dialect.name] = _compile(self._statement, dialect)
-        sql, arguments = compiled
+        plan = self._plans.get(dialect.name)
+        if plan is None:
+            plan = self._plans[dialect.name] = _compile(self.statement, dialect)
         driver_connection = connection.connection.driver_connection
         cursor = driver_connection.cursor()  # type: ignore[union-attr]
         try:
-            cursor.execute(sql, arguments(params))
+            cursor.execute(plan.sql, plan.arguments(params))
+            make = plan.make or self._learn(plan, dialect, cursor.description)
             row = cursor.fetchone()
         except dialect.loaded_dbapi.Error as exc:
             lost = dialect.is_disconnect(exc, driver_connection, cursor)
             if lost:
                 connection.invalidate(exc)
             raise DBAPIError.instance(
-                sql,
+                plan.sql,
                 dict(params),
                 exc,
                 dialect.loaded_dbapi.Error,
@@ -61,32 +78,75 @@ class DriverSelect:
             ) from exc
         finally:
             cursor.close()
-        return None if row is None else tuple(row)
+        return None if row is None else make(row)
+
+    def _learn(self, plan: _Plan, dialect: Dialect, description: Sequence[Any]) -> _MakeRow:
+        """How rows are made, from the types the driver reports for the columns."""
+        processors = [
+            column.type.dialect_impl(dialect).result_processor(dialect, described[1])
+            for column, described in zip(self.statement.selected_columns, description, strict=True)
+        ]
+        plan.make = _maker(self._row, processors)
+        return plan.make
+
+
+class _Plan:
+    """A statement's SQL for one dialect, its arguments, and (once known) its row maker."""
+
+    __slots__ = ("arguments", "make", "sql")
+
+    def __init__(self, sql: str, arguments: _Arguments) -> None:
+        self.sql = sql
+        self.arguments = arguments
+        self.make: _MakeRow | None = None
+
+
+class _Bound(NamedTuple):
+    name: str
+    processor: Processor | None
+
+
+def _compile(statement: Select[Any], dialect: Dialect) -> _Plan:
+    """The statement's SQL for dialect and how its arguments are made from named ones."""
+    compiled = statement.compile(dialect=dialect)
+    processors: dict[str, Processor | None] = {}
+    for name, parameter in compiled.binds.items():
+        if not parameter.required or parameter.expanding:
+            raise TypeError(f"{parameter.key}: only plain named parameters, given at each call")
+        processors[name] = parameter.type.dialect_impl(dialect).bind_processor(dialect)
+    names = compiled.positiontup if dialect.positional else list(processors)
+    bound = [_Bound(name, processors[name]) for name in names or ()]
+    return _Plan(compiled.string, _arguments(bound, positional=dialect.positional))
+
+
+def _arguments(bound: list[_Bound], *, positional: bool) -> _Arguments:
+    """From the named values of a call to what the driver takes, each converted by its type."""
+    if any(processor is not None for _, processor in bound):
+        if positional:
+            return lambda params: [
+                params[name] if processor is None else processor(params[name])
+                for name, processor in bound
+            ]
+        return lambda params: {
+            name: params[name] if processor is None else processor(params[name])
+            for name, processor in bound
+        }
+    if not positional:  # the driver takes the names themselves
+        return _as_given
+    if len(bound) == 1:
+        name = bound[0].name
+        return lambda params: (params[name],)
+    return operator.itemgetter(*(name for name, _ in bound))
+
+
+def _maker(row: Callable[..., tuple[Any, ...]], processors: Sequence[Processor | None]) -> _MakeRow:
+    if all(processor is None for processor in processors):
+        return row
+    pairs = list(enumerate(processors))
+    return lambda values: row(
+        [values[i] if processor is None else processor(values[i]) for i, processor in pairs]
+    )
 
 
 def _as_given(params: Mapping[str, Any]) -> Mapping[str, Any]:
     return params
-
-
-def _compile(statement: Select[Any], dialect: Dialect) -> _Compiled:
-    """The statement's SQL for dialect and how its arguments are made from named ones.
-
-    Refuses what SQLAlchemy would have to process per call: a parameter with a value
-    of its own or a conversion on the way in, a column with one on the way out.
-    """
-    compiled = statement.compile(dialect=dialect)
-    for parameter in compiled.binds.values():
-        if not parameter.required or parameter.expanding:
-            raise TypeError(f"{parameter.key}: only plain named parameters, given at each call")
-        if parameter.type.dialect_impl(dialect).bind_processor(dialect) is not None:
-            raise TypeError(f"{parameter.key}: its type converts values on the way in")
-    for column in statement.selected_columns:
-        if column.type.dialect_impl(dialect).result_processor(dialect, None) is not None:
-            raise TypeError(f"{column.key}: its type converts values on the way out")
-    if not dialect.positional:  # the driver takes the names themselves
-        return compiled.string, _as_given
-    names = compiled.positiontup or []
-    if len(names) == 1:
-        name = names[0]
-        return compiled.string, lambda params: (params[name],)
-    return compiled.string, operator.itemgetter(*names)

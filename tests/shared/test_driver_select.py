@@ -91,28 +91,49 @@ def test_one_parameter_alone_is_bound_as_a_sequence_of_one(db: Database) -> None
         assert query.first(connection, {"id": "b"}) == ("o2",)
 
 
+def test_values_are_converted_by_their_types_as_execute_converts_them(db: Database) -> None:
+    made = datetime(2027, 1, 1, tzinfo=UTC)
+    query = DriverSelect(
+        select(_ITEMS).where(_ITEMS.c.made == bindparam("made", type_=UTCDateTime()))
+    )
+    with db.reading() as connection:
+        for params in ({"made": made}, {"made": made.replace(year=2030)}):
+            expected = connection.execute(query.statement, params).first()
+            row = query.first(connection, params)
+            assert row == (expected and tuple(expected))
+        row = query.first(connection, {"made": made})
+    assert row is not None
+    assert (row.id, row.made, row.made.tzinfo) == ("a", made, UTC)  # columns by name, aware
+    assert row.other == "o2"
+
+
+def test_a_column_is_converted_also_when_null(db: Database) -> None:
+    query = DriverSelect(
+        select(_ITEMS.c.other, _ITEMS.c.made).where(_ITEMS.c.id == bindparam("id"))
+    )
+    with db.reading() as connection:
+        assert query.first(connection, {"id": "b"}) == (None, datetime(2027, 1, 1, tzinfo=UTC))
+
+
 @pytest.mark.parametrize(
-    ("statement", "refusal"),
+    "statement",
     [
-        (select(_ITEMS.c.id, _ITEMS.c.made), "made: its type converts values on the way out"),
-        (select(_ITEMS.c.id).where(_ITEMS.c.version == 3), "only plain named parameters"),
-        (
-            select(_ITEMS.c.id).where(_ITEMS.c.id.in_(bindparam("ids", expanding=True))),
-            "only plain named parameters",
-        ),
-        (
-            select(_ITEMS.c.id).where(_ITEMS.c.made < bindparam("before", type_=UTCDateTime())),
-            "before: its type converts values on the way in",
-        ),
-        (select(literal("x")), "only plain named parameters"),
+        select(_ITEMS.c.id).where(_ITEMS.c.version == 3),
+        select(_ITEMS.c.id).where(_ITEMS.c.id.in_(bindparam("ids", expanding=True))),
+        select(_ITEMS.c.id).where(_ITEMS.c.id == literal("x")),
     ],
 )
-def test_what_needs_processing_is_refused_when_first_compiled(
-    db: Database, statement: object, refusal: str
+def test_a_parameter_with_a_value_of_its_own_is_refused_when_first_compiled(
+    db: Database, statement: object
 ) -> None:
     query = DriverSelect(statement)  # type: ignore[arg-type]
-    with db.reading() as connection, pytest.raises(TypeError, match=refusal):
-        query.first(connection, {"ids": ["a"], "before": datetime.now(UTC)})
+    with db.reading() as connection, pytest.raises(TypeError, match="only plain named"):
+        query.first(connection, {"ids": ["a"]})
+
+
+def test_a_column_without_a_name_is_refused() -> None:
+    with pytest.raises(TypeError, match="needs a name"):
+        DriverSelect(select(literal("x") + "y"))
 
 
 def test_a_driver_error_is_sqlalchemys_and_leaves_the_connection_usable(db: Database) -> None:

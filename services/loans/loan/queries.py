@@ -9,8 +9,8 @@ the same as for writes: a loan of another organization is NOT_FOUND.
 GetLoan and a page of ListLoans are read as keys first (id, version; a page
 also create_time), since a loan's committed versions are converted to messages
 once and kept (conversions.committed_loans_to_proto); only the loans not kept
-are read in full, by id, with the same authorization filter. GetLoan's key is
-two plain columns of one row, read on the driver's cursor (driver_select.py).
+are read in full, by id, with the same authorization filter. GetLoan's key and
+its full row are read on the driver's cursor (driver_select.py).
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from typing import Any, Final, Literal, NamedTuple, TypeVar
 from sqlalchemy import (
     BindParameter,
     Connection,
-    Row,
     Select,
     and_,
     bindparam,
@@ -49,7 +48,8 @@ __all__ = [
     "page_of_loans",
 ]
 
-LoanRow = Row[Any]  # a loan's columns by name, as Loan has them
+# A loan's columns as attributes, as Loan has them: a Row, or DriverSelect's named tuple.
+LoanRow = Any
 T = TypeVar("T")
 _LOANS: Final = table_of(Loan)
 _C = _LOANS.c
@@ -58,7 +58,7 @@ _VISIBLE: Final = (
     _C.id == bindparam("loan_id"),
     or_(_C.borrower_organization_id == _ORG, _C.lender_organization_id == _ORG),
 )
-_GET: Final = select(_LOANS).where(*_VISIBLE)
+_GET: Final = DriverSelect(select(_LOANS).where(*_VISIBLE))
 _GET_VERSION: Final = DriverSelect(select(_C.id, _C.version).where(*_VISIBLE))
 _BY_ID: Final = select(_LOANS).where(
     _C.id.in_(bindparam("ids", expanding=True)),
@@ -86,7 +86,7 @@ def find_loan_version(connection: Connection, *, caller: Caller, loan_id: str) -
 
 def find_loan(connection: Connection, *, caller: Caller, loan_id: str) -> LoanRow:
     """A loan the caller's organization borrows or lends, in full; any other is NOT_FOUND."""
-    return _visible(caller, loan_id, lambda params: connection.execute(_GET, params).first())
+    return _visible(caller, loan_id, lambda params: _GET.first(connection, params))
 
 
 def _visible(caller: Caller, loan_id: str, read: Callable[[dict[str, str]], T | None]) -> T:
