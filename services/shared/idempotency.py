@@ -22,7 +22,6 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from sqlalchemy import (
-    Executable,
     FromClause,
     Index,
     LargeBinary,
@@ -34,10 +33,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import NoResultFound
 from sqlalchemy.orm import Mapped, Session, declared_attr, mapped_column
 
 from services.shared.columns import UTCDateTime
 from services.shared.db import Database, table_of
+from services.shared.driver_statement import DriverStatement
 from services.shared.errors import ValidationError
 from services.shared.validation import check_request_id
 
@@ -109,9 +110,9 @@ def keyed(
 class _Statements:
     """The three statements of a keyed write, built once per table and dialect."""
 
-    claim: Executable  # INSERT … ON CONFLICT DO NOTHING RETURNING: a row only if the key was new
-    store: Executable  # UPDATE the claimed row with the response
-    stored: Executable  # SELECT the fingerprint and response of a key
+    claim: DriverStatement  # INSERT … ON CONFLICT DO NOTHING RETURNING: a row if the key was new
+    store: DriverStatement  # UPDATE the claimed row with the response
+    stored: DriverStatement  # SELECT the fingerprint and response of a key
 
 
 def _once(
@@ -122,15 +123,17 @@ def _once(
 ) -> bytes:
     connection = session.connection()
     row = {**vars(key), "response": b"", "create_time": datetime.now(UTC)}
-    if connection.execute(statements.claim, row).first() is None:  # taken: replay its answer
-        found = connection.execute(statements.stored, _key_params(key)).one()
+    if statements.claim.first(connection, row) is None:  # taken: replay its answer
+        found = statements.stored.first(connection, _key_params(key))
+        if found is None:  # swept since the claim saw it: as rare as it is unanswerable here
+            raise NoResultFound("the idempotency record of a taken key went away")
         if found.fingerprint != key.fingerprint:
             raise ValidationError(
                 [("request_id", "REQUEST_ID_REUSED", "was already used for a different request")]
             )
         return bytes(found.response)
     response = write(session)
-    connection.execute(statements.store, {**_key_params(key), "new_response": response})
+    statements.store.run(connection, {**_key_params(key), "new_response": response})
     return response
 
 
@@ -150,4 +153,4 @@ def _statements(table: TableClause, dialect: str) -> _Statements:
     )
     store = update(table).where(*matches).values(response=bindparam("new_response"))
     stored = select(table.c.fingerprint, table.c.response).where(*matches)
-    return _Statements(claim, store, stored)
+    return _Statements(DriverStatement(claim), DriverStatement(store), DriverStatement(stored))

@@ -23,13 +23,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from sqlalchemy import FromClause, Index, Insert, Integer, String, TableClause, Text, insert
+from sqlalchemy import FromClause, Index, Integer, String, TableClause, Text, insert
 from sqlalchemy.orm import Mapped, Session, declared_attr, mapped_column
 
 from services.shared._types import Change
 from services.shared.columns import UTCDateTime
 from services.shared.context import current_request_id
 from services.shared.db import Database, table_of
+from services.shared.driver_statement import DriverStatement
 from services.shared.identity import Caller
 from services.shared.tracing import Origin, current_origin
 
@@ -122,8 +123,8 @@ def record_event(
         trace_id=origin.trace_id,
         span_id=origin.span_id,
     )
-    session.connection().execute(
-        _insert(table_of(model)),
+    _insert(table_of(model)).run(
+        session.connection(),
         {"event_id": record.event_id, "payload": record.to_json(), "create_time": now},
     )
     session.info["outbox_written"] = True
@@ -131,9 +132,9 @@ def record_event(
 
 
 @functools.cache
-def _insert(table: TableClause) -> Insert:
-    """The outbox INSERT, built once: a statement reused keeps its compiled form and cache key."""
-    return insert(table)
+def _insert(table: TableClause) -> DriverStatement:
+    """The outbox INSERT, built once and run on the driver's cursor."""
+    return DriverStatement(insert(table), columns=("event_id", "payload", "create_time"))
 
 
 class RelayLock:

@@ -10,7 +10,7 @@ GetLoan and a page of ListLoans are read as keys first (id, version; a page
 also create_time), since a loan's committed versions are converted to messages
 once and kept (conversions.committed_loans_to_proto); only the loans not kept
 are read in full, by id, with the same authorization filter. GetLoan's key and
-its full row are read on the driver's cursor (driver_select.py).
+its full row are read on the driver's cursor (driver_statement.py).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from services.loans.aggregate import is_uuid, require_party
 from services.loans.models import Loan
 from services.loans.vocabulary import LoanState
 from services.shared.db import table_of
-from services.shared.driver_select import DriverSelect
+from services.shared.driver_statement import DriverStatement
 from services.shared.errors import NotFoundError, ValidationError
 from services.shared.identity import Caller, Role
 
@@ -48,7 +48,7 @@ __all__ = [
     "page_of_loans",
 ]
 
-# A loan's columns as attributes, as Loan has them: a Row, or DriverSelect's named tuple.
+# A loan's columns as attributes, as Loan has them: a Row, or DriverStatement's named tuple.
 LoanRow = Any
 T = TypeVar("T")
 _LOANS: Final = table_of(Loan)
@@ -58,8 +58,8 @@ _VISIBLE: Final = (
     _C.id == bindparam("loan_id"),
     or_(_C.borrower_organization_id == _ORG, _C.lender_organization_id == _ORG),
 )
-_GET: Final = DriverSelect(select(_LOANS).where(*_VISIBLE))
-_GET_VERSION: Final = DriverSelect(select(_C.id, _C.version).where(*_VISIBLE))
+_GET: Final = DriverStatement(select(_LOANS).where(*_VISIBLE))
+_GET_VERSION: Final = DriverStatement(select(_C.id, _C.version).where(*_VISIBLE))
 _BY_ID: Final = select(_LOANS).where(
     _C.id.in_(bindparam("ids", expanding=True)),
     or_(_C.borrower_organization_id == _ORG, _C.lender_organization_id == _ORG),

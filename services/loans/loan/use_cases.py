@@ -21,6 +21,7 @@ from services.loans.loan.schemas import NewLoan, format_amount
 from services.loans.models import Loan
 from services.loans.vocabulary import ChangeKind, LoanState, WireEnum
 from services.shared.db import table_of
+from services.shared.driver_statement import DriverStatement
 from services.shared.errors import PermissionDeniedError
 from services.shared.identity import Caller, Role
 
@@ -33,7 +34,7 @@ __all__ = [
 ]
 
 
-_INSERT_LOAN: Final = insert(table_of(Loan))
+_INSERT_LOAN: Final = DriverStatement(insert(table_of(Loan)))  # every column, given
 
 
 def authorize_loan_creation(caller: Caller) -> None:
@@ -72,7 +73,7 @@ def create_loan(session: Session, *, caller: Caller, new_loan: NewLoan) -> Loan:
         "reporting_grace_days": new_loan.reporting_grace_days,
     }
     # A plain INSERT, built once: the unit of work would cost several times more for one row.
-    session.connection().execute(_INSERT_LOAN, values)
+    _INSERT_LOAN.run(session.connection(), values)
     loan = Loan(**values)
     event = Event("LOAN_CREATED", "loan", loan.id, created(described(loan)))
     announce(session, LoanChange(caller, loan, ChangeKind.CREATED, [event], now))

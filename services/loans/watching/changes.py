@@ -18,10 +18,11 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import bindparam, func, literal_column, select
 from sqlalchemy.orm import Session
 
 from services.loans.vocabulary import ChangeKind
+from services.shared.driver_statement import DriverStatement
 
 __all__ = [
     "CHANNEL",
@@ -33,7 +34,9 @@ __all__ = [
 ]
 
 CHANNEL = "loansuite_loan_changes"
-_NOTIFY = select(func.pg_notify(CHANNEL, bindparam("payload")))
+_NOTIFY = DriverStatement(
+    select(func.pg_notify(literal_column(f"'{CHANNEL}'"), bindparam("payload")).label("sent"))
+)
 _PENDING = "loan_changes"
 
 
@@ -58,7 +61,7 @@ def record_change(
     change = LoanChanged(loan_id, kind, etag, organization_ids, now)
     if session.get_bind().dialect.name == "postgresql":
         # Transactional: PostgreSQL sends it at COMMIT, to every listening replica.
-        session.connection().execute(_NOTIFY, {"payload": encode_change(change)})
+        _NOTIFY.run(session.connection(), {"payload": encode_change(change)})
     else:
         session.info.setdefault(_PENDING, []).append(change)
 

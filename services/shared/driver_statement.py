@@ -1,69 +1,106 @@
-"""A prebuilt SELECT run on the driver's own cursor, for the hottest single-row reads.
+"""Prebuilt statements run on the driver's own cursor, for the hottest paths.
 
 ``Connection.execute`` of a prebuilt statement still sets up an execution
 context, looks up the compiled form in its cache, processes parameters and
 wraps the result: about 20 µs on SQLite for a row of two columns, where the
-driver itself takes 4 µs. A ``DriverSelect`` compiles its statement once per
-dialect and runs the SQL text on the connection's DBAPI cursor.
+driver itself takes 4 µs. A ``DriverStatement`` compiles its statement once
+per dialect and runs the SQL text on the connection's DBAPI cursor, inside
+whatever transaction the connection is in.
 
 What SQLAlchemy would do on the way is done here from lists made once: a
 parameter or a column whose type converts values (a date SQLite keeps as text,
 an exact decimal, an enum) goes through the type's own processor for the
-dialect, so a row holds what ``Connection.execute`` gives. A column's
-processor can depend on the type the driver reports for it (psycopg's numeric
-types), so the processors are looked up from the first result's description.
-Rows are named tuples of the selected columns' keys.
+dialect, so a row holds what ``Connection.execute`` gives and the database
+receives what it would. A column's processor can depend on the type the
+driver reports for it (psycopg's numeric types), so the processors are looked
+up from the first result's description. Rows are named tuples of the
+returned columns' keys.
 
 Parameters must be named and given at each call: a statement with a value of
-its own or an expanding parameter is refused when first compiled. A driver
-error is raised as SQLAlchemy's own ``DBAPIError`` (so callers handle one
-family of errors), and a lost connection is invalidated, as
-``Connection.execute`` would.
+its own, an expanding parameter, or an INSERT column left to a Python-side
+default is refused when first compiled. A driver error is raised as
+SQLAlchemy's own ``DBAPIError`` (so callers handle one family of errors), and
+a lost connection is invalidated, as ``Connection.execute`` would.
 """
 
 from __future__ import annotations
 
 import collections
 import operator
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Dialect, Select
+from sqlalchemy import Connection, Dialect, Executable, ReturnsRows
 from sqlalchemy.exc import DBAPIError
 
-__all__ = ["DriverRow", "DriverSelect"]
+__all__ = ["DriverRow", "DriverStatement"]
 
 Processor = Callable[[Any], Any]
-# A named tuple of the selected columns' keys: its attributes are known at run time only.
+# A named tuple of the returned columns' keys: its attributes are known at run time only.
 DriverRow = Any
 _Arguments = Callable[[Mapping[str, Any]], Any]
 _MakeRow = Callable[[Sequence[Any]], tuple[Any, ...]]
 
 
-class DriverSelect:
-    """One SELECT, compiled per dialect on first use and run on the DBAPI cursor."""
+class DriverStatement:
+    """One statement, compiled per dialect on first use and run on the DBAPI cursor.
 
-    def __init__(self, statement: Select[Any]) -> None:
+    ``columns`` names the columns an INSERT or UPDATE is given at each call (by
+    default, those its own ``values()`` name).
+    """
+
+    def __init__(self, statement: Executable, *, columns: Collection[str] | None = None) -> None:
         self.statement = statement
-        keys = [column.key or "" for column in statement.selected_columns]
+        self._columns = list(columns) if columns is not None else None
+        self._returned: list[Any] = (
+            list(statement.exported_columns) if isinstance(statement, ReturnsRows) else []
+        )
+        keys = [column.key or "" for column in self._returned]
         if "" in keys:
-            raise TypeError("every selected column needs a name")
+            raise TypeError("every returned column needs a name")
         row_type = collections.namedtuple("Row", keys)  # type: ignore[misc]  # names known at run time
         self._row: Callable[..., tuple[Any, ...]] = row_type._make
         self._plans: dict[str, _Plan] = {}  # by dialect name
 
     def first(self, connection: Connection, params: Mapping[str, Any]) -> DriverRow | None:
-        """The first row of the statement with these parameters, as a named tuple, or None."""
+        """The first row the statement returns with these parameters, or None."""
+        row: DriverRow | None = None
+
+        def fetch(cursor: Any, plan: _Plan, dialect: Dialect) -> None:
+            nonlocal row
+            make = plan.make or self._learn(plan, dialect, cursor.description)
+            found = cursor.fetchone()
+            row = None if found is None else make(found)
+
+        self._execute(connection, params, fetch)
+        return row
+
+    def run(self, connection: Connection, params: Mapping[str, Any]) -> int:
+        """Run the statement with these parameters; how many rows it changed."""
+        count = 0
+
+        def counted(cursor: Any, plan: _Plan, dialect: Dialect) -> None:
+            nonlocal count
+            count = cursor.rowcount
+
+        self._execute(connection, params, counted)
+        return count
+
+    def _execute(
+        self,
+        connection: Connection,
+        params: Mapping[str, Any],
+        then: Callable[[Any, _Plan, Dialect], None],
+    ) -> None:
         dialect = connection.dialect
         plan = self._plans.get(dialect.name)
         if plan is None:
-            plan = self._plans[dialect.name] = _compile(self.statement, dialect)
+            plan = self._plans[dialect.name] = _compile(self.statement, dialect, self._columns)
         driver_connection = connection.connection.driver_connection
         cursor = driver_connection.cursor()  # type: ignore[union-attr]
         try:
             cursor.execute(plan.sql, plan.arguments(params))
-            make = plan.make or self._learn(plan, dialect, cursor.description)
-            row = cursor.fetchone()
+            then(cursor, plan, dialect)
         except dialect.loaded_dbapi.Error as exc:
             lost = dialect.is_disconnect(exc, driver_connection, cursor)
             if lost:
@@ -78,13 +115,12 @@ class DriverSelect:
             ) from exc
         finally:
             cursor.close()
-        return None if row is None else make(row)
 
     def _learn(self, plan: _Plan, dialect: Dialect, description: Sequence[Any]) -> _MakeRow:
         """How rows are made, from the types the driver reports for the columns."""
         processors = [
             column.type.dialect_impl(dialect).result_processor(dialect, described[1])
-            for column, described in zip(self.statement.selected_columns, description, strict=True)
+            for column, described in zip(self._returned, description, strict=True)
         ]
         plan.make = _maker(self._row, processors)
         return plan.make
@@ -106,9 +142,9 @@ class _Bound(NamedTuple):
     processor: Processor | None
 
 
-def _compile(statement: Select[Any], dialect: Dialect) -> _Plan:
+def _compile(statement: Executable, dialect: Dialect, columns: list[str] | None) -> _Plan:
     """The statement's SQL for dialect and how its arguments are made from named ones."""
-    compiled = statement.compile(dialect=dialect)
+    compiled = statement.compile(dialect=dialect, column_keys=columns)  # type: ignore[attr-defined]
     processors: dict[str, Processor | None] = {}
     for name, parameter in compiled.binds.items():
         if not parameter.required or parameter.expanding:

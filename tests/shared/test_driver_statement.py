@@ -1,5 +1,5 @@
-"""DriverSelect: a prebuilt SELECT run on the driver's cursor gives what Connection.execute
-gives, refuses what would need SQLAlchemy's processing, and fails as SQLAlchemy fails.
+"""DriverStatement: a prebuilt statement run on the driver's cursor reads and writes what
+Connection.execute does, refuses what it cannot do alike, and fails as SQLAlchemy fails.
 
 Real SQLite and PostgreSQL databases.
 """
@@ -24,13 +24,14 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    update,
 )
 from sqlalchemy.exc import DBAPIError
 
 from services.shared import db as db_module
 from services.shared.columns import UTCDateTime
 from services.shared.db import Database, libpq_dsn
-from services.shared.driver_select import DriverSelect
+from services.shared.driver_statement import DriverStatement
 
 _METADATA = MetaData()
 _ITEMS = Table(
@@ -68,7 +69,7 @@ def db(new_database_url: Callable[[str], str]) -> Iterator[Database]:
 
 
 def test_it_reads_what_execute_reads_with_a_parameter_used_twice(db: Database) -> None:
-    query = DriverSelect(_VISIBLE)
+    query = DriverStatement(_VISIBLE)
     cases = [
         {"id": "a", "owner": "o1"},  # the owner
         {"id": "a", "owner": "o2"},  # the other side
@@ -86,14 +87,14 @@ def test_it_reads_what_execute_reads_with_a_parameter_used_twice(db: Database) -
 
 
 def test_one_parameter_alone_is_bound_as_a_sequence_of_one(db: Database) -> None:
-    query = DriverSelect(select(_ITEMS.c.owner).where(_ITEMS.c.id == bindparam("id")))
+    query = DriverStatement(select(_ITEMS.c.owner).where(_ITEMS.c.id == bindparam("id")))
     with db.reading() as connection:
         assert query.first(connection, {"id": "b"}) == ("o2",)
 
 
 def test_values_are_converted_by_their_types_as_execute_converts_them(db: Database) -> None:
     made = datetime(2027, 1, 1, tzinfo=UTC)
-    query = DriverSelect(
+    query = DriverStatement(
         select(_ITEMS).where(_ITEMS.c.made == bindparam("made", type_=UTCDateTime()))
     )
     with db.reading() as connection:
@@ -108,7 +109,7 @@ def test_values_are_converted_by_their_types_as_execute_converts_them(db: Databa
 
 
 def test_a_column_is_converted_also_when_null(db: Database) -> None:
-    query = DriverSelect(
+    query = DriverStatement(
         select(_ITEMS.c.other, _ITEMS.c.made).where(_ITEMS.c.id == bindparam("id"))
     )
     with db.reading() as connection:
@@ -126,18 +127,77 @@ def test_a_column_is_converted_also_when_null(db: Database) -> None:
 def test_a_parameter_with_a_value_of_its_own_is_refused_when_first_compiled(
     db: Database, statement: object
 ) -> None:
-    query = DriverSelect(statement)  # type: ignore[arg-type]
+    query = DriverStatement(statement)  # type: ignore[arg-type]
     with db.reading() as connection, pytest.raises(TypeError, match="only plain named"):
         query.first(connection, {"ids": ["a"]})
 
 
 def test_a_column_without_a_name_is_refused() -> None:
     with pytest.raises(TypeError, match="needs a name"):
-        DriverSelect(select(literal("x") + "y"))
+        DriverStatement(select(literal("x") + "y"))
+
+
+def test_an_insert_writes_what_execute_writes(db: Database) -> None:
+    made = datetime(2028, 2, 29, 12, 30, tzinfo=UTC)
+    row = {"id": "c", "owner": "o3", "other": None, "version": 7, "made": made}
+    with db.engine.begin() as connection:
+        DriverStatement(insert(_ITEMS)).run(connection, row)  # every column, given
+        connection.execute(insert(_ITEMS), {**row, "id": "d"})
+    with db.reading() as connection:
+        stored = connection.execute(
+            select(_ITEMS.c.made, _ITEMS.c.other, _ITEMS.c.version).where(
+                _ITEMS.c.id.in_(["c", "d"])
+            )
+        ).all()
+    assert [tuple(r) for r in stored] == [(made, None, 7), (made, None, 7)]
+
+
+def test_an_insert_returning_gives_its_row_and_an_update_its_count(db: Database) -> None:
+    added = DriverStatement(
+        insert(_ITEMS).returning(_ITEMS.c.id, _ITEMS.c.made),
+        columns=("id", "owner", "version", "made"),
+    )
+    bump = DriverStatement(
+        update(_ITEMS).where(_ITEMS.c.owner == bindparam("who")).values(version=bindparam("to"))
+    )
+    made = datetime(2027, 6, 1, tzinfo=UTC)
+    with db.engine.begin() as connection:
+        row = added.first(connection, {"id": "e", "owner": "o1", "version": 1, "made": made})
+        assert row == ("e", made)
+        assert (row.id, row.made) == ("e", made)
+        assert bump.run(connection, {"who": "o1", "to": 9}) == 2  # a and e
+        assert bump.run(connection, {"who": "nobody", "to": 9}) == 0
+    with db.reading() as connection:
+        versions = connection.execute(select(_ITEMS.c.id, _ITEMS.c.version).order_by("id")).all()
+    assert [tuple(v) for v in versions] == [("a", 9), ("b", 1), ("e", 9)]
+
+
+def test_a_write_rolled_back_with_its_transaction_is_gone(db: Database) -> None:
+    made = datetime(2027, 6, 1, tzinfo=UTC)
+    with db.engine.connect() as connection:
+        transaction = connection.begin()
+        DriverStatement(insert(_ITEMS)).run(
+            connection, {"id": "f", "owner": "o1", "other": None, "version": 1, "made": made}
+        )
+        transaction.rollback()
+    with db.reading() as connection:
+        assert connection.execute(select(_ITEMS.c.id).where(_ITEMS.c.id == "f")).first() is None
+
+
+def test_an_insert_column_left_to_a_python_default_is_refused(db: Database) -> None:
+    with_default = Table(
+        "defaults",
+        MetaData(),
+        Column("id", String(8), primary_key=True),
+        Column("n", Integer, default=1),
+    )
+    with_default.create(db.engine)
+    with db.engine.begin() as connection, pytest.raises(TypeError, match="n: only plain named"):
+        DriverStatement(insert(with_default), columns=("id",)).run(connection, {"id": "x"})
 
 
 def test_a_driver_error_is_sqlalchemys_and_leaves_the_connection_usable(db: Database) -> None:
-    query = DriverSelect(select(_ITEMS.c.id).where(_ITEMS.c.id == bindparam("id")))
+    query = DriverStatement(select(_ITEMS.c.id).where(_ITEMS.c.id == bindparam("id")))
     with db.engine.begin() as conn:
         conn.exec_driver_sql("DROP TABLE items")
     with db.reading() as connection:
@@ -154,7 +214,7 @@ def test_a_lost_connection_is_invalidated_and_replaced(
     db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(db_module, "PING_AFTER_SECONDS", 3600.0)  # no ping: the read finds it
-    query = DriverSelect(select(_ITEMS.c.id).where(_ITEMS.c.id == bindparam("id")))
+    query = DriverStatement(select(_ITEMS.c.id).where(_ITEMS.c.id == bindparam("id")))
     with db.reading() as connection:
         lost = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
     with psycopg.connect(libpq_dsn(db.url), autocommit=True) as other:
