@@ -210,6 +210,17 @@ def test_a_driver_error_is_sqlalchemys_and_leaves_the_connection_usable(db: Data
 
 
 @pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_the_cursor_a_connection_keeps_serves_on_after_a_failed_statement(db: Database) -> None:
+    query = DriverStatement(select(_ITEMS.c.id).where(_ITEMS.c.version == bindparam("v")))
+    with db.reading() as connection:
+        assert query.first(connection, {"v": 3}) == ("a",)
+        with pytest.raises(DBAPIError, match="integer"):
+            query.first(connection, {"v": "three"})  # refused by the server, not the driver
+        assert query.first(connection, {"v": 1}) == ("b",)
+        assert query.first(connection, {"v": 2}) is None
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
 def test_a_lost_connection_is_invalidated_and_replaced(
     db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
