@@ -153,7 +153,7 @@ def main() -> None:
                 "call", extra={"rpc": "LoanServicer.GetLoan", "outcome": "OK", "elapsed_ms": 0.3}
             ),
             "GetLoan query: the loan's version (on the driver's cursor)": read_version,
-            "the loan in full (prebuilt Core statement), when not kept": read_row,
+            "the loan in full (on the driver's cursor), when not kept": read_row,
             "GetLoan through an ORM Session": read_orm,
             "loan_to_proto (row)": lambda: loan_to_proto(row),
             "GetLoanResponse serialized": lambda: pb.GetLoanResponse(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime
 import enum
+import uuid
 from typing import Annotated
 
 import pydantic
@@ -20,6 +21,7 @@ from services.shared.validation import (
     apply_mask,
     check_request_id,
     fail,
+    is_uuid,
     member,
     not_after,
     parse_date,
@@ -237,3 +239,32 @@ def test_unacceptable_request_ids(request_id: str) -> None:
 
     assert caught.value.reasons == {"create.request_id": "REQUEST_ID_INVALID"}
     assert caught.value.field_violations[0].description == "must be 1-128 letters, digits or ._:-"
+
+
+_ID = "0b9c2f1e-4d3a-4f6b-9a8c-7e5d4c3b2a19"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        _ID,
+        "ffffffff-0000-1111-8aaa-000000000000",
+        _ID.upper(),
+        "{" + _ID + "}",
+        _ID.replace("-", ""),
+        "urn:uuid:" + _ID,
+        _ID + "\n",
+        " " + _ID,
+        _ID[:-1] + "g",
+        ARABIC_INDIC_123[2] * 8 + _ID[8:],  # digits of another script
+        _ID[:8] + "\x00" + _ID[9:],
+        "",
+    ],
+)
+def test_an_id_is_a_uuid_exactly_as_python_writes_one(value: str) -> None:
+    try:
+        canonical = str(uuid.UUID(value)) == value
+    except ValueError:
+        canonical = False
+    assert is_uuid(value) is canonical
+    assert is_uuid(_ID)
