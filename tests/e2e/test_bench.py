@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -159,3 +161,25 @@ def test_a_soak_reports_each_interval_and_the_retention_keeps_the_tables_bounded
     last = intervals[-1]["rows"]
     assert last["loans.outbox"] < created / 2
     assert last["loans.idempotency"] < created / 2
+
+
+def test_the_transport_floor_script_measures_each_call_against_a_server_process() -> None:
+    script = Path(__file__).resolve().parents[2] / "scripts" / "transport_floor.py"
+    result = subprocess.run(
+        [sys.executable, str(script), "--seconds", "0.3", "--concurrency", "2"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    rows = {line[:30].strip(): line[30:].split() for line in result.stdout.splitlines()[1:]}
+    assert set(rows) == {
+        "Health/Check",
+        "GetLoan, answered at once",
+        "CreateLoan, answered at once",
+    }
+    for rps, cpu, unit in rows.values():
+        assert float(rps.replace(",", "")) > 0
+        assert float(cpu) > 0
+        assert unit == "ms"
