@@ -18,9 +18,10 @@ driver reports for it (psycopg's numeric types), so the processors are looked
 up from the first result's description. Rows are named tuples of the
 returned columns' keys.
 
-Parameters must be named and given at each call: a statement with a value of
-its own, an expanding parameter, or an INSERT column left to a Python-side
-default is refused when first compiled. A driver error is raised as
+Parameters are named and given at each call, or carried by the statement
+itself (a LIMIT, a literal), as built. An expanding parameter, one whose value
+is computed at execution, or an INSERT column left to a Python-side default is
+refused when first compiled. A driver error is raised as
 SQLAlchemy's own ``DBAPIError`` (so callers handle one family of errors), and
 a lost connection is invalidated, as ``Connection.execute`` would.
 """
@@ -81,6 +82,17 @@ class DriverStatement:
 
         self._execute(connection, params, fetch)
         return row
+
+    def all(self, connection: Connection, params: Mapping[str, Any]) -> list[DriverRow]:
+        """Every row the statement returns with these parameters."""
+        rows: list[DriverRow] = []
+
+        def fetch(cursor: Any, plan: _Plan, dialect: Dialect) -> None:
+            make = plan.make or self._learn(plan, dialect, cursor.description)
+            rows.extend(map(make, cursor.fetchall()))
+
+        self._execute(connection, params, fetch)
+        return rows
 
     def run(self, connection: Connection, params: Mapping[str, Any]) -> int:
         """Run the statement with these parameters; how many rows it changed."""
@@ -156,16 +168,32 @@ class _Bound(NamedTuple):
 
 
 def _compile(statement: Executable, dialect: Dialect, columns: list[str] | None) -> _Plan:
-    """The statement's SQL for dialect and how its arguments are made from named ones."""
+    """The statement's SQL for dialect and how its arguments are made from named ones.
+
+    A value the statement carries itself (a LIMIT, a literal) is taken as built.
+    """
     compiled = statement.compile(dialect=dialect, column_keys=columns)  # type: ignore[attr-defined]
+    prefetched = [*compiled.insert_prefetch, *compiled.update_prefetch]
+    if prefetched:
+        raise TypeError(f"{prefetched[0].key}: left to a Python-side default; give it each call")
     processors: dict[str, Processor | None] = {}
+    constants: dict[str, Any] = {}
     for name, parameter in compiled.binds.items():
-        if not parameter.required or parameter.expanding:
-            raise TypeError(f"{parameter.key}: only plain named parameters, given at each call")
+        if parameter.expanding or parameter.literal_execute or parameter.callable is not None:
+            raise TypeError(f"{parameter.key}: only plain named parameters and fixed values")
         processors[name] = parameter.type.dialect_impl(dialect).bind_processor(dialect)
+        if not parameter.required:
+            constants[name] = parameter.value
     names = compiled.positiontup if dialect.positional else list(processors)
     bound = [_Bound(name, processors[name]) for name in names or ()]
-    return _Plan(compiled.string, _arguments(bound, positional=dialect.positional))
+    arguments = _arguments(bound, positional=dialect.positional)
+    if not constants:
+        return _Plan(compiled.string, arguments)
+
+    def with_constants(params: Mapping[str, Any]) -> Any:
+        return arguments({**params, **constants})
+
+    return _Plan(compiled.string, with_constants)
 
 
 def _arguments(bound: list[_Bound], *, positional: bool) -> _Arguments:

@@ -191,6 +191,29 @@ def test_list_loans_filters_by_state(suite: Suite) -> None:
     assert list(active.page.loans) == []
 
 
+def test_a_filter_of_several_states_pages_through_every_match(suite: Suite) -> None:
+    owner = suite.register("BORROWER")
+    created = [new_loan(suite.loans, owner).id for _ in range(3)]
+    states = [pb.LOAN_STATE_ACTIVE, pb.LOAN_STATE_DRAFT, pb.LOAN_STATE_PENDING_APPROVAL]
+    seen: list[str] = []
+    token = ""
+    for _ in range(5):
+        request = pb.ListLoansRequest(
+            page_size=1, page_token=token, filter=pb.LoanFilter(states=states)
+        )
+        page = suite.loans.ListLoans(request, metadata=owner.metadata).page
+        seen += [loan.id for loan in page.loans]
+        token = page.next_page_token
+        if not token:
+            break
+
+    assert seen == list(reversed(created))
+    two = pb.LoanFilter(states=[pb.LOAN_STATE_ACTIVE, pb.LOAN_STATE_PENDING_APPROVAL])
+    none = suite.loans.ListLoans(pb.ListLoansRequest(filter=two), metadata=owner.metadata)
+    assert none.HasField("page")
+    assert list(none.page.loans) == []
+
+
 def test_states_the_server_does_not_know_match_no_loan(suite: Suite) -> None:
     owner = suite.register("BORROWER")
     new_loan(suite.loans, owner)

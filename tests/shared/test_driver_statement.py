@@ -116,15 +116,30 @@ def test_a_column_is_converted_also_when_null(db: Database) -> None:
         assert query.first(connection, {"id": "b"}) == (None, datetime(2027, 1, 1, tzinfo=UTC))
 
 
+def test_values_the_statement_carries_are_taken_as_built(db: Database) -> None:
+    made = datetime(2027, 1, 1, tzinfo=UTC)
+    statements = [
+        select(_ITEMS.c.id).where(_ITEMS.c.version == 3),
+        select(_ITEMS.c.id).where(_ITEMS.c.made == made, _ITEMS.c.owner == bindparam("owner")),
+        select(_ITEMS.c.id).where(_ITEMS.c.owner == bindparam("owner")).order_by("id").limit(1),
+    ]
+    with db.reading() as connection:
+        for statement in statements:
+            expected = [tuple(r) for r in connection.execute(statement, {"owner": "o2"})]
+            assert DriverStatement(statement).all(connection, {"owner": "o2"}) == expected
+            assert expected  # each finds a row: the values reached the database converted
+        limited = DriverStatement(select(_ITEMS.c.id).order_by("id").limit(1))
+        assert limited.all(connection, {}) == [("a",)]
+
+
 @pytest.mark.parametrize(
     "statement",
     [
-        select(_ITEMS.c.id).where(_ITEMS.c.version == 3),
         select(_ITEMS.c.id).where(_ITEMS.c.id.in_(bindparam("ids", expanding=True))),
-        select(_ITEMS.c.id).where(_ITEMS.c.id == literal("x")),
+        select(_ITEMS.c.id).where(_ITEMS.c.id == bindparam("now", callable_=lambda: "a")),
     ],
 )
-def test_a_parameter_with_a_value_of_its_own_is_refused_when_first_compiled(
+def test_a_parameter_made_at_execution_is_refused_when_first_compiled(
     db: Database, statement: object
 ) -> None:
     query = DriverStatement(statement)  # type: ignore[arg-type]
@@ -192,7 +207,10 @@ def test_an_insert_column_left_to_a_python_default_is_refused(db: Database) -> N
         Column("n", Integer, default=1),
     )
     with_default.create(db.engine)
-    with db.engine.begin() as connection, pytest.raises(TypeError, match="n: only plain named"):
+    with (
+        db.engine.begin() as connection,
+        pytest.raises(TypeError, match="n: left to a Python-side default"),
+    ):
         DriverStatement(insert(with_default), columns=("id",)).run(connection, {"id": "x"})
 
 

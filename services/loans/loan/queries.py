@@ -9,8 +9,9 @@ the same as for writes: a loan of another organization is NOT_FOUND.
 GetLoan and a page of ListLoans are read as keys first (id, version; a page
 also create_time), since a loan's committed versions are converted to messages
 once and kept (conversions.committed_loans_to_proto); only the loans not kept
-are read in full, by id, with the same authorization filter. GetLoan's key and
-its full row are read on the driver's cursor (driver_statement.py).
+are read in full, by id, with the same authorization filter. All but that last
+read (a list of ids, an expanding parameter) run on the driver's cursor
+(driver_statement.py).
 """
 
 from __future__ import annotations
@@ -121,15 +122,12 @@ def page_of_loans(
     if counterparty:
         # Organizations take one side by their role: borrowers borrow, lenders lend.
         side = "borrower" if caller.role is Role.BORROWER else "lender"
-    params: dict[str, Any] = {
-        "org": caller.organization_id,
-        "counterparty": counterparty,
-        "states": list(states),
-    }
+    params: dict[str, Any] = {"org": caller.organization_id, "counterparty": counterparty}
+    params.update(zip(_state_names(len(states)), states, strict=True))
     if after is not None:
         params["after_time"], params["after_id"] = after
-    statement = _list_statement(bool(states), after is not None, side, limit)
-    return list(connection.execute(statement, params))
+    statement = _list_statement(len(states), after is not None, side, limit)
+    return statement.all(connection, params)
 
 
 def loans_by_id(connection: Connection, *, caller: Caller, ids: Sequence[str]) -> list[LoanRow]:
@@ -140,18 +138,21 @@ def loans_by_id(connection: Connection, *, caller: Caller, ids: Sequence[str]) -
 
 
 @functools.cache
-def _list_statement(by_state: bool, after: bool, side: Side, limit: int) -> Select[Any]:
+def _list_statement(states: int, after: bool, side: Side, limit: int) -> DriverStatement:
     """The ListLoans statement of one shape of filter and page size, built once.
 
     The limit is part of the statement, not a parameter: SQLite renders a bound
-    LIMIT anew on every execution. Without a counterparty the caller's
-    organization may be on either side; "borrower OR lender" would read every
-    loan of the organization and sort them, so each side is read in its own
-    index order, a page at most, and the two pages are merged.
+    LIMIT anew on every execution. So is the number of states filtered on (one
+    parameter each), which lets the statement run on the driver's cursor.
+
+    Without a counterparty the caller's organization may be on either side;
+    "borrower OR lender" would read every loan of the organization and sort
+    them, so each side is read in its own index order, a page at most, and the
+    two pages are merged.
     """
-    filters = _filters(by_state, after)
+    filters = _filters(states, after)
     if side:
-        return _newest(select(*_KEYS).where(_party_to(side), *filters), limit)
+        return DriverStatement(_newest(select(*_KEYS).where(_party_to(side), *filters), limit))
     borrowed = _newest(select(*_KEYS).where(_C.borrower_organization_id == _ORG, *filters), limit)
     lent = _newest(
         select(*_KEYS).where(
@@ -160,17 +161,25 @@ def _list_statement(by_state: bool, after: bool, side: Side, limit: int) -> Sele
         limit,
     )
     both = union_all(borrowed.subquery().select(), lent.subquery().select()).subquery()
-    return select(both).order_by(both.c.create_time.desc(), both.c.id.desc()).limit(limit)
+    return DriverStatement(
+        select(both).order_by(both.c.create_time.desc(), both.c.id.desc()).limit(limit)
+    )
 
 
 def _newest(statement: Select[Any], limit: int) -> Select[Any]:
     return statement.order_by(_C.create_time.desc(), _C.id.desc()).limit(limit)
 
 
-def _filters(by_state: bool, after: bool) -> list[Any]:
+def _state_names(count: int) -> list[str]:
+    return [f"state_{i}" for i in range(count)]
+
+
+def _filters(states: int, after: bool) -> list[Any]:
     filters: list[Any] = []
-    if by_state:
-        filters.append(_C.state.in_(bindparam("states", expanding=True)))
+    if states:
+        filters.append(
+            _C.state.in_([bindparam(n, type_=_C.state.type) for n in _state_names(states)])
+        )
     if after:
         after_time: BindParameter[Any] = bindparam("after_time", type_=_C.create_time.type)
         after_id: BindParameter[Any] = bindparam("after_id")
