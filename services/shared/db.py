@@ -107,7 +107,9 @@ class Database:
             threading.Lock() if self.is_sqlite else contextlib.nullcontext()
         )
         self._after_commit: list[Callable[[Session], None]] = []
-        self._group = GroupCommit(self.write)
+        # SQLite: a statement takes microseconds, and on the loop it need not win the GIL
+        # back from it after each one (see group_commit.py).
+        self._group = GroupCommit(self.write, writes_on_loop=self.is_sqlite)
         self._held: dict[int, _Held] = {}  # by thread id
 
     @contextlib.contextmanager

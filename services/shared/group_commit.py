@@ -33,6 +33,7 @@ import contextvars
 import logging
 import threading
 from collections.abc import Callable
+from concurrent import futures
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final, Generic, TypeVar
 
@@ -46,6 +47,8 @@ __all__ = ["DEFAULT_MAX_BATCH", "CommitFailedError", "GroupCommit"]
 log = logging.getLogger("loansuite.db")
 
 DEFAULT_MAX_BATCH: Final = 64
+# How often a leader waiting for a loop to run a batch's writes checks that it still runs.
+_LOOP_PATIENCE_SECONDS: Final = 1.0
 
 T = TypeVar("T")
 
@@ -105,9 +108,11 @@ class GroupCommit:
         begin: Callable[[], contextlib.AbstractContextManager[Session]],
         *,
         max_batch: int = DEFAULT_MAX_BATCH,
+        writes_on_loop: bool = False,
     ) -> None:
         self._begin = begin
         self._max_batch = max_batch
+        self._writes_on_loop = writes_on_loop
         self._queue: list[_Pending[Any]] = []
         self._leading = False
         self._lock = threading.Lock()
@@ -208,20 +213,63 @@ class GroupCommit:
         A lone write needs no second run: its own error is its answer.
         """
         failed: list[_Pending[Any]] = []
+
+        def run_all(session: Session) -> None:
+            for pending in batch:
+                try:
+                    pending.value = pending.caller.run(pending.work, session)
+                except Exception as exc:
+                    pending.error = exc
+                    failed.append(pending)
+                    raise _Undo from exc
+
+        loop = self._loop_of(batch)
         try:
             with self._begin() as session:
-                for pending in batch:
-                    try:
-                        pending.value = pending.caller.run(pending.work, session)
-                    except Exception as exc:
-                        pending.error = exc
-                        failed.append(pending)
-                        raise _Undo from exc
+                if loop is None:
+                    run_all(session)
+                else:
+                    session.connection()  # BEGIN here, off the loop: it may wait its turn
+                    _on_loop(loop, lambda: run_all(session))
         except _Undo:
             if len(batch) > 1:
                 failed[0].error = None
                 return False
         return True
+
+    def _loop_of(self, batch: list[_Pending[Any]]) -> asyncio.AbstractEventLoop | None:
+        """The loop to run the batch's writes on: a loop caller's, where writes go there."""
+        if not self._writes_on_loop:
+            return None
+        return next((p.settled.get_loop() for p in batch if p.settled is not None), None)
+
+
+def _on_loop(loop: asyncio.AbstractEventLoop, work: Callable[[], None]) -> None:
+    """Run work on loop and wait for it; here instead if the loop stops before running it."""
+    outcome: futures.Future[None] = futures.Future()
+
+    def run() -> None:
+        if not outcome.set_running_or_notify_cancel():  # run here meanwhile
+            return
+        try:
+            work()
+        except BaseException as exc:  # raised where the batch is led
+            outcome.set_exception(exc)
+        else:
+            outcome.set_result(None)
+
+    try:
+        loop.call_soon_threadsafe(run)
+    except RuntimeError:  # the loop is closed
+        outcome.cancel()
+    while not outcome.cancelled():
+        try:
+            outcome.result(timeout=_LOOP_PATIENCE_SECONDS)
+            return
+        except futures.TimeoutError:
+            if not loop.is_running():
+                outcome.cancel()  # fails if the loop took it after all: then wait for it
+    work()
 
 
 def _settle(settled: list[asyncio.Future[None]]) -> None:

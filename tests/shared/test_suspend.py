@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from services.shared import context
+from services.shared import context, group_commit
 from services.shared.db import Database
 from services.shared.errors import NotFoundError
 from services.shared.group_commit import CommitFailedError
@@ -233,3 +233,51 @@ def test_a_caller_cancelled_while_it_waits_leaves_the_others_answered(db: Databa
     # client went away during its commit, it is written, and only its answer is lost.
     assert sorted(i for i, _ in rows(db)) == [1, 2]
     assert asyncio.run(run_suspendable(db.submit, insert(3))) == 3
+
+
+def test_on_sqlite_a_batch_for_a_loop_runs_its_writes_on_the_loop(db: Database) -> None:
+    threads: list[int] = []
+
+    def noted(item_id: int) -> Callable[[Session], int]:
+        def work(session: Session) -> int:
+            threads.append(threading.get_ident())
+            return insert(item_id)(session)
+
+        return work
+
+    outcomes, _ = on_a_loop_behind_a_gate(db, [noted(i) for i in range(4)], on_threads=1)
+
+    assert outcomes == [0, 1, 2, 3]
+    loop_thread = threading.get_ident()  # asyncio.run ran the loop on this thread
+    # SQLite: a statement is quick, and on the loop it need not win the GIL back from
+    # it. PostgreSQL: a statement is a round trip, which would hold the loop up.
+    assert threads == [loop_thread if db.is_sqlite else threads[0]] * 4
+    assert (threads[0] == loop_thread) is db.is_sqlite
+
+
+def test_a_loop_that_stops_before_it_runs_the_writes_leaves_them_to_the_leader(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(group_commit, "_LOOP_PATIENCE_SECONDS", 0.05)
+    ran: list[int] = []
+    stopped = asyncio.new_event_loop()  # never runs
+    closed = asyncio.new_event_loop()
+    closed.close()
+    try:
+        for loop in (stopped, closed):
+            group_commit._on_loop(loop, lambda: ran.append(threading.get_ident()))
+        stopped.run_until_complete(asyncio.sleep(0))  # the cancelled call does not run again
+    finally:
+        stopped.close()
+    assert ran == [threading.get_ident()] * 2
+
+
+def test_what_the_writes_raise_on_the_loop_is_raised_where_the_batch_is_led() -> None:
+    def fails() -> None:
+        raise LookupError("from the loop")
+
+    async def main() -> None:
+        with pytest.raises(LookupError, match="from the loop"):
+            await asyncio.to_thread(group_commit._on_loop, asyncio.get_running_loop(), fails)
+
+    asyncio.run(main())
