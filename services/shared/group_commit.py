@@ -23,6 +23,14 @@ caller on an event loop (suspend.py) cannot lead, since a batch would hold up
 the loop: its write waits as a future, and when such a write is to lead, one
 thread of the group commit's own leads for it. Its batch is settled on the
 loop with one call per batch.
+
+With ``writes_on_loop`` (SQLite), that thread begins the transaction and
+commits it, the two steps that may wait (for another writer, for the fsync),
+and hands the writes in between to the loop. A SQLite statement takes
+microseconds, but on the leader's thread each one gave up the GIL and waited
+to win it back from the loop, several times what it ran; the loop holds the
+GIL anyway. On PostgreSQL a statement is a round trip, which would hold the
+loop up, so the writes stay on the leader's thread.
 """
 
 from __future__ import annotations
