@@ -44,18 +44,10 @@ def _loan() -> pb.Loan:
     now = Timestamp()
     now.GetCurrentTime()
     loan_id = str(uuid.uuid4())
-    return pb.Loan(
+    loan = pb.Loan(
         id=loan_id,
-        name="Bench loan 123456",
-        loan_type=pb.LOAN_TYPE_FIXED_RATE,
         state=pb.LOAN_STATE_DRAFT,
         etag=f'W/"loan-{loan_id}-1"',
-        currency_code="EUR",
-        principal_amount="1250000.00",
-        committed_amount="1000000.00",
-        drawn_amount="0.00",
-        start_date="2027-01-01",
-        maturity_date="2032-01-01",
         borrower_organization_id=str(uuid.uuid4()),
         creator_user_id=str(uuid.uuid4()),
         create_time=now,
@@ -67,6 +59,22 @@ def _loan() -> pb.Loan:
         outstanding_amount="0.00",
         reporting_grace_days=120,
     )
+    terms = phases.create_loan_request("Bench loan 123456")  # the terms the benchmark sends
+    for name in _TERMS:
+        setattr(loan, name, getattr(terms, name))
+    return loan
+
+
+_TERMS = (
+    "name",
+    "loan_type",
+    "currency_code",
+    "principal_amount",
+    "committed_amount",
+    "drawn_amount",
+    "start_date",
+    "maturity_date",
+)
 
 
 def _answers() -> dict[str, grpc.RpcMethodHandler[Any, Any]]:
