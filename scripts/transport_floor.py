@@ -34,6 +34,7 @@ from loansuite.loans.v1 import loan_service_pb2_grpc as pb_grpc
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from services.bench import phases
+from services.loans.models import etag_of
 from services.loans.wiring import ON_THE_LOOP, SERVICE_NAME
 from services.shared.aio_handlers import Placement
 from services.shared.server import Registration, create_server
@@ -47,7 +48,7 @@ def _loan() -> pb.Loan:
     loan = pb.Loan(
         id=loan_id,
         state=pb.LOAN_STATE_DRAFT,
-        etag=f'W/"loan-{loan_id}-1"',
+        etag=etag_of("loan", loan_id, 1),
         borrower_organization_id=str(uuid.uuid4()),
         creator_user_id=str(uuid.uuid4()),
         create_time=now,
@@ -60,21 +61,10 @@ def _loan() -> pb.Loan:
         reporting_grace_days=120,
     )
     terms = phases.create_loan_request("Bench loan 123456")  # the terms the benchmark sends
-    for name in _TERMS:
-        setattr(loan, name, getattr(terms, name))
+    for field, value in terms.ListFields():
+        if field.name in pb.Loan.DESCRIPTOR.fields_by_name:  # not its request_id
+            setattr(loan, field.name, value)
     return loan
-
-
-_TERMS = (
-    "name",
-    "loan_type",
-    "currency_code",
-    "principal_amount",
-    "committed_amount",
-    "drawn_amount",
-    "start_date",
-    "maturity_date",
-)
 
 
 def _answers() -> dict[str, grpc.RpcMethodHandler[Any, Any]]:
