@@ -253,7 +253,11 @@ class GroupCommit:
 
 
 def _on_loop(loop: asyncio.AbstractEventLoop, work: Callable[[], None]) -> None:
-    """Run work on loop and wait for it; here instead if the loop stops before running it."""
+    """Run work on loop and wait for it; here instead if the loop stops before running it,
+    or if this is the loop's own thread (which waiting would hold up for good)."""
+    if _running_loop() is loop:
+        work()
+        return
     outcome: futures.Future[None] = futures.Future()
 
     def run() -> None:
@@ -278,6 +282,13 @@ def _on_loop(loop: asyncio.AbstractEventLoop, work: Callable[[], None]) -> None:
             if not loop.is_running():
                 outcome.cancel()  # fails if the loop took it after all: then wait for it
     work()
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 def _settle(settled: list[asyncio.Future[None]]) -> None:

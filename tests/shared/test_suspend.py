@@ -272,6 +272,27 @@ def test_a_loop_that_stops_before_it_runs_the_writes_leaves_them_to_the_leader(
     assert ran == [threading.get_ident()] * 2
 
 
+def test_a_batch_led_on_its_loops_own_thread_runs_its_writes_there() -> None:
+    ran: list[int] = []
+    led = threading.Event()
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+
+    def lead() -> None:
+        group_commit._on_loop(loop, lambda: ran.append(threading.get_ident()))
+        led.set()
+
+    thread.start()
+    try:
+        loop.call_soon_threadsafe(lead)
+        assert led.wait(timeout=10)  # waiting for its own loop would never end
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
+        loop.close()
+    assert ran == [thread.ident]
+
+
 def test_what_the_writes_raise_on_the_loop_is_raised_where_the_batch_is_led() -> None:
     def fails() -> None:
         raise LookupError("from the loop")
