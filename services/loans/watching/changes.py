@@ -18,7 +18,7 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import bindparam, func, literal_column, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from services.loans.vocabulary import ChangeKind
@@ -34,9 +34,7 @@ __all__ = [
 ]
 
 CHANNEL = "loansuite_loan_changes"
-_NOTIFY = DriverStatement(
-    select(func.pg_notify(literal_column(f"'{CHANNEL}'"), bindparam("payload")).label("sent"))
-)
+_NOTIFY = DriverStatement(select(func.pg_notify(CHANNEL, bindparam("payload")).label("sent")))
 _PENDING = "loan_changes"
 
 
