@@ -31,7 +31,7 @@ from __future__ import annotations
 import collections
 import operator
 from collections.abc import Callable, Collection, Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from sqlalchemy import Connection, Dialect, Executable, ReturnsRows
 from sqlalchemy.exc import DBAPIError
@@ -48,6 +48,7 @@ _KEEPS_CURSORS = frozenset({"psycopg"})
 _CURSOR = "loansuite.driver_statement.cursor"  # in the connection's info: its kept cursor
 _Arguments = Callable[[Mapping[str, Any]], Any]
 _MakeRow = Callable[[Sequence[Any]], tuple[Any, ...]]
+R = TypeVar("R")
 
 
 class DriverStatement:
@@ -72,45 +73,31 @@ class DriverStatement:
 
     def first(self, connection: Connection, params: Mapping[str, Any]) -> DriverRow | None:
         """The first row the statement returns with these parameters, or None."""
-        row: DriverRow | None = None
 
-        def fetch(cursor: Any, plan: _Plan, dialect: Dialect) -> None:
-            nonlocal row
-            make = plan.make or self._learn(plan, dialect, cursor.description)
+        def fetch(cursor: Any, make: _MakeRow) -> DriverRow | None:
             found = cursor.fetchone()
-            row = None if found is None else make(found)
+            return None if found is None else make(found)
 
-        self._execute(connection, params, fetch)
-        return row
+        return self._execute(connection, params, fetch)
 
     def all(self, connection: Connection, params: Mapping[str, Any]) -> list[DriverRow]:
         """Every row the statement returns with these parameters."""
-        rows: list[DriverRow] = []
-
-        def fetch(cursor: Any, plan: _Plan, dialect: Dialect) -> None:
-            make = plan.make or self._learn(plan, dialect, cursor.description)
-            rows.extend(map(make, cursor.fetchall()))
-
-        self._execute(connection, params, fetch)
-        return rows
+        return self._execute(
+            connection, params, lambda cursor, make: [*map(make, cursor.fetchall())]
+        )
 
     def run(self, connection: Connection, params: Mapping[str, Any]) -> int:
         """Run the statement with these parameters; how many rows it changed."""
-        count = 0
-
-        def counted(cursor: Any, plan: _Plan, dialect: Dialect) -> None:
-            nonlocal count
-            count = cursor.rowcount
-
-        self._execute(connection, params, counted)
+        count: int = self._execute(connection, params, lambda cursor, _make: cursor.rowcount)
         return count
 
     def _execute(
         self,
         connection: Connection,
         params: Mapping[str, Any],
-        then: Callable[[Any, _Plan, Dialect], None],
-    ) -> None:
+        fetch: Callable[[Any, _MakeRow], R],
+    ) -> R:
+        """What fetch takes from the cursor once the statement ran, given how rows are made."""
         dialect = connection.dialect
         plan = self._plans.get(dialect.name)
         if plan is None:
@@ -124,7 +111,7 @@ class DriverStatement:
                 connection.info[_CURSOR] = cursor
         try:
             cursor.execute(plan.sql, plan.arguments(params))
-            then(cursor, plan, dialect)
+            return fetch(cursor, plan.make or self._learn(plan, dialect, cursor.description))
         except dialect.loaded_dbapi.Error as exc:
             lost = dialect.is_disconnect(exc, driver_connection, cursor)
             if lost:
@@ -141,11 +128,17 @@ class DriverStatement:
             if not kept:
                 cursor.close()
 
-    def _learn(self, plan: _Plan, dialect: Dialect, description: Sequence[Any]) -> _MakeRow:
-        """How rows are made, from the types the driver reports for the columns."""
+    def _learn(self, plan: _Plan, dialect: Dialect, description: Sequence[Any] | None) -> _MakeRow:
+        """How rows are made, from the types the driver reports for the columns.
+
+        A statement that names no columns to return has no rows to make, whatever the
+        dialect returns of its own (PostgreSQL's INSERT returns the new primary key).
+        """
+        if not self._returned:
+            description = ()
         processors = [
             column.type.dialect_impl(dialect).result_processor(dialect, described[1])
-            for column, described in zip(self._returned, description, strict=True)
+            for column, described in zip(self._returned, description or (), strict=True)
         ]
         plan.make = _maker(self._row, processors)
         return plan.make
