@@ -17,7 +17,6 @@ handler would cost on this machine.
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import uuid
@@ -34,6 +33,7 @@ from loansuite.loans.v1 import loan_service_pb2_grpc as pb_grpc
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from services.bench import phases
+from services.bench.suite import tree_cpu_seconds
 from services.loans.models import etag_of
 from services.loans.wiring import ON_THE_LOOP, SERVICE_NAME
 from services.shared.aio_handlers import Placement
@@ -104,11 +104,6 @@ def serve() -> None:
     server.stop(grace=1.0)
 
 
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _token() -> str:
     """A bearer token of a real one's length (the server reads none)."""
     claims: dict[str, str | int] = {"sub": str(uuid.uuid4()), "org": str(uuid.uuid4())}
@@ -155,10 +150,14 @@ def main() -> None:
             print(f"{'call':<30} {'rps':>8} {'server CPU per call':>20}")
             for name, call in calls.items():
                 phases.run_phase(call, args.concurrency, 1.0)  # warm up
-                before = _cpu_seconds(server.pid)
-                rps, latencies = phases.run_phase(call, args.concurrency, args.seconds)
-                used = _cpu_seconds(server.pid) - before
-                print(f"{name:<30} {rps:>8,.0f} {used * 1000 / len(latencies):>17.3f} ms")
+                measured = phases.measure(
+                    lambda: tree_cpu_seconds({"server": server.pid}),
+                    call,
+                    args.concurrency,
+                    args.seconds,
+                )
+                cpu = measured.cpu_ms_per_call["server"]
+                print(f"{name:<30} {measured.rps:>8,.0f} {cpu:>17.3f} ms")
     finally:
         server.stdin.close()
         server.wait(timeout=30)

@@ -16,7 +16,7 @@ import tempfile
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +28,7 @@ from services.embedded_pg import EmbeddedPostgres, require_reachable
 from services.shared.db import database_url
 from services.shared.ports import free_port
 
-__all__ = ["Suite", "running_suite"]
+__all__ = ["Suite", "running_suite", "tree_cpu_seconds"]
 
 SERVICES = ("auth", "audit", "loans")  # start order: loans needs the other two
 _START_TIMEOUT = 60.0
@@ -50,9 +50,7 @@ class Suite:
 
     def cpu_seconds(self) -> dict[str, float]:
         """User + system CPU seconds of each service (its whole process tree) and of this client."""
-        processes = _processes()
-        ticks = os.sysconf("SC_CLK_TCK")
-        used = {name: _tree_ticks(pid, processes) / ticks for name, pid in self.pids.items()}
+        used = tree_cpu_seconds(self.pids)
         mine = os.times()
         used["client"] = mine.user + mine.system
         return used
@@ -193,6 +191,13 @@ def _readlink(path: Path) -> str:
         return os.readlink(path)
     except OSError:
         return ""
+
+
+def tree_cpu_seconds(pids: Mapping[str, int]) -> dict[str, float]:
+    """User + system CPU seconds of each named process with every process below it."""
+    processes = _processes()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return {name: _tree_ticks(pid, processes) / ticks for name, pid in pids.items()}
 
 
 def _processes() -> dict[int, tuple[int, int]]:
