@@ -31,6 +31,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DisconnectionError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from services.shared.driver_statement import send_before_statements
 from services.shared.files import create_private_file, private_directory, private_file
 from services.shared.group_commit import GroupCommit
 
@@ -95,6 +96,7 @@ class Database:
         else:
             self.engine = create_engine(self.url, pool_size=pool_size, max_overflow=2 * pool_size)
             _ping_when_idle(self.engine)
+            send_before_statements(self.engine)
         writer = self.engine.execution_options(sqlite_begin="IMMEDIATE")
         self._reads = sessionmaker(self.engine, expire_on_commit=False)
         # One statement is its own consistent snapshot: a single-statement read needs no

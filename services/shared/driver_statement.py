@@ -24,19 +24,30 @@ is computed at execution, or an INSERT column left to a Python-side default is
 refused when first compiled. A driver error is raised as
 SQLAlchemy's own ``DBAPIError`` (so callers handle one family of errors), and
 a lost connection is invalidated, as ``Connection.execute`` would.
+
+A statement run for its effect alone (``send``) need not wait for its answer.
+Inside ``deferred_sends`` on PostgreSQL, sends are queued on the connection
+and go to the server with the next statement, all in one round trip (psycopg's
+pipeline mode): before the next ``DriverStatement`` runs, before any statement
+SQLAlchemy runs on the connection (an engine made ready with
+``send_before_statements``), and when the block ends. An error of a queued
+send is raised there. Outside such a block, and on SQLite (whose statements
+make no round trip), a send runs at once.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import operator
-from collections.abc import Callable, Collection, Mapping, Sequence
+import weakref
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple, TypeVar
 
-from sqlalchemy import Connection, Dialect, Executable, ReturnsRows
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import Connection, Dialect, Engine, Executable, ReturnsRows, event
+from sqlalchemy.exc import DBAPIError, StatementError
 
-__all__ = ["DriverRow", "DriverStatement"]
+__all__ = ["DriverRow", "DriverStatement", "deferred_sends", "send_before_statements"]
 
 Processor = Callable[[Any], Any]
 # A named tuple of the returned columns' keys: its attributes are known at run time only.
@@ -46,6 +57,13 @@ DriverRow = Any
 # about 15 µs. A SQLite cursor left open would keep its statement, and so its snapshot.
 _KEEPS_CURSORS = frozenset({"psycopg"})
 _CURSOR = "loansuite.driver_statement.cursor"  # in the connection's info: its kept cursor
+_QUEUED = "loansuite.driver_statement.queued"  # in the connection's info: sends not yet made
+# Drivers with a pipeline mode, in which statements go without waiting for each answer.
+_PIPELINES = frozenset({"psycopg"})
+# The dialects of engines whose connections send what is queued before any statement of
+# SQLAlchemy's own. An engine's dialect is its own, and shared by its execution_options()
+# copies, which share its event hooks too.
+_READY: weakref.WeakSet[Dialect] = weakref.WeakSet()
 _Arguments = Callable[[Mapping[str, Any]], Any]
 _MakeRow = Callable[[Sequence[Any]], tuple[Any, ...]]
 R = TypeVar("R")
@@ -91,6 +109,19 @@ class DriverStatement:
         count: int = self._execute(connection, params, lambda cursor, _make: cursor.rowcount)
         return count
 
+    def send(self, connection: Connection, params: Mapping[str, Any]) -> None:
+        """Run the statement with these parameters for its effect alone.
+
+        Inside ``deferred_sends`` it is queued (see the module's notes): its error, if
+        any, is raised by the statement that sends it.
+        """
+        queued: list[_Queued] | None = connection.info.get(_QUEUED)
+        if queued is None:
+            self._execute(connection, params, _nothing)
+        else:
+            plan = self._plan(connection.dialect)
+            queued.append(_Queued(plan.sql, plan.arguments(params)))
+
     def _execute(
         self,
         connection: Connection,
@@ -99,34 +130,33 @@ class DriverStatement:
     ) -> R:
         """What fetch takes from the cursor once the statement ran, given how rows are made."""
         dialect = connection.dialect
-        plan = self._plans.get(dialect.name)
-        if plan is None:
-            plan = self._plans[dialect.name] = _compile(self.statement, dialect, self._columns)
-        driver_connection = connection.connection.driver_connection
+        plan = self._plans.get(dialect.name) or self._plan(dialect)
+        arguments = plan.arguments(params)
         kept = dialect.driver in _KEEPS_CURSORS
-        cursor = connection.info.get(_CURSOR) if kept else None
-        if cursor is None:
-            cursor = driver_connection.cursor()  # type: ignore[union-attr]
-            if kept:
-                connection.info[_CURSOR] = cursor
+        if kept:
+            cursor = _kept_cursor(connection)
+            queued: list[_Queued] | None = connection.info.get(_QUEUED)
+        else:
+            cursor, queued = connection.connection.driver_connection.cursor(), None  # type: ignore[union-attr]
         try:
-            cursor.execute(plan.sql, plan.arguments(params))
+            if queued:  # they go first, in the same round trip
+                statements = [*queued, _Queued(plan.sql, arguments)]
+                queued.clear()
+                _pipelined(connection, cursor, statements)
+            else:
+                cursor.execute(plan.sql, arguments)
             return fetch(cursor, plan.make or self._learn(plan, dialect, cursor.description))
         except dialect.loaded_dbapi.Error as exc:
-            lost = dialect.is_disconnect(exc, driver_connection, cursor)
-            if lost:
-                connection.invalidate(exc)
-            raise DBAPIError.instance(
-                plan.sql,
-                dict(params),
-                exc,
-                dialect.loaded_dbapi.Error,
-                connection_invalidated=lost,
-                dialect=dialect,
-            ) from exc
+            raise _as_sqlalchemy(connection, cursor, exc, plan.sql, dict(params)) from exc
         finally:
             if not kept:
                 cursor.close()
+
+    def _plan(self, dialect: Dialect) -> _Plan:
+        plan = self._plans.get(dialect.name)
+        if plan is None:
+            plan = self._plans[dialect.name] = _compile(self.statement, dialect, self._columns)
+        return plan
 
     def _learn(self, plan: _Plan, dialect: Dialect, description: Sequence[Any] | None) -> _MakeRow:
         """How rows are made, from the types the driver reports for the columns.
@@ -142,6 +172,92 @@ class DriverStatement:
         ]
         plan.make = _maker(self._row, processors)
         return plan.make
+
+
+def send_before_statements(engine: Engine) -> None:
+    """Make the engine's connections send what ``deferred_sends`` queued before any
+    statement of SQLAlchemy's own (an ORM query, a SAVEPOINT), so that it runs in order."""
+    dialect = engine.dialect
+    if dialect.driver not in _PIPELINES or not dialect.loaded_dbapi.Pipeline.is_supported():
+        return  # a libpq before 14 has no pipeline mode: sends run at once
+    if dialect not in _READY:
+        event.listen(engine, "before_cursor_execute", _send_queued)
+        _READY.add(dialect)
+
+
+@contextlib.contextmanager
+def deferred_sends(connection: Connection) -> Iterator[bool]:
+    """Within the block, ``send`` queues its statement on the connection; what is still
+    queued is sent when the block ends (and raises there), or dropped if it raises.
+
+    Sends run at once on a driver without a pipeline mode, or on an engine not made
+    ready with ``send_before_statements``. The block is given whether they are queued.
+    """
+    if connection.dialect not in _READY or _QUEUED in connection.info:
+        yield _QUEUED in connection.info
+        return
+    connection.info[_QUEUED] = []
+    try:
+        yield True
+        _send_queued(connection)
+    finally:
+        del connection.info[_QUEUED]
+
+
+class _Queued(NamedTuple):
+    sql: str
+    arguments: Any
+
+
+def _send_queued(connection: Connection, *_event: Any) -> None:
+    """Send what is queued on the connection, if anything (also SQLAlchemy's event hook)."""
+    queued: list[_Queued] | None = connection.info.get(_QUEUED)
+    if queued:
+        statements = list(queued)
+        queued.clear()
+        _pipelined(connection, _kept_cursor(connection), statements)
+
+
+def _kept_cursor(connection: Connection) -> Any:
+    cursor = connection.info.get(_CURSOR)
+    if cursor is None:
+        driver_connection: Any = connection.connection.driver_connection
+        cursor = connection.info[_CURSOR] = driver_connection.cursor()
+    return cursor
+
+
+def _pipelined(connection: Connection, cursor: Any, statements: list[_Queued]) -> None:
+    """Every statement in one round trip, in order; the cursor holds the last one's result.
+
+    The first that fails is raised, and the rest are not run.
+    """
+    driver_connection: Any = connection.connection.driver_connection
+    try:
+        with driver_connection.pipeline():
+            for statement in statements:
+                cursor.execute(statement.sql, statement.arguments)
+    except connection.dialect.loaded_dbapi.Error as exc:
+        sql = "; ".join(statement.sql for statement in statements)
+        arguments = [statement.arguments for statement in statements]
+        raise _as_sqlalchemy(connection, cursor, exc, sql, arguments) from exc
+
+
+def _as_sqlalchemy(
+    connection: Connection, cursor: Any, exc: Any, sql: str, params: Any
+) -> StatementError:
+    """A driver error as SQLAlchemy's own; a lost connection is invalidated."""
+    dialect = connection.dialect
+    lost = dialect.is_disconnect(exc, connection.connection.driver_connection, cursor)
+    if lost:
+        connection.invalidate(exc)
+    error: StatementError = DBAPIError.instance(
+        sql, params, exc, dialect.loaded_dbapi.Error, connection_invalidated=lost, dialect=dialect
+    )
+    return error
+
+
+def _nothing(_cursor: Any, _make: _MakeRow) -> None:
+    return None
 
 
 class _Plan:

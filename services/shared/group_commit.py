@@ -30,7 +30,10 @@ and hands the writes in between to the loop. A SQLite statement takes
 microseconds, but on the leader's thread each one gave up the GIL and waited
 to win it back from the loop, several times what it ran; the loop holds the
 GIL anyway. On PostgreSQL a statement is a round trip, which would hold the
-loop up, so the writes stay on the leader's thread.
+loop up, so the writes stay on the leader's thread; there a write's statements
+that return nothing (the INSERTs, the stored response, the NOTIFY) go with the
+next statement that does, the next write's idempotency claim, in one round trip
+(``driver_statement.deferred_sends``).
 """
 
 from __future__ import annotations
@@ -45,8 +48,10 @@ from concurrent import futures
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final, Generic, TypeVar
 
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
+from services.shared.driver_statement import deferred_sends
 from services.shared.errors import UnavailableError
 from services.shared.suspend import can_suspend, wait_for
 
@@ -219,8 +224,15 @@ class GroupCommit:
         So the batch runs without them first; only when a write raises is the whole
         transaction rolled back and the batch run again, each write in its savepoint.
         A lone write needs no second run: its own error is its answer.
+
+        Where a write's statements that return nothing go with the next statement
+        (``driver_statement.deferred_sends``, PostgreSQL), a database error may surface
+        in a later statement, a later write, or once the last is sent, where the write
+        that caused it could not handle it. So a database error runs the batch again
+        with savepoints, which send each statement at once, even for a lone write.
         """
         failed: list[_Pending[Any]] = []
+        deferred = False
 
         def run_all(session: Session) -> None:
             for pending in batch:
@@ -231,17 +243,27 @@ class GroupCommit:
                     failed.append(pending)
                     raise _Undo from exc
 
+        def run_all_sent_together(session: Session) -> None:
+            nonlocal deferred
+            connection = session.connection()
+            try:
+                with deferred_sends(connection) as deferred:
+                    run_all(session)
+            except DBAPIError as exc:  # sent as the block ended (run_all raises _Undo)
+                raise _Undo from exc
+
         loop = self._loop_of(batch)
         try:
             with self._begin() as session:
                 if loop is None:
-                    run_all(session)
+                    run_all_sent_together(session)
                 else:
                     session.connection()  # BEGIN here, off the loop: it may wait its turn
                     _on_loop(loop, lambda: run_all(session))
         except _Undo:
-            if len(batch) > 1:
-                failed[0].error = None
+            if len(batch) > 1 or not failed or (deferred and _from_database(failed[0].error)):
+                for pending in failed:
+                    pending.error = None
                 return False
         return True
 
@@ -295,6 +317,15 @@ def _settle(settled: list[asyncio.Future[None]]) -> None:
     for future in settled:
         if not future.done():  # its call may have been cancelled meanwhile
             future.set_result(None)
+
+
+def _from_database(error: BaseException | None) -> bool:
+    """Whether error is a database error, or was raised while handling one."""
+    while error is not None:
+        if isinstance(error, DBAPIError):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
 
 
 class _Undo(Exception):

@@ -133,7 +133,7 @@ def _once(
             )
         return bytes(found.response)
     response = write(session)
-    statements.store.run(connection, {**_key_params(key), "new_response": response})
+    statements.store.send(connection, {**_key_params(key), "new_response": response})
     return response
 
 

@@ -123,7 +123,7 @@ def record_event(
         trace_id=origin.trace_id,
         span_id=origin.span_id,
     )
-    _insert(table_of(model)).run(
+    _insert(table_of(model)).send(
         session.connection(),
         {"event_id": record.event_id, "payload": record.to_json(), "create_time": now},
     )

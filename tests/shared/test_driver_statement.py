@@ -1,6 +1,8 @@
 """DriverStatement: a prebuilt statement run on the driver's cursor reads and writes what
 Connection.execute does, refuses what it cannot do alike, and fails as SQLAlchemy fails.
 
+Sends deferred on PostgreSQL go with the next statement, in order, and raise there.
+
 Real SQLite and PostgreSQL databases.
 """
 
@@ -20,18 +22,19 @@ from sqlalchemy import (
     String,
     Table,
     bindparam,
+    func,
     insert,
     literal,
     or_,
     select,
     update,
 )
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from services.shared import db as db_module
 from services.shared.columns import UTCDateTime
 from services.shared.db import Database, libpq_dsn
-from services.shared.driver_statement import DriverStatement
+from services.shared.driver_statement import DriverStatement, deferred_sends
 
 _METADATA = MetaData()
 _ITEMS = Table(
@@ -256,3 +259,93 @@ def test_a_lost_connection_is_invalidated_and_replaced(
     with db.reading() as connection:  # the pool opened another in its place
         assert connection.exec_driver_sql("SELECT pg_backend_pid()").scalar_one() != lost
         assert query.first(connection, {"id": "a"}) == ("a",)
+
+
+_ADD = DriverStatement(insert(_ITEMS))
+_SET_VERSION = DriverStatement(
+    update(_ITEMS).where(_ITEMS.c.id == bindparam("who")).values(version=bindparam("to"))
+)
+_VERSION = DriverStatement(select(_ITEMS.c.version).where(_ITEMS.c.id == bindparam("id")))
+
+
+def _item(item_id: str) -> dict[str, Any]:
+    return {"id": item_id, "owner": "o1", "other": None, "version": 1, "made": datetime.now(UTC)}
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_deferred_sends_go_in_order_with_the_next_statement(db: Database) -> None:
+    with db.engine.begin() as connection, deferred_sends(connection) as deferred:
+        assert deferred
+        _ADD.send(connection, _item("s"))
+        _SET_VERSION.send(connection, {"who": "s", "to": 5})
+        assert _VERSION.first(connection, {"id": "s"}) == (5,)  # sees both, in order
+        _SET_VERSION.send(connection, {"who": "s", "to": 6})
+        assert _SET_VERSION.run(connection, {"who": "s", "to": 7}) == 1  # its own count
+        _SET_VERSION.send(connection, {"who": "s", "to": 8})  # sent as the block ends
+    with db.reading() as connection:
+        assert _VERSION.first(connection, {"id": "s"}) == (8,)
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_a_statement_of_sqlalchemys_own_runs_after_what_is_queued(db: Database) -> None:
+    with db.engine.begin() as connection, deferred_sends(connection):
+        _ADD.send(connection, _item("q"))
+        counted = connection.execute(select(func.count()).select_from(_ITEMS)).scalar_one()
+        assert counted == 3  # a, b and q
+        _ADD.send(connection, _item("r"))
+        with connection.begin_nested():  # a SAVEPOINT is SQLAlchemy's own statement too
+            _SET_VERSION.send(connection, {"who": "r", "to": 4})
+        assert connection.execute(select(_ITEMS.c.version).where(_ITEMS.c.id == "r")).scalar() == 4
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_a_deferred_send_that_fails_raises_where_it_is_sent(db: Database) -> None:
+    with db.engine.connect() as connection:
+        with connection.begin(), deferred_sends(connection):
+            _ADD.send(connection, _item("a"))  # a's key is taken: refused, but not yet
+            _ADD.send(connection, _item("t"))  # not run once one before it failed
+            with pytest.raises(IntegrityError):
+                _VERSION.first(connection, {"id": "t"})
+
+        def the_same_twice() -> None:
+            with deferred_sends(connection):
+                _ADD.send(connection, _item("u"))
+                _ADD.send(connection, _item("u"))
+
+        with connection.begin(), pytest.raises(IntegrityError):  # raised as the block ends
+            the_same_twice()
+        with connection.begin():  # the connection serves on, with nothing queued
+            assert _VERSION.first(connection, {"id": "a"}) == (3,)
+            _ADD.send(connection, _item("v"))
+    with db.reading() as connection:
+        found = connection.execute(select(_ITEMS.c.id).order_by(_ITEMS.c.id)).scalars().all()
+    assert found == ["a", "b", "v"]
+
+
+def test_outside_the_block_and_on_sqlite_a_send_runs_at_once(db: Database) -> None:
+    with db.engine.connect() as connection:
+        with connection.begin(), pytest.raises(IntegrityError):
+            _ADD.send(connection, _item("a"))
+        with connection.begin(), deferred_sends(connection) as deferred:
+            assert deferred is (not db.is_sqlite)
+            if db.is_sqlite:
+                with pytest.raises(IntegrityError):
+                    _ADD.send(connection, _item("a"))
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_what_is_queued_is_dropped_when_the_block_raises(db: Database) -> None:
+    with db.engine.connect() as connection:
+
+        def changing_its_mind() -> None:
+            with connection.begin(), deferred_sends(connection):
+                _ADD.send(connection, _item("w"))
+                raise ValueError("changed its mind")
+
+        with pytest.raises(ValueError, match="changed its mind"):
+            changing_its_mind()
+        with connection.begin():
+            _ADD.send(connection, _item("x"))  # at once: no block is open
+            assert _VERSION.first(connection, {"id": "w"}) is None
+    with db.reading() as connection:
+        assert _VERSION.first(connection, {"id": "x"}) == (1,)

@@ -12,11 +12,14 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import Column, Integer, MetaData, Table, Text, text
+from sqlalchemy import insert as insert_into
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Session
 
 from services.shared import context
 from services.shared.db import Database
+from services.shared.driver_statement import DriverStatement
 from services.shared.errors import NotFoundError, ValidationError
 from services.shared.group_commit import CommitFailedError
 from services.shared.idempotency import IdempotencyKey, IdempotencyMixin, keyed, run_idempotent
@@ -189,3 +192,57 @@ def test_a_keyed_write_that_fails_leaves_its_key_free(db: Database) -> None:
 
     assert run_idempotent(db, Record, key("free"), counted(8, [])) == b"created 8"
     assert items(db) == [8]
+
+
+_ITEMS = Table(
+    "items",
+    MetaData(),
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("note", Text, nullable=False),
+    Column("parent_id", Integer),
+)
+_ADD = DriverStatement(insert_into(_ITEMS))
+
+
+def sent(item_id: int) -> Callable[[Session], int]:
+    """A write whose INSERT is sent for its effect alone: on PostgreSQL it goes with the
+    next statement, so its error, if any, surfaces later than the write."""
+
+    def work(session: Session) -> int:
+        _ADD.send(session.connection(), {"id": item_id, "note": "sent", "parent_id": None})
+        return item_id
+
+    return work
+
+
+@pytest.mark.parametrize(
+    "third",
+    [sent(2), insert(2)],
+    ids=["the failure found as the batch ends", "found by the next write's statement"],
+)
+def test_a_write_whose_sent_statement_fails_rolls_back_only_itself(
+    db: Database, third: Callable[[Session], int]
+) -> None:
+    db.submit(insert(5))
+
+    results = in_one_batch(db, [sent(1), sent(5), third, sent(3)])
+
+    assert [results[0], results[2], results[3]] == [1, 2, 3]
+    assert isinstance(results[1], IntegrityError)  # its own error, though found later
+    assert items(db) == [1, 2, 3, 5]
+
+
+def test_a_lone_write_handles_the_error_of_its_own_sent_statement(db: Database) -> None:
+    db.submit(insert(5))
+
+    def add_or_refuse(session: Session) -> int:
+        try:
+            return sent(5)(session)
+        except IntegrityError as exc:
+            raise ValidationError([("id", "ID_TAKEN", "is taken")]) from exc
+
+    with pytest.raises(ValidationError) as refused:
+        db.submit(add_or_refuse)
+
+    assert refused.value.reason == "ID_TAKEN"
+    assert items(db) == [5]

@@ -73,7 +73,7 @@ def create_loan(session: Session, *, caller: Caller, new_loan: NewLoan) -> Loan:
         "reporting_grace_days": new_loan.reporting_grace_days,
     }
     # A plain INSERT, built once: the unit of work would cost several times more for one row.
-    _INSERT_LOAN.run(session.connection(), values)
+    _INSERT_LOAN.send(session.connection(), values)
     loan = Loan(**values)
     event = Event("LOAN_CREATED", "loan", loan.id, created(described(loan)))
     announce(session, LoanChange(caller, loan, ChangeKind.CREATED, [event], now))

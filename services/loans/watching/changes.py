@@ -59,7 +59,7 @@ def record_change(
     change = LoanChanged(loan_id, kind, etag, organization_ids, now)
     if session.get_bind().dialect.name == "postgresql":
         # Transactional: PostgreSQL sends it at COMMIT, to every listening replica.
-        _NOTIFY.run(session.connection(), {"payload": encode_change(change)})
+        _NOTIFY.send(session.connection(), {"payload": encode_change(change)})
     else:
         session.info.setdefault(_PENDING, []).append(change)
 
