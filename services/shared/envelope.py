@@ -18,6 +18,7 @@ back into the exception class its callers catch.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import math
@@ -206,6 +207,9 @@ def unary(
                     rpc, exc.code.name, started, grpc_code=exc.code.name, reason=exc.reason
                 )
                 abort_with_error(ctx, exc, request_id)
+            except asyncio.CancelledError:  # grpc.aio: the client went away while it waited
+                outcome = _log_call(rpc, "CANCELLED", started, grpc_code="CANCELLED")
+                raise
             finally:  # after the call's log line, which carries the request and trace ids
                 span.end(*outcome)
                 span.leave(current)

@@ -6,6 +6,8 @@ ran it, or ends its call with an error that must reach the client as a gRPC stat
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import queue
 import threading
 from collections.abc import Iterator
@@ -14,15 +16,24 @@ from typing import Any
 import grpc
 import pytest
 from grpc_status import rpc_status
+from loansuite.audit.v1 import audit_service_pb2 as audit_pb
+from loansuite.audit.v1.audit_service_pb2_grpc import (
+    AuditServiceStub,
+    add_AuditServiceServicer_to_server,
+)
 from loansuite.common.v1 import error_pb2
 
 from services.shared.aio_handlers import Placement
-from services.shared.envelope import abort_with_error
+from services.shared.envelope import abort_with_error, unary
 from services.shared.errors import ServerStoppingError
+from services.shared.metrics import calls
 from services.shared.server import Registration, Server, create_server
-from tests.support import free_port
+from services.shared.suspend import wait_for
+from tests.shared.envelope_support import ScriptedAudit
+from tests.support import eventually, free_port
 
 SERVICE = "loansuite.probe.v1.Probe"
+AUDIT_SERVICE = audit_pb.DESCRIPTOR.services_by_name["AuditService"].full_name
 INLINE = ("x-probe-inline", "yes")
 SUSPENDABLE = ("x-probe-inline", "suspendable")
 
@@ -165,3 +176,46 @@ def test_handlers_waiting_for_requests_leave_no_thread_behind_at_stop() -> None:
     ran_on = [thread for thread in ECHO_THREADS if thread.name.startswith("rpc")]
     assert ran_on  # the handlers ran on the pool...
     assert not [thread for thread in ran_on if thread.is_alive()]  # ...which has ended
+
+
+class _Waiting(ScriptedAudit):
+    @unary(audit_pb.VerifyChainResponse)
+    def VerifyChain(
+        self, request: audit_pb.VerifyChainRequest, context: grpc.ServicerContext
+    ) -> audit_pb.VerifyChainResponse:
+        """Waits, suspended on the loop, for what never comes: until the call is cancelled."""
+        wait_for(asyncio.get_running_loop().create_future())
+        raise AssertionError("the wait ended without the call being cancelled")
+
+
+def test_a_call_cancelled_while_it_waits_is_logged_and_counted_as_cancelled(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="loansuite.rpc")
+    registration = Registration(
+        AUDIT_SERVICE,
+        lambda server: add_AuditServiceServicer_to_server(_Waiting(), server),
+        lambda _method, _metadata: "suspendable",
+    )
+    server: Server = create_server([registration], f"127.0.0.1:{free_port()}", model="aio")
+    counted = ("_Waiting.VerifyChain", "CANCELLED")
+    before = calls.snapshot().get(counted, 0)
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{server.port}") as opened:
+            stub = AuditServiceStub(opened)
+            with pytest.raises(grpc.RpcError) as raised:
+                stub.VerifyChain(audit_pb.VerifyChainRequest(), timeout=0.5)
+            assert raised.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+
+            def logged() -> list[logging.LogRecord]:
+                return [
+                    r
+                    for r in caplog.records
+                    if r.getMessage() == "call" and getattr(r, "rpc", "").endswith("VerifyChain")
+                ]
+
+            eventually(lambda: len(logged()) == 1, "the cancelled call's line")
+    finally:
+        server.stop(0)
+    assert logged()[0].outcome == "CANCELLED"  # type: ignore[attr-defined]
+    assert calls.snapshot().get(counted, 0) == before + 1
