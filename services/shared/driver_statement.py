@@ -193,15 +193,16 @@ def deferred_sends(connection: Connection) -> Iterator[bool]:
     Sends run at once on a driver without a pipeline mode, or on an engine not made
     ready with ``send_before_statements``. The block is given whether they are queued.
     """
-    if connection.dialect not in _READY or _QUEUED in connection.info:
-        yield _QUEUED in connection.info
+    info = connection.info  # the connection's own: still at hand if it is lost meanwhile
+    if connection.dialect not in _READY or _QUEUED in info:
+        yield _QUEUED in info
         return
-    connection.info[_QUEUED] = []
+    info[_QUEUED] = []
     try:
         yield True
         _send_queued(connection)
     finally:
-        del connection.info[_QUEUED]
+        del info[_QUEUED]
 
 
 class _Queued(NamedTuple):

@@ -349,3 +349,24 @@ def test_what_is_queued_is_dropped_when_the_block_raises(db: Database) -> None:
             assert _VERSION.first(connection, {"id": "w"}) is None
     with db.reading() as connection:
         assert _VERSION.first(connection, {"id": "x"}) == (1,)
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_a_connection_lost_before_the_queue_is_sent_is_invalidated(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(db_module, "PING_AFTER_SECONDS", 3600.0)  # no ping: the send finds it
+    with db.reading() as connection:
+        lost = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+
+    def send_on_a_lost_connection() -> None:
+        with db.engine.connect() as connection, deferred_sends(connection):
+            with psycopg.connect(libpq_dsn(db.url), autocommit=True) as other:
+                other.execute("SELECT pg_terminate_backend(%s)", (lost,))
+            _ADD.send(connection, _item("y"))
+
+    with pytest.raises(DBAPIError) as failed:
+        send_on_a_lost_connection()
+    assert failed.value.connection_invalidated
+    with db.reading() as connection:  # the pool opened another in its place
+        assert _VERSION.first(connection, {"id": "a"}) == (3,)
