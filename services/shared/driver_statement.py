@@ -31,8 +31,10 @@ and go to the server with the next statement, all in one round trip (psycopg's
 pipeline mode): before the next ``DriverStatement`` runs, before any statement
 SQLAlchemy runs on the connection (an engine made ready with
 ``send_before_statements``), and when the block ends. An error of a queued
-send is raised there. Outside such a block, and on SQLite (whose statements
-make no round trip), a send runs at once.
+send is raised there. A statement whose row is read later (``first_later``)
+is queued the same way on a cursor of its own: the first read of a statement
+still queued sends the queue. Outside such a block, and on SQLite (whose
+statements make no round trip), each runs at once.
 """
 
 from __future__ import annotations
@@ -58,6 +60,8 @@ DriverRow = Any
 _KEEPS_CURSORS = frozenset({"psycopg"})
 _CURSOR = "loansuite.driver_statement.cursor"  # in the connection's info: its kept cursor
 _QUEUED = "loansuite.driver_statement.queued"  # in the connection's info: sends not yet made
+_SPARE = "loansuite.driver_statement.spare"  # its cursors for statements read later
+_LENT = "loansuite.driver_statement.lent"  # how many of them the open block uses
 # Drivers with a pipeline mode, in which statements go without waiting for each answer.
 _PIPELINES = frozenset({"psycopg"})
 # The dialects of engines whose connections send what is queued before any statement of
@@ -121,6 +125,38 @@ class DriverStatement:
         else:
             plan = self._plan(connection.dialect)
             queued.append(_Queued(plan.sql, plan.arguments(params)))
+
+    def first_later(
+        self, connection: Connection, params: Mapping[str, Any]
+    ) -> Callable[[], DriverRow | None]:
+        """The statement's first row with these parameters, read when the returned
+        callable is called.
+
+        Inside ``deferred_sends`` the statement is queued on a cursor of its own, so
+        that several go to the server together; the first call of a callable whose
+        statement is still queued sends the queue. Elsewhere it runs at once.
+        """
+        queued: list[_Queued] | None = connection.info.get(_QUEUED)
+        if queued is None:
+            row = self.first(connection, params)
+            return lambda: row
+        dialect = connection.dialect
+        plan = self._plan(dialect)
+        statement = _Queued(plan.sql, plan.arguments(params), _spare_cursor(connection))
+        queued.append(statement)
+
+        def read() -> DriverRow | None:
+            if not statement.sent:
+                _send_queued(connection)
+            cursor = statement.cursor
+            try:
+                found = cursor.fetchone()
+            except dialect.loaded_dbapi.Error as exc:
+                raise _as_sqlalchemy(connection, cursor, exc, plan.sql, dict(params)) from exc
+            make = plan.make or self._learn(plan, dialect, cursor.description)
+            return None if found is None else make(found)
+
+        return read
 
     def _execute(
         self,
@@ -203,11 +239,19 @@ def deferred_sends(connection: Connection) -> Iterator[bool]:
         _send_queued(connection)
     finally:
         del info[_QUEUED]
+        info.pop(_LENT, None)  # its spare cursors serve the next block
 
 
-class _Queued(NamedTuple):
-    sql: str
-    arguments: Any
+class _Queued:
+    """A statement waiting to be sent; one whose answer is read later has its own cursor."""
+
+    __slots__ = ("arguments", "cursor", "sent", "sql")
+
+    def __init__(self, sql: str, arguments: Any, cursor: Any = None) -> None:
+        self.sql = sql
+        self.arguments = arguments
+        self.cursor = cursor
+        self.sent = False
 
 
 def _send_queued(connection: Connection, *_event: Any) -> None:
@@ -217,6 +261,19 @@ def _send_queued(connection: Connection, *_event: Any) -> None:
         statements = list(queued)
         queued.clear()
         _pipelined(connection, _kept_cursor(connection), statements)
+
+
+def _spare_cursor(connection: Connection) -> Any:
+    """A cursor of the connection's own for one statement of a deferred_sends block: the
+    connection keeps them, one for each such statement of a block, for the next block."""
+    info = connection.info
+    spare: list[Any] = info.setdefault(_SPARE, [])
+    lent: int = info.get(_LENT, 0)
+    if lent == len(spare):
+        driver_connection: Any = connection.connection.driver_connection
+        spare.append(driver_connection.cursor())
+    info[_LENT] = lent + 1
+    return spare[lent]
 
 
 def _kept_cursor(connection: Connection) -> Any:
@@ -236,7 +293,8 @@ def _pipelined(connection: Connection, cursor: Any, statements: list[_Queued]) -
     try:
         with driver_connection.pipeline():
             for statement in statements:
-                cursor.execute(statement.sql, statement.arguments)
+                (statement.cursor or cursor).execute(statement.sql, statement.arguments)
+                statement.sent = True
     except connection.dialect.loaded_dbapi.Error as exc:
         sql = "; ".join(statement.sql for statement in statements)
         arguments = [statement.arguments for statement in statements]

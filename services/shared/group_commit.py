@@ -30,10 +30,11 @@ and hands the writes in between to the loop. A SQLite statement takes
 microseconds, but on the leader's thread each one gave up the GIL and waited
 to win it back from the loop, several times what it ran; the loop holds the
 GIL anyway. On PostgreSQL a statement is a round trip, which would hold the
-loop up, so the writes stay on the leader's thread; there a write's statements
-that return nothing (the INSERTs, the stored response, the NOTIFY) go with the
-next statement that does, the next write's idempotency claim, in one round trip
-(``driver_statement.deferred_sends``).
+loop up, so the writes stay on the leader's thread, and go to the server
+together (``driver_statement.deferred_sends``): every write's idempotency claim
+(its ``ahead``) before the first write runs, then a write's statements that
+return nothing (the INSERTs, the stored response, the NOTIFY) with the next
+statement whose answer is read.
 """
 
 from __future__ import annotations
@@ -77,12 +78,15 @@ class CommitFailedError(UnavailableError):
 class _Pending(Generic[T]):
     """One caller's write and, once its batch is settled, its outcome."""
 
-    __slots__ = ("caller", "error", "finished", "settled", "value", "wake", "work")
+    __slots__ = ("ahead", "caller", "error", "finished", "settled", "value", "wake", "work")
 
     def __init__(
         self, work: Callable[[Session], T], settled: asyncio.Future[None] | None = None
     ) -> None:
         self.work = work
+        # What the write sends before any write of its batch runs, where statements are
+        # sent together (its idempotency claim): the write itself reads the answer.
+        self.ahead: Callable[[Session], object] | None = getattr(work, "ahead", None)
         # The leader runs the write as its caller: the request id and trace that the
         # write's audit event and log lines carry are the caller's, not the leader's.
         self.caller = contextvars.copy_context()
@@ -234,22 +238,35 @@ class GroupCommit:
         failed: list[_Pending[Any]] = []
         deferred = False
 
-        def run_all(session: Session) -> None:
+        def each(step: Callable[[_Pending[Any]], None]) -> None:
             for pending in batch:
                 try:
-                    pending.value = pending.caller.run(pending.work, session)
+                    step(pending)
                 except Exception as exc:
                     pending.error = exc
                     failed.append(pending)
                     raise _Undo from exc
 
+        def run_all(session: Session) -> None:
+            def run(pending: _Pending[Any]) -> None:
+                pending.value = pending.caller.run(pending.work, session)
+
+            each(run)
+
         def run_all_sent_together(session: Session) -> None:
             nonlocal deferred
+
+            def send_ahead(pending: _Pending[Any]) -> None:
+                if pending.ahead is not None:
+                    pending.caller.run(pending.ahead, session)
+
             connection = session.connection()
             try:
                 with deferred_sends(connection) as deferred:
+                    if deferred:  # every write's first statement, together
+                        each(send_ahead)
                     run_all(session)
-            except DBAPIError as exc:  # sent as the block ended (run_all raises _Undo)
+            except DBAPIError as exc:  # sent as the block ended (each raises _Undo)
                 raise _Undo from exc
 
         loop = self._loop_of(batch)

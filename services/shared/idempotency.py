@@ -38,7 +38,7 @@ from sqlalchemy.orm import Mapped, Session, declared_attr, mapped_column
 
 from services.shared.columns import UTCDateTime
 from services.shared.db import Database, table_of
-from services.shared.driver_statement import DriverStatement
+from services.shared.driver_statement import DriverRow, DriverStatement
 from services.shared.errors import ValidationError
 from services.shared.validation import check_request_id
 
@@ -48,6 +48,9 @@ __all__ = [
     "keyed",
     "run_idempotent",
 ]
+
+# In a session's info: the claims sent ahead of a batch's writes, by keyed write.
+_CLAIMED = "loansuite.idempotency.claimed"
 
 
 class IdempotencyMixin:
@@ -103,7 +106,29 @@ def keyed(
 ) -> Callable[[Session], bytes]:
     """The write, run only if its key is new; otherwise the stored response of the key."""
     statements = _statements(table_of(model), "sqlite" if db.is_sqlite else "postgresql")
-    return lambda session: _once(session, statements, key, write)
+    return _Keyed(statements, key, write)
+
+
+class _Keyed:
+    """A keyed write. In a group commit that sends statements together (PostgreSQL), its
+    claim goes ahead with the batch's other claims, and the write reads the answer."""
+
+    __slots__ = ("_key", "_statements", "_write")
+
+    def __init__(
+        self, statements: _Statements, key: IdempotencyKey, write: Callable[[Session], bytes]
+    ) -> None:
+        self._statements = statements
+        self._key = key
+        self._write = write
+
+    def ahead(self, session: Session) -> None:
+        claimed = self._statements.claim.first_later(session.connection(), _claim(self._key))
+        session.info.setdefault(_CLAIMED, {})[self] = claimed
+
+    def __call__(self, session: Session) -> bytes:
+        claimed = session.info.get(_CLAIMED, {}).pop(self, None)
+        return _once(session, self._statements, self._key, self._write, claimed)
 
 
 @dataclass(frozen=True)
@@ -120,10 +145,11 @@ def _once(
     statements: _Statements,
     key: IdempotencyKey,
     write: Callable[[Session], bytes],
+    claimed: Callable[[], DriverRow | None] | None,
 ) -> bytes:
     connection = session.connection()
-    row = {**vars(key), "response": b"", "create_time": datetime.now(UTC)}
-    if statements.claim.first(connection, row) is None:  # taken: replay its answer
+    won = statements.claim.first(connection, _claim(key)) if claimed is None else claimed()
+    if won is None:  # taken: replay its answer
         found = statements.stored.first(connection, _key_params(key))
         if found is None:  # swept since the claim saw it: as rare as it is unanswerable here
             raise NoResultFound("the idempotency record of a taken key went away")
@@ -135,6 +161,10 @@ def _once(
     response = write(session)
     statements.store.send(connection, {**_key_params(key), "new_response": response})
     return response
+
+
+def _claim(key: IdempotencyKey) -> dict[str, Any]:
+    return {**vars(key), "response": b"", "create_time": datetime.now(UTC)}
 
 
 def _key_params(key: IdempotencyKey) -> dict[str, str]:

@@ -370,3 +370,30 @@ def test_a_connection_lost_before_the_queue_is_sent_is_invalidated(
     assert failed.value.connection_invalidated
     with db.reading() as connection:  # the pool opened another in its place
         assert _VERSION.first(connection, {"id": "a"}) == (3,)
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_statements_read_later_go_together_and_each_gives_its_own_row(db: Database) -> None:
+    added = DriverStatement(
+        insert(_ITEMS).returning(_ITEMS.c.id, _ITEMS.c.version),
+        columns=("id", "owner", "version", "made"),
+    )
+    with db.engine.begin() as connection, deferred_sends(connection):
+        reads = [
+            added.first_later(connection, {**_item(item_id), "version": n})
+            for n, item_id in enumerate(["l1", "l2", "l3"], start=1)
+        ]
+        _SET_VERSION.send(connection, {"who": "l1", "to": 9})  # queued after them
+        assert reads[1]() == ("l2", 2)  # sends the queue, reads its own row
+        assert reads[0]() == ("l1", 1)  # already sent: its row, as it was inserted
+        assert reads[2]() == ("l3", 3)
+        assert _VERSION.first(connection, {"id": "l1"}) == (9,)
+        with pytest.raises(IntegrityError):  # a key taken: raised where it is read
+            added.first_later(connection, {**_item("l1"), "version": 1})()
+
+
+def test_a_statement_read_later_outside_the_block_runs_at_once(db: Database) -> None:
+    with db.engine.connect() as connection, connection.begin():
+        read = _VERSION.first_later(connection, {"id": "a"})
+        _SET_VERSION.run(connection, {"who": "a", "to": 4})
+        assert read() == (3,)  # read before the update

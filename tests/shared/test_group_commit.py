@@ -169,6 +169,19 @@ def test_a_retry_in_the_same_batch_replays_the_first_answer(db: Database) -> Non
     assert items(db) == [1]
 
 
+def test_retries_in_one_batch_run_the_write_once_without_running_the_batch_again(
+    db: Database,
+) -> None:
+    runs: list[int] = []
+    works = [keyed(db, Record, key("again"), counted(n, runs)) for n in (1, 2, 3)]
+
+    answers = in_one_batch(db, works)
+
+    assert answers == [b"created 1"] * 3
+    assert runs == [1]  # the retries read the first one's answer in the same transaction
+    assert items(db) == [1]
+
+
 def test_a_retry_in_a_later_batch_replays_and_a_reused_id_is_refused(db: Database) -> None:
     runs: list[int] = []
     first = run_idempotent(db, Record, key("later"), counted(1, runs))
@@ -246,3 +259,25 @@ def test_a_lone_write_handles_the_error_of_its_own_sent_statement(db: Database) 
 
     assert refused.value.reason == "ID_TAKEN"
     assert items(db) == [5]
+
+
+def test_on_postgresql_every_claim_of_a_batch_goes_before_its_first_write(db: Database) -> None:
+    claimed_when_each_ran: list[int] = []
+
+    def counting(item_id: int) -> Callable[[Session], bytes]:
+        def work(session: Session) -> bytes:
+            count = text("SELECT count(*) FROM idempotency_records")
+            claimed_when_each_ran.append(session.execute(count).scalar_one())
+            insert(item_id)(session)
+            return f"created {item_id}".encode()
+
+        return work
+
+    works = [keyed(db, Record, key(f"ahead-{n}"), counting(n)) for n in range(4)]
+    answers = in_one_batch(db, works)
+
+    assert answers == [f"created {n}".encode() for n in range(4)]
+    # PostgreSQL sends a batch's claims together before any write runs; elsewhere each
+    # write claims its key as it runs.
+    assert claimed_when_each_ran == ([4] * 4 if not db.is_sqlite else [1, 2, 3, 4])
+    assert items(db) == [0, 1, 2, 3]
