@@ -95,12 +95,7 @@ class DriverStatement:
 
     def first(self, connection: Connection, params: Mapping[str, Any]) -> DriverRow | None:
         """The first row the statement returns with these parameters, or None."""
-
-        def fetch(cursor: Any, make: _MakeRow) -> DriverRow | None:
-            found = cursor.fetchone()
-            return None if found is None else make(found)
-
-        return self._execute(connection, params, fetch)
+        return self._execute(connection, params, _first_row)
 
     def all(self, connection: Connection, params: Mapping[str, Any]) -> list[DriverRow]:
         """Every row the statement returns with these parameters."""
@@ -149,7 +144,7 @@ class DriverStatement:
             if not statement.sent:
                 _send_queued(connection)
             cursor = statement.cursor
-            try:
+            try:  # fetched first: a statement the pipeline did not run has no description
                 found = cursor.fetchone()
             except dialect.loaded_dbapi.Error as exc:
                 raise _as_sqlalchemy(connection, cursor, exc, plan.sql, dict(params)) from exc
@@ -166,7 +161,7 @@ class DriverStatement:
     ) -> R:
         """What fetch takes from the cursor once the statement ran, given how rows are made."""
         dialect = connection.dialect
-        plan = self._plans.get(dialect.name) or self._plan(dialect)
+        plan = self._plan(dialect)
         arguments = plan.arguments(params)
         kept = dialect.driver in _KEEPS_CURSORS
         if kept:
@@ -313,6 +308,11 @@ def _as_sqlalchemy(
         sql, params, exc, dialect.loaded_dbapi.Error, connection_invalidated=lost, dialect=dialect
     )
     return error
+
+
+def _first_row(cursor: Any, make: _MakeRow) -> DriverRow | None:
+    found = cursor.fetchone()
+    return None if found is None else make(found)
 
 
 def _nothing(_cursor: Any, _make: _MakeRow) -> None:

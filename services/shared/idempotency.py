@@ -123,7 +123,7 @@ class _Keyed:
         self._write = write
 
     def ahead(self, session: Session) -> None:
-        claimed = self._statements.claim.first_later(session.connection(), _claim(self._key))
+        claimed = self._statements.claim.first_later(session.connection(), _claim_row(self._key))
         session.info.setdefault(_CLAIMED, {})[self] = claimed
 
     def __call__(self, session: Session) -> bytes:
@@ -148,7 +148,7 @@ def _once(
     claimed: Callable[[], DriverRow | None] | None,
 ) -> bytes:
     connection = session.connection()
-    won = statements.claim.first(connection, _claim(key)) if claimed is None else claimed()
+    won = statements.claim.first(connection, _claim_row(key)) if claimed is None else claimed()
     if won is None:  # taken: replay its answer
         found = statements.stored.first(connection, _key_params(key))
         if found is None:  # swept since the claim saw it: as rare as it is unanswerable here
@@ -163,7 +163,7 @@ def _once(
     return response
 
 
-def _claim(key: IdempotencyKey) -> dict[str, Any]:
+def _claim_row(key: IdempotencyKey) -> dict[str, Any]:
     return {**vars(key), "response": b"", "create_time": datetime.now(UTC)}
 
 
