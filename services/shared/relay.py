@@ -56,8 +56,9 @@ class OutboxRelay:
         source: str,
         batch_size: int = 200,
         poll_seconds: float = 1.0,
-        # After a wake-up, events committed within this join the same batch: one exchange
-        # with audit and one mark for many events, at the cost of this much lag.
+        # After a wake-up from idle, events committed within this join the same batch: one
+        # exchange with audit and one mark for many events, at the cost of this much lag.
+        # Under load a round starts as soon as the last ends: its batch formed meanwhile.
         linger_seconds: float = 0.01,
         # A returning audit service is noticed within this; a retry costs one failed connect.
         max_backoff_seconds: float = 10.0,
@@ -182,8 +183,10 @@ class OutboxRelay:
             self._stopping.wait(self._watch.failed(exc))
             return
         self._watch.succeeded()
+        if delivered == self._batch_size or self._wake.is_set():
+            return  # more waits, or was committed during this round: a batch already
         # Caught up: sleep until woken or the next poll, then let the batch fill a moment.
-        if delivered < self._batch_size and self._wake.wait(self._poll):
+        if self._wake.wait(self._poll):
             self._stopping.wait(self._linger)
 
     def _claim(self) -> bool:
