@@ -22,6 +22,7 @@ from loansuite.audit.v1 import audit_service_pb2 as audit_pb
 from loansuite.audit.v1 import audit_service_pb2_grpc
 from loansuite.auth.v1 import auth_service_pb2 as auth_pb
 from loansuite.auth.v1 import auth_service_pb2_grpc
+from loansuite.common.v1 import error_pb2
 from loansuite.loans.v1 import loan_service_pb2_grpc
 
 from services.audit.wiring import start as start_audit
@@ -275,6 +276,8 @@ class AuditSpy(audit_service_pb2_grpc.AuditServiceServicer):
     def __init__(self) -> None:
         self.events: list[audit_pb.AuditEvent] = []
         self.tokens: list[str] = []  # each stream's authorization metadata
+        self.ended = 0  # streams whose client closed its requests
+        self.refuse = False  # answer the next batch with an error, as audit does, and end
 
     @property
     def event_ids(self) -> list[str]:
@@ -288,9 +291,17 @@ class AuditSpy(audit_service_pb2_grpc.AuditServiceServicer):
         token = dict(context.invocation_metadata()).get("authorization", "")
         self.tokens.append(token if isinstance(token, str) else token.decode())
         for request in request_iterator:
+            if self.refuse:
+                self.refuse = False
+                error = error_pb2.Error(
+                    code=error_pb2.ERROR_CODE_INVALID_ARGUMENT, reason="INVALID_EVENT"
+                )
+                yield audit_pb.IngestEventsResponse(error=error)
+                return
             self.events.extend(request.events)
             ack = audit_pb.IngestAck(event_ids=[event.event_id for event in request.events])
             yield audit_pb.IngestEventsResponse(ack=ack)
+        self.ended += 1
 
     # Only ingest is spied on; the rest answer as grpc's base class would.
     def ListAuditEvents(

@@ -43,6 +43,9 @@ class EventSink(Protocol):
 
     def send(self, records: Sequence[AuditRecord]) -> set[str]: ...
 
+    def rest(self) -> None:
+        """Nothing is left to send for now: release what sending holds open."""
+
 
 class OutboxRelay:
     """A background thread that drains one service's outbox into an EventSink."""
@@ -173,6 +176,7 @@ class OutboxRelay:
                 else:
                     self._stopping.wait(self._poll)
         finally:
+            self._rest()
             self._lock.release()
 
     def _round(self) -> None:
@@ -188,6 +192,14 @@ class OutboxRelay:
         # Caught up: sleep until woken or the next poll, then let the batch fill a moment.
         if self._wake.wait(self._poll):
             self._stopping.wait(self._linger)
+        else:
+            self._rest()
+
+    def _rest(self) -> None:
+        try:
+            self._sink.rest()
+        except Exception:  # a failed end of an idle exchange loses nothing
+            log.debug("the sink's rest failed", exc_info=True)
 
     def _claim(self) -> bool:
         """Hold the SQLite relay lock, or stand by; logs and reports each change.

@@ -204,6 +204,16 @@ def start_call_span(
     return CallSpan(span, trace.set_span_in_context(span, parent))
 
 
+@contextmanager
+def detached() -> Iterator[None]:
+    """No current span: what starts inside begins a trace of its own."""
+    token = otel_context.attach(otel_context.Context())
+    try:
+        yield
+    finally:
+        otel_context.detach(token)
+
+
 def current_ids() -> tuple[str, str]:
     """The current trace and span ids in hex, for log lines; empty outside a trace."""
     found = trace.get_current_span().get_span_context()

@@ -59,6 +59,7 @@ class RecordingSink:
 
     def __init__(self) -> None:
         self.batches: list[list[str]] = []
+        self.rests = 0  # how often the relay found nothing left to send
         self._lock = threading.Lock()
 
     def send(self, records: Sequence[AuditRecord]) -> set[str]:
@@ -66,6 +67,10 @@ class RecordingSink:
         with self._lock:
             self.batches.append(ids)
         return set(ids)
+
+    def rest(self) -> None:
+        with self._lock:
+            self.rests += 1
 
     @property
     def delivered(self) -> list[str]:

@@ -66,6 +66,25 @@ def test_a_row_that_commits_after_later_rows_is_delivered_too(db: Database) -> N
     assert relay.backlog() == 0
 
 
+def test_an_idle_relay_ends_its_stream_to_audit(db: Database) -> None:
+    spy, port = AuditSpy(), free_port()
+    audit = serve_spy(spy, port)
+    relay, channel = grpc_relay(db, port, poll_seconds=0.05)
+    relay.start()
+    try:
+        first = commit_events(db, 2)
+        eventually(lambda: spy.event_ids == first)
+        # Nothing more to deliver: within a poll the stream is closed, and audit's call ends.
+        eventually(lambda: spy.ended == len(spy.tokens) == 1, "the idle relay's stream ended")
+        second = commit_events(db)
+        eventually(lambda: spy.event_ids == first + second)
+        eventually(lambda: spy.ended == len(spy.tokens) == 2, "the next stream ended too")
+    finally:
+        relay.stop()
+        channel.close()
+        audit.stop(0)
+
+
 def test_the_relay_reports_an_outage_and_recovers_when_audit_returns(
     db: Database, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -136,13 +136,24 @@ def test_one_trace_runs_from_the_client_through_loans_and_auth_to_the_audit_inge
     deliveries = linked("loans outbox deliver", SpanKind.PRODUCER)
     ingests = linked("audit ingest", SpanKind.CONSUMER)
     assert {format(link.context.trace_id, "032x") for link in ingests[0].links} >= {TRACE_ID}
-    # The ingest ran inside the IngestEvents call that the delivery made.
-    [ingest_call] = [
-        s
-        for s in named(finished, "loansuite.audit.v1.AuditService/IngestEvents", SpanKind.SERVER)
-        if hex_ids(s)[1] == parent_span_id(ingests[0])
-    ]
-    assert hex_ids(ingest_call)[0] == hex_ids(deliveries[0])[0] != TRACE_ID
+
+    # The ingest ran inside an IngestEvents call. That call carries batch after batch, so
+    # it is a trace of its own, neither the client's nor any one delivery's; it ends once
+    # the relay has nothing left to send.
+    def ingest_calls() -> list[ReadableSpan]:
+        return [
+            s
+            for s in named(
+                spans.get_finished_spans(),
+                "loansuite.audit.v1.AuditService/IngestEvents",
+                SpanKind.SERVER,
+            )
+            if hex_ids(s)[1] == parent_span_id(ingests[0])
+        ]
+
+    eventually(lambda: bool(ingest_calls()), "the IngestEvents call has ended")
+    [ingest_call] = ingest_calls()
+    assert hex_ids(ingest_call)[0] not in {TRACE_ID, hex_ids(deliveries[0])[0]}
 
 
 def test_an_envelope_error_is_on_the_span_and_a_call_without_traceparent_starts_a_trace(
