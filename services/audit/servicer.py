@@ -20,6 +20,7 @@ from services.audit.throttle import CallRate
 from services.shared import tracing
 from services.shared.db import Database
 from services.shared.envelope import streaming, unary
+from services.shared.errors import ServerStoppingError
 from services.shared.identity import Authenticator
 from services.shared.metrics import audit_ingested
 from services.shared.paging import PageTokens, page_size
@@ -53,6 +54,16 @@ class AuditServicer(pb_grpc.AuditServiceServicer):
         self._certificates_required = certificates_required
         # VerifyChain costs work in proportion to the log's growth: paced per caller.
         self._verify_rate = verify_rate or CallRate(burst=5, interval=10.0, what="VerifyChain")
+        self._stopping = threading.Event()
+
+    def stop_ingesting(self) -> None:
+        """The server stops: an open IngestEvents stream takes no further batch.
+
+        A relay keeps its stream open across batches; one that went on sending here
+        through the grace would be cut off mid-batch when it ran out. Refused with
+        UNAVAILABLE, it sends the batch again to a replica that serves.
+        """
+        self._stopping.set()
 
     @streaming(pb.IngestEventsResponse)
     def IngestEvents(
@@ -63,6 +74,8 @@ class AuditServicer(pb_grpc.AuditServiceServicer):
         certified_as = peer_service(context) if self._certificates_required else None
         use_cases.authorize_ingest(caller, certified_as=certified_as)
         for request in request_iterator:
+            if self._stopping.is_set():
+                raise ServerStoppingError("the audit service is stopping; retry")
             events = parse_events(conversions.records_from_proto(request.events))
             use_cases.check_sources(caller, events)
             with (

@@ -70,6 +70,7 @@ def start(settings: Settings, *, port: int | None = None, heads_path: Path | Non
         max_send_message_bytes=settings.max_send_message_bytes,
     )
     server.on_stopping(tails.close)  # open tails end at once instead of holding the grace
+    server.on_stopping(servicer.stop_ingesting)  # an open ingest stream takes no more
     for release in (db.dispose, channel.close):
         server.on_stop(release)
     return server

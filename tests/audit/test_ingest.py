@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
+import grpc
 import pytest
+from grpc_status import rpc_status
 from loansuite.audit.v1 import audit_service_pb2 as audit_pb
+from loansuite.audit.v1 import audit_service_pb2_grpc as audit_grpc
 from loansuite.common.v1 import error_pb2
 from sqlalchemy import text
 
 from services.audit.chain import Head
 from services.audit.conversions import records_from_proto
+from services.audit.wiring import start as start_audit
 from services.shared.audit_client import AuditSink
 from services.shared.auth_client import ServiceCredentials
 from services.shared.db import Database
@@ -232,3 +237,60 @@ def test_the_aio_server_model_ingests_and_refuses_alike(
     assert refused[0].error.reason == "SERVICE_IDENTITY_REQUIRED"
     outcomes = [r.__dict__["outcome"] for r in _call_records(caplog, 2)]
     assert outcomes == ["OK", "PERMISSION_DENIED"]
+
+
+@pytest.mark.parametrize("server_model", ["thread", "aio"])
+def test_a_stopping_server_takes_no_further_batch_on_an_open_stream(stack: Stack) -> None:
+    reader = stack.user()
+    server = start_audit(stack.audit_settings, port=0)
+    channel = grpc.insecure_channel(f"127.0.0.1:{server.port}")
+    requests: queue.SimpleQueue[audit_pb.IngestEventsRequest | None] = queue.SimpleQueue()
+    call = audit_grpc.AuditServiceStub(channel).IngestEvents(
+        iter(requests.get, None), metadata=stack.service_metadata(), timeout=30
+    )
+    responses = iter(call)
+    stopper = threading.Thread(target=server.stop, args=(10,))
+    sent: list[str] = []
+    try:
+        first = make_event(reader.organization_id)
+        requests.put(audit_pb.IngestEventsRequest(events=[first]))
+        assert list(next(responses).ack.event_ids) == [first.event_id]
+        stopper.start()
+        refused = _send_until_refused(requests, responses, reader.organization_id, sent)
+        stopper.join(15)
+    finally:
+        requests.put(None)
+        channel.close()
+
+    assert not stopper.is_alive()  # the stream did not hold the stop's grace
+    assert refused.code() == grpc.StatusCode.UNAVAILABLE
+    status = rpc_status.from_call(refused)  # type: ignore[arg-type]  # the error is the call
+    assert status is not None
+    error = error_pb2.Error()
+    assert status.details[0].Unpack(error)
+    assert error.reason == "SERVER_STOPPING"
+    stored = {e.event_id for e in stack.all_events(reader)}
+    assert first.event_id in stored
+    assert sent[-1] not in stored  # the refused batch: its relay sends it again elsewhere
+    assert set(sent[:-1]) <= stored
+
+
+def _send_until_refused(
+    requests: queue.SimpleQueue[audit_pb.IngestEventsRequest | None],
+    responses: Iterator[audit_pb.IngestEventsResponse],
+    organization_id: str,
+    sent: list[str],
+) -> grpc.RpcError:
+    """Send batch after batch on the stream; the error that ended it."""
+    # The stop begins on its own thread; batches sent until it has are still taken.
+    for _ in range(500):
+        event = make_event(organization_id)
+        sent.append(event.event_id)
+        requests.put(audit_pb.IngestEventsRequest(events=[event]))
+        try:
+            response = next(responses)
+        except grpc.RpcError as error:
+            return error
+        assert list(response.ack.event_ids) == [event.event_id]
+        time.sleep(0.02)
+    raise AssertionError("the stopping server went on taking batches")
