@@ -16,6 +16,7 @@ from services.audit.chain import GENESIS, ChainedEvent, Head, Verification, link
 from services.audit.chain import canonical_encoding as encode
 from services.audit.models import AuditEvent, AuditEventOrganization
 from services.audit.schemas import EventFilter, NewAuditEvent
+from services.shared.db import table_of
 from services.shared.errors import FieldViolation, PermissionDeniedError
 from services.shared.identity import Caller, Role
 from services.shared.paging import PageTokens
@@ -110,15 +111,24 @@ def ingest_events(session: Session, events: Sequence[NewAuditEvent], *, now: dat
         return Ingested(ids, None)
     head = queries.log_head(session)
     rows = _chained_rows(fresh, head, now)
-    session.execute(insert(AuditEvent), rows)
+    session.execute(insert(_EVENTS), rows)
     links = [
         {"sequence": row["sequence"], "organization_id": organization_id}
         for row, event in zip(rows, fresh, strict=True)
         for organization_id in event.organization_ids
     ]
     if links:
-        session.execute(insert(AuditEventOrganization), links)
+        session.execute(insert(_ORGANIZATIONS), links)
     return Ingested(ids, Head(rows[-1]["sequence"], rows[-1]["hash"]))
+
+
+# An event's own fields that its row stores as they are (the lists go elsewhere).
+_ROW_FIELDS: Final = tuple(
+    name for name in NewAuditEvent.model_fields if name not in {"organization_ids", "changes"}
+)
+# Core tables: the ORM's bulk INSERT adds work of its own to every row.
+_EVENTS = table_of(AuditEvent)
+_ORGANIZATIONS = table_of(AuditEventOrganization)
 
 
 def _serialize_ingest(session: Session) -> None:
@@ -154,7 +164,7 @@ def _chained_rows(
         sequence += 1
         changes = [[c.field, c.old_value, c.new_value] for c in event.changes]
         fields = {
-            **event.model_dump(exclude={"organization_ids", "changes"}),
+            **{name: getattr(event, name) for name in _ROW_FIELDS},
             "sequence": sequence,
             "ingest_time": now,
         }
