@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import grpc
+import uvloop
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -219,7 +220,9 @@ class _AioEngine(_Engine):
     streams stepped on that pool (see aio_handlers.py)."""
 
     def __init__(self, max_workers: int, options: Options, max_calls: int | None) -> None:
-        self._loop = asyncio.new_event_loop()
+        # uvloop: the loop's own work per call (scheduling, wake-ups, the poller's fd) in
+        # C, about a tenth of a Health/Check's CPU (docs/BENCHMARKS.md).
+        self._loop = uvloop.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="aio", daemon=True)
         self._thread.start()
         # Reads on the loop run one at a time: each database lends the loop one connection.
