@@ -23,7 +23,7 @@ from loansuite.audit.v1.audit_service_pb2_grpc import (
 )
 from loansuite.common.v1 import error_pb2
 
-from services.shared.aio_handlers import Placement
+from services.shared.aio_handlers import GenericHandler, Placement, _Generic
 from services.shared.envelope import abort_with_error, unary
 from services.shared.errors import ServerStoppingError
 from services.shared.metrics import calls
@@ -33,6 +33,8 @@ from tests.shared.envelope_support import ScriptedAudit
 from tests.support import eventually, free_port
 
 SERVICE = "loansuite.probe.v1.Probe"
+# Added only as registered methods, as a hand-written add function may.
+REGISTERED = "loansuite.probe.v1.Registered"
 AUDIT_SERVICE = audit_pb.DESCRIPTOR.services_by_name["AuditService"].full_name
 INLINE = ("x-probe-inline", "yes")
 SUSPENDABLE = ("x-probe-inline", "suspendable")
@@ -77,8 +79,13 @@ def _add(server: Any) -> None:
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
 
 
+def _add_registered(server: Any) -> None:
+    handlers = {"Where": grpc.unary_unary_rpc_method_handler(_where)}
+    server.add_registered_method_handlers(REGISTERED, handlers)
+
+
 def _inline(method: str, metadata: Any) -> Placement:
-    assert method.startswith(f"/{SERVICE}/")
+    assert method.startswith((f"/{SERVICE}/", f"/{REGISTERED}/"))
     if SUSPENDABLE in tuple(metadata):
         return "suspendable"
     return "loop" if INLINE in tuple(metadata) else "pool"
@@ -86,8 +93,11 @@ def _inline(method: str, metadata: Any) -> Placement:
 
 @pytest.fixture(scope="module")
 def channel() -> Iterator[grpc.Channel]:
-    registration = Registration(SERVICE, _add, _inline)
-    server: Server = create_server([registration], f"127.0.0.1:{free_port()}", model="aio")
+    registrations = [
+        Registration(SERVICE, _add, _inline),
+        Registration(REGISTERED, _add_registered, _inline),
+    ]
+    server: Server = create_server(registrations, f"127.0.0.1:{free_port()}", model="aio")
     with grpc.insecure_channel(f"127.0.0.1:{server.port}") as opened:
         yield opened
     server.stop(0)
@@ -104,6 +114,58 @@ def test_a_call_placed_on_the_loop_runs_there(
 def test_any_other_unary_call_runs_on_the_thread_pool(channel: grpc.Channel) -> None:
     where = channel.unary_unary(f"/{SERVICE}/Where", None, None)
     assert where(b"", timeout=5).startswith(b"rpc")
+
+
+def test_registered_methods_are_served_and_placed_as_generic_ones(
+    channel: grpc.Channel,
+) -> None:
+    where = channel.unary_unary(f"/{REGISTERED}/Where", None, None)
+    assert where(b"", metadata=(INLINE,), timeout=5) == b"aio"
+    assert where(b"", timeout=5).startswith(b"rpc")
+    missing = channel.unary_unary(f"/{REGISTERED}/Missing", None, None)
+    with pytest.raises(grpc.RpcError) as raised:
+        missing(b"", timeout=5)
+    assert raised.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+def test_a_generic_handler_makes_each_native_handler_once() -> None:
+    made: list[tuple[str, Any]] = []
+
+    def native(method: str, handler: Any) -> Any:
+        made.append((method, handler))
+        return grpc.unary_unary_rpc_method_handler(handler.unary_unary)
+
+    first = grpc.unary_unary_rpc_method_handler(_where)
+    handlers = {"Where": first}
+    generic = _Generic(grpc.method_handlers_generic_handler(SERVICE, handlers), native)
+    details = _Details(f"/{SERVICE}/Where")
+    assert generic.service(details) is generic.service(details)
+    assert made == [(details.method, first)]
+    # A wrapped handler that answers with another handler gets that one made native.
+    other = grpc.unary_unary_rpc_method_handler(_refuse)
+    generic = _Generic(_Answering(handlers), native)
+    made.clear()
+    for answer in (other, other, first):
+        handlers["Where"] = answer
+        assert generic.service(details).unary_unary is answer.unary_unary  # type: ignore[union-attr]
+    assert made == [(details.method, other), (details.method, first)]
+    assert generic.service(_Details(f"/{SERVICE}/Missing")) is None
+
+
+class _Details(grpc.HandlerCallDetails):
+    def __init__(self, method: str) -> None:
+        self.method = method
+        self.invocation_metadata = ()
+
+
+class _Answering(GenericHandler):
+    """Answers with whatever handlers holds for a method now."""
+
+    def __init__(self, handlers: dict[str, Any]) -> None:
+        self._handlers = handlers
+
+    def service(self, details: grpc.HandlerCallDetails) -> Any:
+        return self._handlers.get(details.method.rpartition("/")[2])
 
 
 @pytest.mark.parametrize(
