@@ -102,17 +102,17 @@ class LedgerRpcs(LoanRpcBase):
                 session, caller=caller, loan_id=request.loan_id, limit=limit + 1, after=after
             )
             currency = loan.currency_code
-            page = pb.LedgerPage(
-                entries=[entry_to_proto(entry, currency) for entry in found[:limit]],
-                currency_code=currency,
-                drawn_amount=format_amount(loan.drawn_amount, currency),
-                outstanding_amount=format_amount(loan.outstanding_amount, currency),
-            )
+            response = pb.ListLedgerEntriesResponse()  # filled in place, not copied
+            page = response.page
+            page.entries.extend(entry_to_proto(entry, currency) for entry in found[:limit])
+            page.currency_code = currency
+            page.drawn_amount = format_amount(loan.drawn_amount, currency)
+            page.outstanding_amount = format_amount(loan.outstanding_amount, currency)
         if len(found) > limit:
             page.next_page_token = self._pages.encode(
                 {"loan": loan.id, "sequence": found[limit - 1].sequence}
             )
-        return pb.ListLedgerEntriesResponse(page=page)
+        return response
 
     def _ledger_cursor(self, token: str, loan_id: str) -> int:
         if not token:

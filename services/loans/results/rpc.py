@@ -84,13 +84,15 @@ class ResultRpcs(LoanRpcBase):
             found = margins.list_margin_adjustments(
                 session, loan=loan, limit=limit + 1, after=after
             )
-        page = pb.MarginAdjustmentPage(adjustments=[adjustment_to_proto(a) for a in found[:limit]])
+        response = pb.ListMarginAdjustmentsResponse()  # filled in place, not copied
+        page = response.page
+        page.adjustments.extend(adjustment_to_proto(a) for a in found[:limit])
         if len(found) > limit:
             last = found[limit - 1]
             page.next_page_token = self._pages.encode(
                 {"loan": loan.id, "time": last.create_time.isoformat(), "id": last.id}
             )
-        return pb.ListMarginAdjustmentsResponse(page=page)
+        return response
 
     def _adjustment_cursor(self, token: str, loan: Loan) -> margins.AdjustmentCursor | None:
         if not token:
