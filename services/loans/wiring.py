@@ -16,7 +16,7 @@ from services.loans.servicer import LoanServicer
 from services.loans.watching.bus import DEFAULT_QUEUE_SIZE, ChangeBus
 from services.loans.watching.changes import pending_changes
 from services.loans.watching.pg_listener import PgChangeListener
-from services.shared.aio_handlers import CallMetadata, Inline, Placement
+from services.shared.aio_handlers import CallMetadata, Placement, Placer
 from services.shared.audit_client import AuditSink, relay_channel
 from services.shared.auth_client import (
     RemoteKeyRing,
@@ -124,7 +124,7 @@ def start(
         bus=bus,
         today=today,
     )
-    server = _serve(servicer, settings, port, tls, _inline(authenticator))
+    server = _serve(servicer, settings, port, tls, _placer(authenticator))
     relay.start(health=server.set_health)
     sweep = RetentionSweep(
         db, settings.retention(), outbox=OutboxEvent, idempotency=IdempotencyRecord, source="loans"
@@ -152,14 +152,14 @@ def _authenticator(
     )
 
 
-def _inline(authenticator: Authenticator) -> Inline:
-    def inline(method: str, metadata: CallMetadata) -> Placement:
+def _placer(authenticator: Authenticator) -> Placer:
+    def place(method: str, metadata: CallMetadata) -> Placement:
         placement = ON_THE_LOOP.get(method, "pool")
         if placement == "pool" or authenticator.answers_at_once(metadata):
             return placement
         return "pool"
 
-    return inline
+    return place
 
 
 def _serve(
@@ -167,12 +167,12 @@ def _serve(
     settings: Settings,
     port: int | None,
     tls: TlsConfig | None,
-    inline: Inline,
+    place: Placer,
 ) -> Server:
     registration = Registration(
         SERVICE_NAME,
         lambda s: loan_service_pb2_grpc.add_LoanServiceServicer_to_server(servicer, s),
-        inline,
+        place,
     )
     return create_server(
         [registration],

@@ -34,7 +34,14 @@ import grpc
 
 from services.shared.suspend import run_suspendable
 
-__all__ = ["CallAborted", "CallMetadata", "CallStatus", "Inline", "NativeHandlers", "Placement"]
+__all__ = [
+    "CallAborted",
+    "CallMetadata",
+    "CallStatus",
+    "NativeHandlers",
+    "Placement",
+    "Placer",
+]
 
 CallMetadata = Sequence[tuple[str, str | bytes]]
 # Where a unary call runs: on the thread pool; on the event loop; or on the loop in a
@@ -42,7 +49,7 @@ CallMetadata = Sequence[tuple[str, str | bytes]]
 # a few microseconds more, so a call that never waits runs on the loop as it is.
 Placement = Literal["pool", "loop", "suspendable"]
 # (method name as in "/package.Service/Method", invocation metadata) -> where it runs
-Inline = Callable[[str, CallMetadata], Placement]
+Placer = Callable[[str, CallMetadata], Placement]
 
 UNDECODABLE = "Exception deserializing request!"
 if TYPE_CHECKING:  # generic only in the stubs
@@ -86,12 +93,12 @@ def aborts_by_raising(ctx: Any) -> bool:
 
 class NativeHandlers:
     """A grpc.aio server as generated ``add_*_to_server`` functions see it: each unary
-    handler they add is wrapped as a coroutine, inline or on ``pool``."""
+    handler they add is wrapped as a coroutine, run where ``place`` says."""
 
-    def __init__(self, server: Any, pool: futures.Executor, inline: Inline | None = None) -> None:
+    def __init__(self, server: Any, pool: futures.Executor, place: Placer | None = None) -> None:
         self._server = server
         self._pool = pool
-        self._inline = inline
+        self._place = place
 
     def add_registered_method_handlers(
         self, service: str, handlers: dict[str, MethodHandler]
@@ -119,12 +126,12 @@ class NativeHandlers:
         behavior: Callable[[Any, Any], Any] | None = handler.unary_unary
         decode = handler.request_deserializer
         assert behavior is not None  # neither side streams
-        inline, pool = self._inline, self._pool
+        place, pool = self._place, self._pool
 
         async def serve(data: bytes, ctx: Any) -> Any:
             request = await _decoded(decode, data, ctx)
             try:
-                placement = "pool" if inline is None else inline(method, ctx.invocation_metadata())
+                placement = "pool" if place is None else place(method, ctx.invocation_metadata())
                 if placement == "loop":
                     return behavior(request, ctx)
                 if placement == "suspendable":

@@ -30,7 +30,7 @@ import uvloop
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from services.shared.aio_handlers import Inline, NativeHandlers, Placement
+from services.shared.aio_handlers import NativeHandlers, Placement, Placer
 from services.shared.context import request_id_from
 from services.shared.db import hold_read_connections
 from services.shared.envelope import set_status, status_of
@@ -72,14 +72,14 @@ _STATUSES = {
 class Registration:
     """One service to serve: its full proto name and how to add it to a server.
 
-    Under grpc.aio, ``inline`` says where each unary call runs (aio_handlers.Placement):
+    Under grpc.aio, ``place`` says where each unary call runs (aio_handlers.Placement):
     on the event loop only what waits on no other service, in a greenlet if it waits
     for a commit.
     """
 
     name: str
     add: Callable[[Any], None]
-    inline: Inline | None = None
+    place: Placer | None = None
 
 
 def _always(_method: str, _metadata: object) -> Placement:
@@ -181,7 +181,7 @@ class _Engine:
             self._pool, options=options, maximum_concurrent_rpcs=max_calls
         )
 
-    def handlers(self, inline: Inline | None) -> Any:
+    def handlers(self, place: Placer | None) -> Any:
         """What a generated ``add_*_to_server`` function adds a servicer to."""
         return self.server
 
@@ -238,8 +238,8 @@ class _AioEngine(_Engine):
 
         self.server = self._run(make())
 
-    def handlers(self, inline: Inline | None) -> Any:
-        return NativeHandlers(self.server, self._pool, inline)
+    def handlers(self, place: Placer | None) -> Any:
+        return NativeHandlers(self.server, self._pool, place)
 
     def _run(self, coroutine: Any) -> Any:
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
@@ -295,7 +295,7 @@ def create_server(
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, engine.handlers(_always))
     names = [r.name for r in registrations]
     for registration in registrations:
-        registration.add(engine.handlers(registration.inline))
+        registration.add(engine.handlers(registration.place))
     health_name = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
     reflection.enable_server_reflection(
         [*names, health_name, reflection.SERVICE_NAME], engine.server

@@ -84,7 +84,7 @@ def _add_registered(server: Any) -> None:
     server.add_registered_method_handlers(REGISTERED, handlers)
 
 
-def _inline(method: str, metadata: Any) -> Placement:
+def _place(method: str, metadata: Any) -> Placement:
     assert method.startswith((f"/{SERVICE}/", f"/{REGISTERED}/"))
     if SUSPENDABLE in tuple(metadata):
         return "suspendable"
@@ -94,8 +94,8 @@ def _inline(method: str, metadata: Any) -> Placement:
 @pytest.fixture(scope="module")
 def channel() -> Iterator[grpc.Channel]:
     registrations = [
-        Registration(SERVICE, _add, _inline),
-        Registration(REGISTERED, _add_registered, _inline),
+        Registration(SERVICE, _add, _place),
+        Registration(REGISTERED, _add_registered, _place),
     ]
     server: Server = create_server(registrations, f"127.0.0.1:{free_port()}", model="aio")
     with grpc.insecure_channel(f"127.0.0.1:{server.port}") as opened:
@@ -211,7 +211,7 @@ def test_handlers_waiting_for_requests_leave_no_thread_behind_at_stop() -> None:
     pool thread for the next request. Once stop returns, every thread that ran them has
     ended: none is left waiting for a request that cannot come (the process could not
     exit with one)."""
-    registration = Registration(SERVICE, _add, _inline)
+    registration = Registration(SERVICE, _add, _place)
     server: Server = create_server([registration], f"127.0.0.1:{free_port()}", model="aio")
     first: queue.SimpleQueue[bytes] = queue.SimpleQueue()
     second: queue.SimpleQueue[bytes] = queue.SimpleQueue()
