@@ -129,7 +129,7 @@ class _Phases:
 def _measure(run: _Phases, users: int) -> dict[str, Any]:
     """Every phase in order; the figures in the order they are printed."""
     borrowers = phases.log_in_borrowers(run.suite.target("auth"), users)
-    with grpc.insecure_channel(run.suite.target("loans")) as channel:
+    with run.suite.loans_channel(run.concurrency) as channel:
         health_call = phases.health_call(channel)
         create_call = phases.create_loan_call(channel, borrowers)
         run.warm(health_call, create_call)

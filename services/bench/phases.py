@@ -7,6 +7,7 @@ a call that fails stops the benchmark instead of being counted.
 
 from __future__ import annotations
 
+import itertools
 import random
 import secrets
 import statistics
@@ -15,6 +16,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -28,6 +30,7 @@ from services.shared._types import Metadata
 __all__ = [
     "Borrowers",
     "Call",
+    "Connections",
     "Measured",
     "create_loan_call",
     "get_loan_call",
@@ -67,6 +70,64 @@ class Borrowers:
         if not found:
             raise RuntimeError("no borrower owns a loan to read")
         return found
+
+
+class Connections(grpc.Channel):
+    """A channel whose calls take several connections to one target in turn.
+
+    With ``serve --workers N`` the kernel hands each connection to one worker
+    (SO_REUSEPORT), and a gRPC channel keeps one connection per target: the calls of
+    one channel would all reach the same worker. Each channel here has its own
+    subchannel pool, so each opens a connection of its own. Streams take the first.
+    """
+
+    def __init__(self, target: str, count: int) -> None:
+        options = [("grpc.use_local_subchannel_pool", 1)]
+        self.channels = [grpc.insecure_channel(target, options=options) for _ in range(count)]
+
+    def unary_unary(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        return _InTurn([channel.unary_unary(method, *args, **kwargs) for channel in self.channels])
+
+    def unary_stream(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        return self.channels[0].unary_stream(method, *args, **kwargs)
+
+    def stream_unary(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        return self.channels[0].stream_unary(method, *args, **kwargs)
+
+    def stream_stream(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        return self.channels[0].stream_stream(method, *args, **kwargs)
+
+    def subscribe(self, callback: Any, try_to_connect: bool = False) -> None:
+        self.channels[0].subscribe(callback, try_to_connect)
+
+    def unsubscribe(self, callback: Any) -> None:
+        self.channels[0].unsubscribe(callback)
+
+    def close(self) -> None:
+        for channel in self.channels:
+            channel.close()
+
+    def __enter__(self) -> Connections:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+class _InTurn:
+    """One method's callables, one per connection, each call taking the next."""
+
+    def __init__(self, each: list[Any]) -> None:
+        self._next = itertools.cycle(each).__next__  # one step is atomic under the GIL
+
+    def __call__(self, request: Any, **options: Any) -> Any:
+        return self._next()(request, **options)
+
+    def future(self, request: Any, **options: Any) -> Any:
+        return self._next().future(request, **options)
+
+    def with_call(self, request: Any, **options: Any) -> Any:
+        return self._next().with_call(request, **options)
 
 
 def measure(

@@ -60,7 +60,7 @@ def run_soak(suite: Suite, plan: SoakPlan) -> dict[str, Any]:
         service: read_only(suite.database_urls[service]) for service, _ in ROW_TABLES.values()
     }
     try:
-        with grpc.insecure_channel(suite.target("loans")) as channel:
+        with suite.loans_channel(plan.concurrency) as channel:
             create = phases.create_loan_call(channel, borrowers)
             phases.run_phase(create, plan.concurrency, plan.warm_up)  # the reads need loans too
             calibration = None

@@ -24,6 +24,7 @@ import grpc
 import psycopg
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from services.bench.phases import Connections
 from services.embedded_pg import EmbeddedPostgres, require_reachable
 from services.shared.db import database_url
 from services.shared.ports import free_port
@@ -43,10 +44,22 @@ class Suite:
     service_secret: str
     pids: dict[str, int]
     database_urls: dict[str, str]
+    loans_workers: int = 1
 
     def target(self, name: str) -> str:
         """The address of one service."""
         return f"127.0.0.1:{self.ports[name]}"
+
+    def loans_channel(self, callers: int) -> grpc.Channel:
+        """A channel to loans for that many concurrent callers.
+
+        One connection to one process; with several workers, one connection per
+        caller: the kernel gives each connection to one worker, so a single one would
+        load a single worker.
+        """
+        if self.loans_workers == 1:
+            return grpc.insecure_channel(self.target("loans"))
+        return Connections(self.target("loans"), callers)
 
     def cpu_seconds(self) -> dict[str, float]:
         """User + system CPU seconds of each service (its whole process tree) and of this client."""
@@ -96,7 +109,7 @@ def running_suite(model: str, database: str, loans_workers: int) -> Iterator[Sui
                 processes[name] = _start(name, workers[name], env, log)
                 _wait_listening(processes[name], ports[name], workers[name], log)
             pids = {n: p.pid for n, p in processes.items()}
-            yield Suite(ports, urls["audit"], secret, pids, urls)
+            yield Suite(ports, urls["audit"], secret, pids, urls, loans_workers)
         finally:
             for process in processes.values():
                 process.terminate()
