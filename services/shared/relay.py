@@ -59,9 +59,9 @@ class OutboxRelay:
         source: str,
         batch_size: int = 200,
         poll_seconds: float = 1.0,
-        # After a wake-up from idle, events committed within this join the same batch: one
-        # exchange with audit and one mark for many events, at the cost of this much lag.
-        # Under load a round starts as soon as the last ends: its batch formed meanwhile.
+        # Before a round that a commit called for, events committed within this join its
+        # batch: one exchange with audit, one audit transaction and one mark for many
+        # events, at the cost of this much lag. Only a full batch (a backlog) goes at once.
         linger_seconds: float = 0.01,
         # A returning audit service is noticed within this; a retry costs one failed connect.
         max_backoff_seconds: float = 10.0,
@@ -187,9 +187,11 @@ class OutboxRelay:
             self._stopping.wait(self._watch.failed(exc))
             return
         self._watch.succeeded()
-        if delivered == self._batch_size or self._wake.is_set():
-            return  # more waits, or was committed during this round: a batch already
-        # Caught up: sleep until woken or the next poll, then let the batch fill a moment.
+        if delivered == self._batch_size:
+            return  # more waits: the next batch is full already
+        # Not a full batch: wait for a commit (one may have come during this round) or the
+        # next poll, then let the batch fill a moment. Under load that adds about the
+        # moment to an event's lag and takes a fifth off audit's work per event.
         if self._wake.wait(self._poll):
             self._stopping.wait(self._linger)
         else:
