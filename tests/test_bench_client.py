@@ -15,6 +15,7 @@ from grpc_health.v1 import health_pb2
 from services.bench import phases
 from services.bench.suite import Suite
 from services.shared.aio_handlers import GenericHandler
+from services.shared.server import SHARED_PORT_OPTIONS
 
 CHECK = "/grpc.health.v1.Health/Check"
 
@@ -46,7 +47,7 @@ class _Counting(GenericHandler):
 def _serve(port: int) -> tuple[grpc.Server, _Counting, int]:
     handler = _Counting()
     server = grpc.server(
-        futures.ThreadPoolExecutor(4), handlers=[handler], options=[("grpc.so_reuseport", 1)]
+        futures.ThreadPoolExecutor(4), handlers=[handler], options=SHARED_PORT_OPTIONS
     )
     bound = server.add_insecure_port(f"127.0.0.1:{port}")
     server.start()
